@@ -1,0 +1,32 @@
+# cliplab — the two commands of README.md work on a fresh clone: they build .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cliplab-installed
+
+.PHONY: test study bench toyclip clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+## make test: the test suite (offline, CPU, a few minutes)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
+study: $(STAMP)
+	$(VENV)/bin/cliplab study
+
+## make bench: CPU benchmarks (benchmarks/README.md)
+bench: $(STAMP)
+	$(PY) benchmarks/toyworld_generation.py
+	$(PY) benchmarks/train_step.py --device cpu
+
+## make toyclip: regenerate the shipped ToyCLIP checkpoint (about 40 minutes on 2 CPU cores)
+toyclip: $(STAMP)
+	$(VENV)/bin/cliplab pretrain-toy
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,176 @@
+"""Image–caption datasets for retrieval: Karpathy-split COCO / Flickr30k JSON and caption CSVs.
+
+Items are `(transform(image), [caption, ...])`. For retrieval metrics the dataset also exposes
+`.captions` (all captions, flat) and `.text_image_index` (caption j describes image
+`text_image_index[j]`). Use `caption_collate` as the DataLoader `collate_fn`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from cliplab.data.base import open_rgb
+from cliplab.data.errors import CorruptFileError, DatasetNotFoundError
+from cliplab.data.integrity import screen_samples
+
+_KARPATHY_FILES = {"coco_karpathy": ("dataset_coco.json", None),
+                   "flickr30k_karpathy": ("dataset_flickr30k.json", "flickr30k-images")}
+#: Our split names -> Karpathy "split" values ("train" includes COCO's "restval", the usual 113k train set).
+KARPATHY_SPLITS = {"train": ("train", "restval"), "restval": ("restval",), "val": ("val",), "test": ("test",),
+                   "all": ("train", "restval", "val", "test")}
+CAPTION_COLUMNS = ("caption", "title")  # "title" is Conceptual Captions' column name in ZSCL's CSV
+
+
+class CaptionDataset(Dataset):
+    """Images with one or more captions each, screened for unreadable files up front."""
+
+    def __init__(self, *, name: str, image_paths: Sequence[str | Path], captions_per_image: Sequence[Sequence[str]],
+                 transform: Any = None, corrupt: Sequence[str] = ()) -> None:
+        if len(image_paths) != len(captions_per_image):
+            raise ValueError(f"{name}: {len(image_paths)} images but {len(captions_per_image)} caption lists")
+        self.name = name
+        self.image_paths = [str(p) for p in image_paths]
+        self.captions_per_image = [list(c) for c in captions_per_image]
+        self.transform = transform
+        self.corrupt = [str(p) for p in corrupt]
+        self.captions: list[str] = [c for caps in self.captions_per_image for c in caps]
+        self.text_image_index: list[int] = [i for i, caps in enumerate(self.captions_per_image) for _ in caps]
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, list[str]]:
+        image = open_rgb(self.image_paths[index])
+        return (self.transform(image) if self.transform is not None else image), list(self.captions_per_image[index])
+
+    def __repr__(self) -> str:
+        return (f"CaptionDataset(name={self.name!r}, images={len(self)}, captions={len(self.captions)}, "
+                f"corrupt={len(self.corrupt)})")
+
+
+def caption_collate(batch: Sequence[tuple[Any, list[str]]]) -> tuple[Any, list[list[str]]]:
+    """Stack image tensors (or keep a list of PIL images) and keep the caption lists as lists."""
+    images, captions = zip(*batch)
+    stacked = torch.stack(images) if all(isinstance(i, torch.Tensor) for i in images) else list(images)
+    return stacked, [list(c) for c in captions]
+
+
+def _build(name: str, paths: list[Path], captions: list[list[str]], transform: Any, on_corrupt: str,
+           verify: str, image_root: Path) -> CaptionDataset:
+    if paths and not any(p.exists() for p in paths):
+        raise DatasetNotFoundError(f"{name}: none of the {len(paths)} images exist, e.g. {paths[0]}; "
+                                   f"check image_root (used: {image_root})", paths[0])
+    kept, kept_captions, dropped = screen_samples(name, paths, captions, on_corrupt, verify)
+    return CaptionDataset(name=name, image_paths=kept, captions_per_image=kept_captions, transform=transform,
+                          corrupt=dropped)
+
+
+def load_karpathy(
+    name: str, root: Any = None, split: str = "test", transform: Any = None, download: bool = False,
+    on_corrupt: str = "skip", verify: str = "header", annotation: Any = None, image_root: Any = None,
+) -> CaptionDataset:
+    """A Karpathy-split caption dataset: `root/dataset_coco.json` (or `annotation=`) plus its images.
+
+    Image paths are `image_root/<filepath>/<filename>` (`filepath` is optional, as in Flickr30k);
+    `image_root` defaults to `root` (COCO) or `root/flickr30k-images` when that folder exists.
+    """
+    if split not in KARPATHY_SPLITS:
+        raise ValueError(f"{name}: split must be one of {sorted(KARPATHY_SPLITS)}, got {split!r}")
+    default_file, image_folder = _KARPATHY_FILES[name]
+    if root is None and annotation is None:
+        raise ValueError(f"{name} needs root= (the folder with {default_file}) or annotation=")
+    root = Path(root if root is not None else Path(annotation).parent).expanduser()
+    ann = Path(annotation).expanduser() if annotation is not None else root / default_file
+    if not ann.is_file():
+        raise DatasetNotFoundError(
+            f"{name}: expected the Karpathy split file {ann} but it does not exist.\nExpected layout: "
+            f"root/{default_file} + root/<filepath>/<filename> images. cliplab cannot download it: get "
+            f"caption_datasets.zip (Karpathy's splits) and the images, then pass root=.", ann)
+    images = [im for im in _read_karpathy(name, ann) if im["split"] in KARPATHY_SPLITS[split]]
+    if not images:
+        raise DatasetNotFoundError(f"{name}: {ann} has no images with split in {KARPATHY_SPLITS[split]}", ann)
+    img_root = _image_root(root, image_root, image_folder)
+    paths = [img_root / im.get("filepath", "") / im["filename"] for im in images]
+    captions = [[s["raw"] for s in im["sentences"]] for im in images]
+    return _build(name, paths, captions, transform, on_corrupt, verify, img_root)
+
+
+def _image_root(root: Path, image_root: Any, image_folder: str | None) -> Path:
+    if image_root is not None:
+        return Path(image_root).expanduser()
+    if image_folder is not None and (root / image_folder).is_dir():
+        return root / image_folder
+    return root
+
+
+def _read_karpathy(name: str, path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(f"{name}: cannot read {path} as JSON ({error})", path) from error
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise CorruptFileError(f"{name}: {path} has no 'images' list (Karpathy format expected)", path)
+    for i, im in enumerate(images):
+        if not (isinstance(im, dict) and {"filename", "split", "sentences"} <= im.keys()
+                and all(isinstance(s, dict) and "raw" in s for s in im["sentences"])):
+            raise CorruptFileError(f"{name}: {path} images[{i}] lacks 'filename', 'split' or 'sentences'[*]['raw']",
+                                   path)
+    return images
+
+
+def load_csv_captions(
+    root: Any = None, split: str = "test", transform: Any = None, download: bool = False, on_corrupt: str = "skip",
+    verify: str = "header", caption_column: str | None = None, sep: str | None = None, image_root: Any = None,
+) -> CaptionDataset:
+    """Captions from a CSV with columns `filepath` and `caption` (or `title`); a repeated filepath is one
+    image with several captions. `root` is the CSV file (the file *is* the split) or a folder holding
+    `<split>.csv`. Relative filepaths are resolved against `image_root` (default: the CSV's folder)."""
+    path = _csv_path(root, split)
+    frame = _read_csv(path, sep)
+    column = _caption_column(frame, path, caption_column)
+    grouped: dict[str, list[str]] = {}
+    for filepath, caption in zip(frame["filepath"], frame[column]):
+        grouped.setdefault(filepath, []).append(caption)
+    img_root = Path(image_root).expanduser() if image_root is not None else path.parent
+    paths = [img_root / fp for fp in grouped]
+    return _build(path.stem, paths, list(grouped.values()), transform, on_corrupt, verify, img_root)
+
+
+def _csv_path(root: Any, split: str) -> Path:
+    if root is None:
+        raise ValueError("csv_captions needs root=: a CSV file, or a folder with <split>.csv")
+    root = Path(root).expanduser()
+    if root.is_file():
+        return root
+    candidate = root / f"{split}.csv"
+    if candidate.is_file():
+        return candidate
+    found = sorted(p.name for p in root.glob("*.csv")) if root.is_dir() else []
+    raise DatasetNotFoundError(f"csv_captions: expected {candidate} (or pass the CSV file itself as root)"
+                               + (f"; CSV files in {root}: {', '.join(found)}" if found else ""), candidate)
+
+
+def _read_csv(path: Path, sep: str | None) -> pd.DataFrame:
+    try:
+        if sep is None:
+            with open(path, encoding="utf-8") as handle:
+                sep = "\t" if "\t" in handle.readline() else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise CorruptFileError(f"csv_captions: cannot parse {path} ({type(error).__name__}: {error})", path) from error
+
+
+def _caption_column(frame: pd.DataFrame, path: Path, requested: str | None) -> str:
+    wanted = (requested,) if requested else CAPTION_COLUMNS
+    column = next((c for c in wanted if c in frame.columns), None)
+    if "filepath" not in frame.columns or column is None:
+        raise CorruptFileError(f"csv_captions: {path} needs columns 'filepath' and one of {list(wanted)}; "
+                               f"found {list(frame.columns)}", path)
+    return column

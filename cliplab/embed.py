@@ -1,0 +1,126 @@
+"""Encode a fixed probe set once per checkpoint and cache the embeddings on disk.
+
+Every alignment metric compares tensors computed on the SAME probe images and captions for
+each model version, so the expensive step (running the towers) happens once per checkpoint.
+Embeddings are L2-normalised float32 CPU tensors; the cache stores one safetensors file per
+key, written atomically so a killed run never leaves a truncated file behind.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from cliplab.io import atomic_path
+
+__all__ = ["encode_images", "encode_texts", "model_temperature", "EmbeddingCache"]
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _image_batches(images: Tensor | Dataset, batch_size: int) -> Iterator[Tensor]:
+    """Yield image tensors from a preprocessed N x 3 x H x W tensor or an (image, ...) dataset."""
+    if isinstance(images, Tensor):
+        yield from images.split(batch_size)
+        return
+    for batch in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0):
+        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def _encode(model: nn.Module, batches: Iterator[Tensor], encode: Callable, device: torch.device) -> Tensor:
+    """Run `encode` on each batch in eval mode under no_grad; restore the model's mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            chunks = [F.normalize(encode(b.to(device)).float(), dim=-1).cpu() for b in batches]
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ValueError("nothing to encode: the input is empty")
+    return torch.cat(chunks)
+
+
+def encode_images(
+    model: nn.Module,
+    images: Tensor | Dataset,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """L2-normalised image embeddings (N x d, float32, CPU) from `model.encode_image`.
+
+    `images` is a preprocessed N x 3 x H x W tensor or a Dataset yielding (image, ...) tuples
+    (extra items such as labels are ignored). `device` defaults to the model's device.
+    """
+    dev = _model_device(model, device)
+    return _encode(model, _image_batches(images, batch_size), model.encode_image, dev)
+
+
+def encode_texts(
+    model: nn.Module,
+    tokenizer: Callable[[list[str]], Tensor],
+    texts: Sequence[str],
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """L2-normalised text embeddings (N x d, float32, CPU) from `model.encode_text`.
+
+    `tokenizer` maps a list of strings to a LongTensor of token ids (e.g.
+    `open_clip.get_tokenizer(name)`); texts are tokenised batch by batch.
+    """
+    dev = _model_device(model, device)
+    texts = list(texts)
+    batches = (tokenizer(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size))
+    return _encode(model, batches, model.encode_text, dev)
+
+
+def model_temperature(model: nn.Module) -> float:
+    """Softmax temperature τ = 1/exp(logit_scale) of an open_clip model (≈ 0.01 for CLIP)."""
+    return float(torch.exp(-model.logit_scale.detach().float()).item())
+
+
+class EmbeddingCache:
+    """Folder of safetensors files, one per key: compute an embedding once, then reload it.
+
+    Keys are file-name safe strings such as "task3-vrlwf-images"; each maps to
+    `folder/<key>.safetensors`. Use one key per (checkpoint, probe set, modality).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        """File that holds `key` (the key must match [A-Za-z0-9][A-Za-z0-9._=+-]*)."""
+        if not _KEY_PATTERN.match(key):
+            raise ValueError(f"invalid cache key {key!r}: use letters, digits and . _ = + -")
+        return self.folder / f"{key}.safetensors"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def get_or_compute(self, key: str, fn: Callable[[], Tensor]) -> Tensor:
+        """Return the cached tensor for `key`; on a miss call `fn()`, store its result, return it."""
+        path = self.path(key)
+        if path.exists():
+            return load_file(path)["embeddings"]
+        tensor = fn()
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"fn must return a Tensor, got {type(tensor).__name__}")
+        tensor = tensor.detach().cpu().contiguous()
+        with atomic_path(path) as tmp:
+            save_file({"embeddings": tensor}, str(tmp), metadata={"key": key})
+        return tensor

@@ -1,0 +1,138 @@
+"""The one training loop every method runs in.
+
+Per step: one CE batch (train transform) → the method adds its inputs → one student forward →
+label-smoothed cross-entropy over the task's class prompts (single training template) plus the
+method's loss terms → AdamW step, cosine schedule with warm-up → the method's after-step hook.
+Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
+its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
+from cliplab.engine import distributed
+from cliplab.engine.sampling import cycle_steps
+from cliplab.engine.student import ClipStudent, set_trainable, student_forward
+from cliplab.methods.base import Method, TaskContext
+from cliplab.pretrain import cosine_with_warmup
+from cliplab.results import append_loss_log
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stops before the weights are corrupted."""
+
+
+def task_steps(config, n_train: int) -> int:
+    """Steps of a task: `epochs_per_task` epochs if set (ZSCL CIL: 1), else `steps_per_task`."""
+    if config.epochs_per_task is not None:
+        return max(1, math.ceil(config.epochs_per_task * n_train / config.batch_size))
+    return int(config.steps_per_task)
+
+
+def _autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _resume_step(path: Path, task_index: int) -> int:
+    """The step a mid-task state of this task was saved at (0 when there is none)."""
+    if not path.exists():
+        return 0
+    counters = read_metadata(path).get("state", {}).get("state", {})
+    return int(counters["step"]) if counters.get("task_index") == task_index else 0
+
+
+def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) -> None:
+    bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteLossError(
+            f"loss term(s) {bad} became non-finite at step {step} of task {ctx.task.name!r} "
+            f"(lr {ctx.config.lr_for(ctx.task.name)}). Lower the learning rate (--set lr=...) or the "
+            "distillation weight, or use precision=fp32; the last checkpoint is intact."
+        )
+
+
+def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
+    """Train the student on one task with `method`, resuming a mid-task checkpoint if present."""
+    config, model = ctx.config, ctx.model
+    params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
+    optimizer = torch.optim.AdamW(params, lr=config.lr_for(ctx.task.name), betas=tuple(config.betas), weight_decay=config.weight_decay)
+    scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
+    mid_path = run_dir / "checkpoints" / "mid_task.safetensors"
+    start = _resume_step(mid_path, ctx.task_index)
+    ctx.state["start_step"] = start
+    method.begin_task(ctx)
+    if start:  # after begin_task, so the restored RNG and method state are the saved ones
+        _, extra = load_training_state(mid_path, model, optimizer, scheduler)
+        method.load_state_tensors(extra)
+    student = distributed.wrap(ClipStudent(model))
+    rank, world = distributed.rank_and_world()
+    batches = cycle_steps(ctx.train_data, config.batch_size, ctx.seed, start, ctx.steps, config.num_workers, rank, world)
+    scale = model.logit_scale.exp().detach()
+    bar = tqdm(range(start, ctx.steps), initial=start, total=ctx.steps, desc=f"{method.name} · {ctx.task.name}",
+               disable=not config.progress or rank != 0, leave=False)
+    model.train()
+    for step in bar:
+        images, labels = next(batches)
+        images, labels = images.to(ctx.device), labels.to(ctx.device)
+        optimizer.zero_grad(set_to_none=True)
+        losses = _accumulate(student, method, ctx, images, labels, scale, step)
+        optimizer.step()
+        scheduler.step()
+        method.after_step(ctx, step + 1)
+        _log(run_dir, ctx, step + 1, scheduler.get_last_lr()[0], losses, rank)
+        bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
+        done = step + 1
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < ctx.steps and rank == 0:
+            save_training_state(mid_path, model, optimizer, scheduler, {"step": done, "task_index": ctx.task_index},
+                                extra_tensors=method.state_tensors())
+    method.end_task(ctx)
+
+
+def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:
+    """Forward/backward over `grad_accum` micro-batches; returns the step's mean loss terms."""
+    accum = ctx.config.grad_accum
+    extra = method.extra_inputs(ctx, step)
+    totals: dict[str, float] = {}
+    for micro in range(accum):
+        part = slice(micro * len(images) // accum, (micro + 1) * len(images) // accum)
+        extra_images = None if extra.images is None else extra.images[micro * len(extra.images) // accum:(micro + 1) * len(extra.images) // accum]
+        sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
+        with sync, _autocast(ctx.device, ctx.config.precision):
+            out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)
+            logits = scale * out.ce_images.float() @ out.class_texts.float().T
+            losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
+            ctx.state["ce_images"] = images[part]
+            losses.update(method.losses(ctx, out))
+        _check_finite(losses, ctx, step + 1)
+        (sum(losses.values()) / accum).backward()
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + float(value.detach()) / accum
+    return totals
+
+
+def _log(run_dir: Path, ctx: TaskContext, step: int, lr: float, losses: dict[str, float], rank: int) -> None:
+    if rank != 0:
+        return
+    rows = [{"task": ctx.task.name, "step": step, "lr": lr, "term": k, "value": v} for k, v in losses.items()]
+    rows.append({"task": ctx.task.name, "step": step, "lr": lr, "term": "total", "value": sum(losses.values())})
+    append_loss_log(run_dir, rows)
+
+
+def clear_mid_task(run_dir: Path) -> None:
+    """Remove the mid-task state once the task's own checkpoint is written."""
+    path = run_dir / "checkpoints" / "mid_task.safetensors"
+    if path.exists():
+        path.unlink()
+
+
+__all__ = ["NonFiniteLossError", "clear_mid_task", "task_steps", "train_task"]

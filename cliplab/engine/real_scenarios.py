@@ -1,0 +1,111 @@
+"""Published benchmarks on local data: CIFAR-100 class-incremental (10/20/50 steps) and MTIL.
+
+Defaults are ZSCL's (§3 of the reference notes): CIFAR-100 CIL — ZSCL's class order, 1 epoch per
+task, batch 64, lr 7.1e-6, 30 warm-up steps, prompt "a bad photo of a {}.", distillation weight 5,
+weight-ensemble interval 10, iCaRL memory 5,000; MTIL — 1,000 iterations per task, lr 1e-5
+(5e-5 for Aircraft and MNIST), 100 warm-up steps, single training template, ensembled evaluation
+templates, iCaRL memory 10,000.
+
+Datasets are read from `root` in their torchvision layouts (see docs/datasets.md). Optional
+scenario options add what the papers used beside the tasks:
+- `reference_images` (an ImageFolder root, e.g. ImageNet train) and `reference_captions` (a CSV of
+  filepath,caption like Conceptual Captions) — ZSCL's reference data;
+- `probes` (dataset names under `root` never trained on, e.g. ["cifar10"]) — zero-shot retention;
+- `retrieval` (e.g. "coco_karpathy" or "flickr30k_karpathy" under `root`) — a retrieval probe.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from cliplab.data import CIFAR100_CLASS_ORDER, MTIL_ORDER_1, MTIL_ORDER_2, get_dataset
+from cliplab.engine.scenario import ClassSubset, ProbeSet, ReferenceData, RetrievalSet, Scenario, Task, register_scenario
+
+CIFAR_CIL_DEFAULTS = {
+    "epochs_per_task": 1.0, "batch_size": 64, "lr": 7.1e-6, "warmup_steps": 30, "weight_decay": 0.0,
+    "label_smoothing": 0.2, "seed": 42,
+}
+CIFAR_CIL_METHODS = {
+    "lwf": {"weight": 5.0}, "vr_lwf": {"weight": 5.0},
+    "icarl": {"weight": 5.0, "memory_size": 5000, "max_candidates": 10000},
+    "zscl": {"weight": 5.0, "avg_freq": 10},
+}
+MTIL_DEFAULTS = {
+    "steps_per_task": 1000, "batch_size": 64, "lr": 1e-5, "lr_per_task": {"aircraft": 5e-5, "mnist": 5e-5},
+    "warmup_steps": 100, "weight_decay": 0.0, "label_smoothing": 0.2, "seed": 42,
+}
+MTIL_METHODS = {"icarl": {"memory_size": 10000, "max_candidates": 30000, "variant": "zscl"}}
+CIL_TEMPLATE = "a bad photo of a {}."
+
+
+def _root(root: str | Path | None, scenario: str) -> Path:
+    if root is None:
+        raise ValueError(f"scenario {scenario!r} reads local datasets: pass root=<folder> (CLI: --root), see docs/datasets.md")
+    return Path(root).expanduser()
+
+
+def _dataset(name: str, root: Path, split: str, class_ids: Sequence[int] | None = None, **options):
+    def factory(transform=None):
+        data = get_dataset(name, root=root, split=split, transform=transform, **options)
+        return data if class_ids is None else ClassSubset(data, list(class_ids))
+
+    return factory
+
+
+def _extras(scenario: Scenario, root: Path, reference_images=None, reference_captions=None, probes=(), retrieval=None) -> Scenario:
+    """Attach the optional reference data and probes named by the scenario options."""
+    if reference_images and reference_captions:
+        captions = get_dataset("csv_captions", root=reference_captions, split="all").captions
+        scenario.reference = ReferenceData(_dataset("imagefolder", Path(reference_images), "train"), list(captions))
+    for name in probes:
+        data = get_dataset(name, root=root, split="test")
+        scenario.probes.append(ProbeSet(name, _dataset(name, root, "test"), list(data.classnames), list(data.templates)))
+    if retrieval:
+        data = get_dataset(retrieval, root=root, split="test")
+        scenario.retrieval.append(RetrievalSet(retrieval, _dataset(retrieval, root, "test"), list(data.captions),
+                                               torch.as_tensor(data.text_image_index)))
+    return scenario
+
+
+def cifar100_cil(increment: int, root=None, **extras) -> Scenario:
+    """CIFAR-100 in 100/increment tasks with ZSCL's class order."""
+    name = f"cifar100-cil-{100 // increment}"
+    folder = _root(root, name)
+    classnames = get_dataset("cifar100", root=folder, split="test").classnames
+    tasks = []
+    for k in range(100 // increment):
+        ids = CIFAR100_CLASS_ORDER[k * increment:(k + 1) * increment]
+        tasks.append(Task(
+            name=f"classes_{k * increment:02d}-{(k + 1) * increment - 1:02d}",
+            classnames=[classnames[c] for c in ids], train_template=CIL_TEMPLATE, templates=[CIL_TEMPLATE],
+            train_data=_dataset("cifar100", folder, "train", ids), test_data=_dataset("cifar100", folder, "test", ids),
+        ))
+    scenario = Scenario(name, "class_incremental", tasks, defaults=dict(CIFAR_CIL_DEFAULTS),
+                        method_defaults=dict(CIFAR_CIL_METHODS), description="ZSCL's CIFAR-100 class-incremental protocol.")
+    return _extras(scenario, folder, **extras)
+
+
+def mtil(order: list[str], name: str, root=None, datasets: Sequence[str] | None = None, **extras) -> Scenario:
+    """MTIL: the datasets in `order` (or the subset `datasets`, kept in that order), task-incremental."""
+    folder = _root(root, name)
+    chosen = [d for d in order if datasets is None or d in datasets]
+    if datasets is not None and set(datasets) - set(order):
+        raise ValueError(f"unknown MTIL dataset(s) {sorted(set(datasets) - set(order))}; known: {order}")
+    tasks = []
+    for dataset in chosen:
+        meta = get_dataset(dataset, root=folder, split="test")
+        tasks.append(Task(dataset, list(meta.classnames), meta.train_template, list(meta.templates),
+                          _dataset(dataset, folder, "train"), _dataset(dataset, folder, "test")))
+    scenario = Scenario(name, "task_incremental", tasks, defaults=dict(MTIL_DEFAULTS), method_defaults=dict(MTIL_METHODS),
+                        description="ZSCL's multi-domain task-incremental benchmark.")
+    return _extras(scenario, folder, **extras)
+
+
+for _increment in (10, 5, 2):
+    register_scenario(f"cifar100-cil-{100 // _increment}", partial(cifar100_cil, _increment))
+register_scenario("mtil-order1", partial(mtil, list(MTIL_ORDER_1), "mtil-order1"))
+register_scenario("mtil-order2", partial(mtil, list(MTIL_ORDER_2), "mtil-order2"))

@@ -1,0 +1,153 @@
+"""Scenarios: an ordered list of tasks plus the probes that measure forgetting of pretraining.
+
+Protocols:
+- `class_incremental` (CIL): cross-entropy over the current task's classes only; a task's test
+  images are classified among the classes of every task seen so far (ZSCL's CIL, P13).
+- `task_incremental` (MTIL): each task (domain) is classified among its own classes.
+- `one_session` (Ding et al.'s OST): a single task holding every class of interest. The
+  multi-session regime (MST) is the class-incremental split of the same classes.
+
+Every scenario also carries zero-shot probes and a retrieval probe, evaluated before training
+and after every task, so forgetting of the pretrained capabilities is always measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import Dataset
+
+PROTOCOLS = ("class_incremental", "task_incremental", "one_session")
+
+DatasetFactory = Callable[[Callable | None], Dataset]  # transform -> dataset of (image, local label)
+
+
+@dataclass
+class Task:
+    """One step of a scenario: its classes, prompts and data."""
+
+    name: str
+    classnames: list[str]
+    train_template: Any  # str with "{}" or a callable; the single training prompt [MTIL]
+    templates: list[Any]  # evaluation ensemble
+    train_data: DatasetFactory
+    test_data: DatasetFactory
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classnames)
+
+
+@dataclass
+class ProbeSet:
+    """Labelled images never trained on, classified zero-shot to measure retention."""
+
+    name: str
+    data: DatasetFactory
+    classnames: list[str]
+    templates: list[Any]
+
+
+@dataclass
+class RetrievalSet:
+    """Images with captions (caption j describes image text_image_index[j])."""
+
+    name: str
+    data: DatasetFactory  # transform -> dataset of (image, anything)
+    captions: list[str]
+    text_image_index: torch.Tensor
+
+
+@dataclass
+class ReferenceData:
+    """ZSCL-style reference images and texts (broad data, unrelated to the tasks)."""
+
+    images: DatasetFactory
+    captions: list[str]
+
+
+@dataclass
+class Scenario:
+    """A named continual-learning benchmark with its protocol defaults."""
+
+    name: str
+    protocol: str
+    tasks: list[Task]
+    probes: list[ProbeSet] = field(default_factory=list)
+    retrieval: list[RetrievalSet] = field(default_factory=list)
+    reference: ReferenceData | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of the protocol
+    method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method options
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # how it was built (e.g. probe sizes)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; use one of {PROTOCOLS}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def classes_up_to(self, index: int) -> tuple[list[str], list[int]]:
+        """Class names of tasks 0..index and the offset of every task's first class."""
+        names, offsets = [], []
+        for task in self.tasks[: index + 1]:
+            offsets.append(len(names))
+            names.extend(task.classnames)
+        return names, offsets
+
+
+_REGISTRY: dict[str, Callable[..., Scenario]] = {}
+
+
+def register_scenario(name: str, factory: Callable[..., Scenario]) -> None:
+    """Make `get_scenario(name)` build a scenario with `factory(**options)`."""
+    _REGISTRY[name] = factory
+
+
+def scenario_names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_scenario(name: str, **options: Any) -> Scenario:
+    """Build a registered scenario; real-data scenarios take `root=` (a folder of local datasets)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown scenario {name!r}; known scenarios: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**options)
+
+
+def _load_builtin() -> None:
+    from cliplab.engine import real_scenarios, toy_scenarios  # noqa: F401  (they register themselves)
+
+
+class ClassSubset(Dataset):
+    """The items of `dataset` whose label is in `class_ids`, relabelled 0..k-1 in that order."""
+
+    def __init__(self, dataset: Dataset, class_ids: list[int], max_items: int | None = None, seed: int = 0) -> None:
+        targets = torch.as_tensor(list(_targets(dataset)))
+        mapping = {c: i for i, c in enumerate(class_ids)}
+        index = torch.nonzero(torch.isin(targets, torch.tensor(class_ids))).flatten()
+        if max_items is not None and len(index) > max_items:
+            keep = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))[:max_items]
+            index = index[keep.sort().values]
+        self.dataset, self.index = dataset, index.tolist()
+        self.targets = [mapping[int(targets[i])] for i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        image, _ = self.dataset[self.index[i]]
+        return image, self.targets[i]
+
+
+def _targets(dataset: Dataset):
+    for attr in ("targets", "labels", "_labels", "_samples_labels"):
+        if hasattr(dataset, attr):
+            return getattr(dataset, attr)
+    raise ValueError(f"{type(dataset).__name__} exposes no .targets; wrap it so class subsets can be built")

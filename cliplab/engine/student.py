@@ -1,0 +1,73 @@
+"""The student's forward pass as one module call, and frozen teachers.
+
+Every method's trainable computation (CE images, distillation images, class prompts, optionally
+vocabulary texts) runs through ONE `ClipStudent.forward` per step. That single call is what
+DistributedDataParallel needs to synchronise gradients, and it lets methods add inputs without
+touching the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class StudentOutput:
+    """Normalised features of one student forward, split back into the parts that were sent."""
+
+    ce_images: Tensor
+    extra_images: Tensor | None
+    class_texts: Tensor
+    extra_texts: Tensor | None
+
+
+class ClipStudent(nn.Module):
+    """Wraps an open_clip CLIP so a single forward encodes every input a step needs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor, texts: Tensor) -> tuple[Tensor, Tensor]:
+        image_features = self.model.encode_image(images, normalize=True)
+        text_features = self.model.encode_text(texts, normalize=True)
+        return image_features, text_features
+
+
+def student_forward(
+    student: nn.Module, ce_images: Tensor, class_tokens: Tensor, extra_images: Tensor | None = None, extra_tokens: Tensor | None = None
+) -> StudentOutput:
+    """Concatenate the step's inputs, run the (possibly DDP-wrapped) student once, split."""
+    images = ce_images if extra_images is None else torch.cat([ce_images, extra_images])
+    texts = class_tokens if extra_tokens is None else torch.cat([class_tokens, extra_tokens])
+    image_features, text_features = student(images, texts)
+    n_img, n_txt = len(ce_images), len(class_tokens)
+    return StudentOutput(
+        ce_images=image_features[:n_img],
+        extra_images=None if extra_images is None else image_features[n_img:],
+        class_texts=text_features[:n_txt],
+        extra_texts=None if extra_tokens is None else text_features[n_txt:],
+    )
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """An independent, frozen, eval-mode copy: no storage is shared with `model` (pitfall P1)."""
+    teacher = copy.deepcopy(model)
+    teacher.requires_grad_(False)
+    teacher.eval()
+    return teacher
+
+
+def set_trainable(model: nn.Module, train_mode: str, freeze_logit_scale: bool = True) -> list[nn.Parameter]:
+    """Choose the trained parameters: the whole model, the image tower or the text tower."""
+    for name, param in model.named_parameters():
+        in_image = name.startswith("visual.")
+        wanted = {"whole": True, "image": in_image, "text": not in_image}[train_mode]
+        if name == "logit_scale":
+            wanted = not freeze_logit_scale
+        param.requires_grad_(wanted)
+    return [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,45 @@
+"""Continual-learning methods as plug-ins of the one training loop (`cliplab.engine.loop`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
+from cliplab.methods.icarl import ICaRL, herding
+from cliplab.methods.lwf import LwF
+from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
+from cliplab.methods.wise_ft import WiseFT, interpolate_
+from cliplab.methods.zscl import ZSCL, WeightEnsemble
+
+
+class ZeroShot(Method):
+    """No training: the pretrained model evaluated after every 'task' (the reference row)."""
+
+    name = "zeroshot"
+    trains = False
+
+
+class FineTune(Method):
+    """Plain continual fine-tuning: cross-entropy on the current task only."""
+
+    name = "finetune"
+
+
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)
+}
+
+
+def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
+    """Instantiate a method by name with its options (unknown names and options are errors)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return METHODS[name](options)
+
+
+__all__ = [
+    "METHODS", "DistillOptions", "DistillationMethod", "ExtraInputs", "FineTune", "ICaRL", "LwF", "Method",
+    "MethodOptions", "TaskContext", "VRLwF", "WeightEnsemble", "WiseFT", "ZSCL", "ZeroShot", "distillation_losses",
+    "get_method", "herding", "interpolate_", "random_bpe_vocabulary", "soft_cross_entropy",
+]

@@ -1,0 +1,142 @@
+"""Feature-space distillation shared by LwF, VR-LwF, iCaRL and ZSCL.
+
+All four distil a frozen teacher's image–text similarity distribution into the student on some
+images (current task, exemplar memory or reference data) against some texts (class prompts, a
+replayed vocabulary or reference captions). They differ only in those three choices, so they
+share this one implementation of the ZSCL loss (§1.2–1.3 of the reference notes):
+
+    z̄ = s·f̄(x)·ēᵀ   (teacher)      z = s·f(x)·eᵀ   (student; e = ē by default, ZSCL's choice)
+    ℓ_i2t = T² · mean_i CE(softmax(z̄_i/T), softmax(z_i/T))          over texts
+    ℓ_t2i = T² · mean_k CE(softmax(z̄ᵀ_k/T), softmax(zᵀ_k/T))        over the batch's images
+
+The soft-target cross-entropy has KL's gradient; its value exceeds KL by the teacher entropy
+(pitfall P5). Teacher text embeddings of a fixed text set are computed once per task (P4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cliplab.engine.sampling import cycle_steps
+from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+
+DIRECTIONS = ("both", "i2t", "t2i")
+
+
+def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
+    """T² · mean over rows of −Σ softmax(teacher/T) · log_softmax(student/T)."""
+    targets = F.softmax(teacher_logits / T, dim=1)
+    return -(targets * F.log_softmax(student_logits / T, dim=1)).sum(dim=1).mean() * (T * T)
+
+
+def distillation_losses(
+    student_images: Tensor, teacher_images: Tensor, student_texts: Tensor, teacher_texts: Tensor, scale: Tensor, T: float, directions: str
+) -> dict[str, Tensor]:
+    """The image→text and text→image distillation terms on normalised features."""
+    student_logits = scale * student_images @ student_texts.T
+    teacher_logits = scale * teacher_images @ teacher_texts.T
+    out = {}
+    if directions in ("both", "i2t"):
+        out["kd_i2t"] = soft_cross_entropy(student_logits, teacher_logits, T)
+    if directions in ("both", "t2i"):
+        out["kd_t2i"] = soft_cross_entropy(student_logits.T, teacher_logits.T, T)
+    return out
+
+
+@dataclass
+class DistillOptions(MethodOptions):
+    """Options shared by every distillation method (defaults: ZSCL MTIL)."""
+
+    T: float = 2.0  # temperature, loss scaled by T² [ZSCL]
+    weight: float = 1.0  # λ per direction [ZSCL: 1 MTIL, 5 CIL]
+    weight_i2t: float | None = None  # overrides `weight` for image→text
+    weight_t2i: float | None = None  # overrides `weight` for text→image
+    directions: str = "both"  # both | i2t | t2i  [ZSCL: both]
+    teacher: str = "previous"  # previous (start-of-task model) | initial (pretrained model)
+    student_text_side: str = "teacher"  # teacher: student logits use teacher text embeddings [ZSCL, P2]; student: own encoder
+    kd_images: str = "current"  # current: separate batch of task images, eval transform [ZSCL]; ce_batch: reuse CE batch; reference
+    kd_batch_size: int | None = None  # None = the CE batch size [ZSCL: 64]
+
+    def __post_init__(self) -> None:
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {DIRECTIONS}, got {self.directions!r}")
+        if self.teacher not in ("previous", "initial"):
+            raise ValueError(f"teacher must be 'previous' or 'initial', got {self.teacher!r}")
+        if self.student_text_side not in ("teacher", "student"):
+            raise ValueError(f"student_text_side must be 'teacher' or 'student', got {self.student_text_side!r}")
+        if self.kd_images not in ("current", "ce_batch", "reference", "memory"):
+            raise ValueError(f"kd_images must be current, ce_batch, reference or memory, got {self.kd_images!r}")
+        if self.T <= 0:
+            raise ValueError(f"temperature T must be positive, got {self.T}")
+
+
+class DistillationMethod(Method):
+    """Base of the distillation methods: subclasses choose texts (and possibly images)."""
+
+    Options = DistillOptions
+
+    # -- what subclasses choose ------------------------------------------------------------
+    def distill_tokens(self, ctx: TaskContext, step: int) -> Tensor:
+        """Token ids of the distillation texts (called once per task unless `texts_per_step`)."""
+        raise NotImplementedError
+
+    texts_per_step: bool = False
+
+    def distill_images(self, ctx: TaskContext):
+        """Dataset of (image, label) for the distillation batches (None: no distillation now)."""
+        mode = self.options.kd_images
+        if mode == "current":
+            return ctx.task.train_data(ctx.eval_transform)
+        if mode == "reference":
+            if ctx.scenario.reference is None:
+                raise ValueError(f"scenario {ctx.scenario.name!r} has no reference data; use kd_images=current")
+            return ctx.scenario.reference.images(ctx.eval_transform)
+        return None  # ce_batch
+
+    # -- hooks -------------------------------------------------------------------------------
+    def begin_task(self, ctx: TaskContext) -> None:
+        self.teacher = ctx.start_model if self.options.teacher == "previous" else ctx.initial_model
+        self.kd_data = self.distill_images(ctx)
+        self.kd_iter = None
+        if self.kd_data is not None and len(self.kd_data) > 0:
+            batch = self.options.kd_batch_size or ctx.config.batch_size
+            self.kd_iter = cycle_steps(self.kd_data, batch, ctx.seed + 7919, ctx.state.get("start_step", 0), ctx.steps, ctx.config.num_workers)
+        self.tokens, self.teacher_texts = None, None
+        if not self.texts_per_step:
+            self._set_texts(ctx, step=0)
+
+    def _set_texts(self, ctx: TaskContext, step: int) -> None:
+        self.tokens = self.distill_tokens(ctx, step).to(ctx.device)
+        with torch.no_grad():
+            self.teacher_texts = self.teacher.encode_text(self.tokens, normalize=True)
+
+    def distilling(self) -> bool:
+        return self.kd_iter is not None or self.options.kd_images == "ce_batch"
+
+    def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
+        if self.texts_per_step:
+            self._set_texts(ctx, step)
+        images, self._kd_labels = None, None
+        if self.kd_iter is not None:
+            images, self._kd_labels = next(self.kd_iter)
+            images = images.to(ctx.device)
+        self._kd_images = images
+        tokens = self.tokens if self.options.student_text_side == "student" and self.distilling() else None
+        return ExtraInputs(images=images, tokens=tokens)
+
+    def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
+        if not self.distilling():
+            return {}
+        student_images = out.extra_images if self._kd_images is not None else out.ce_images
+        teacher_input = self._kd_images if self._kd_images is not None else ctx.state["ce_images"]
+        with torch.no_grad():
+            teacher_images = self.teacher.encode_image(teacher_input, normalize=True)
+        student_texts = out.extra_texts if self.options.student_text_side == "student" else self.teacher_texts
+        scale = ctx.model.logit_scale.exp().detach()
+        raw = distillation_losses(student_images, teacher_images, student_texts, self.teacher_texts, scale, self.options.T, self.options.directions)
+        weights = {"kd_i2t": self.options.weight_i2t, "kd_t2i": self.options.weight_t2i}
+        return {k: (weights[k] if weights[k] is not None else self.options.weight) * v for k, v in raw.items()}

@@ -1,0 +1,171 @@
+"""One entry point to every CLIP model cliplab runs: ToyCLIP, open_clip architectures, local files.
+
+`load_model` returns the model with its tokenizer and train/eval transforms, built by open_clip
+so that ToyCLIP, a random-weight ViT-B-16 on a GPU server and OpenAI's ViT-B-16 go through the
+same code. Weights never come from pickle for files we write (safetensors), and a request for
+weights that are not on this machine fails with a message saying how to provide them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import open_clip
+import torch
+
+from cliplab.checkpoints import load_state_dict, read_metadata
+from cliplab.utils import resolve_device
+
+TOYCLIP = "ToyCLIP"
+TOYCLIP_TAG = "toyworld"
+_ASSETS = resources.files("cliplab") / "assets"
+TOYCLIP_CONFIG_PATH = Path(str(_ASSETS / "ToyCLIP.json"))
+TOYCLIP_CHECKPOINT = Path(str(_ASSETS / "toyclip.safetensors"))
+_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+
+class ClipBundle(NamedTuple):
+    """A model with what it needs to be used: unpack as `model, tokenizer, train_tf, eval_tf = ...`."""
+
+    model: torch.nn.Module
+    tokenizer: Callable
+    train_transform: Callable
+    eval_transform: Callable
+    name: str
+    pretrained: str | None
+
+    def __repr__(self) -> str:
+        return f"ClipBundle(name={self.name!r}, pretrained={self.pretrained!r})"
+
+
+class PretrainedWeightsUnavailable(FileNotFoundError):
+    """Requested weights are not on this machine (no internet, wrong tag or path)."""
+
+
+def _register_toyclip() -> None:
+    if TOYCLIP not in open_clip.list_models():
+        open_clip.add_model_config(TOYCLIP_CONFIG_PATH)
+
+
+def toyclip_config() -> dict:
+    """ToyCLIP's open_clip model config (a small ViT + text transformer, see assets/ToyCLIP.json)."""
+    return json.loads(TOYCLIP_CONFIG_PATH.read_text())
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith(_FILE_SUFFIXES) or os.sep in name or Path(name).exists()
+
+
+def load_model(
+    name: str = "toyclip",
+    pretrained: str | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | None = None,
+) -> ClipBundle:
+    """Load a CLIP model, its tokenizer and its train/eval transforms.
+
+    - `"toyclip"`: our ToyWorld-pretrained checkpoint (shipped); `pretrained="random"` gives the
+      same architecture with random weights (the "no pretraining" baseline).
+    - an open_clip architecture (`"ViT-B-16"`), with an optional `pretrained` tag (`"openai"`) or
+      a local checkpoint file in open_clip or safetensors format; `None` means random weights.
+    - a path to a safetensors file written by cliplab (it records its architecture).
+    """
+    _register_toyclip()
+    target = resolve_device(device)
+    if name.lower() == "toyclip":
+        bundle = _load_toyclip(pretrained)
+    elif _is_path(name):
+        bundle = _load_cliplab_file(Path(name))
+    else:
+        bundle = _load_open_clip(name, pretrained, cache_dir)
+    bundle.model.to(target).eval()
+    return bundle
+
+
+def _bundle(architecture: str, pretrained: str | None, state_dict: dict | None, label: str) -> ClipBundle:
+    model, train_tf, eval_tf = open_clip.create_model_and_transforms(architecture)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return ClipBundle(model, open_clip.get_tokenizer(architecture), train_tf, eval_tf, label, pretrained)
+
+
+def _load_toyclip(pretrained: str | None) -> ClipBundle:
+    if pretrained == "random":
+        return _bundle(TOYCLIP, "random", None, "toyclip")
+    if pretrained not in (None, TOYCLIP_TAG):
+        return _bundle(TOYCLIP, pretrained, load_state_dict(_existing(pretrained)), "toyclip")
+    if not TOYCLIP_CHECKPOINT.exists():
+        raise PretrainedWeightsUnavailable(
+            f"the ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT}. It ships with the repository; "
+            "regenerate it with `cliplab pretrain-toy` (about 40 minutes on 2 CPU cores)."
+        )
+    return _bundle(TOYCLIP, TOYCLIP_TAG, load_state_dict(TOYCLIP_CHECKPOINT), "toyclip")
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise PretrainedWeightsUnavailable(
+            f"checkpoint file {path} does not exist. Pass the path of a local checkpoint "
+            "(safetensors, or an open_clip .pt/.bin state dict)."
+        )
+    return path
+
+
+def _load_cliplab_file(path: Path) -> ClipBundle:
+    path = _existing(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(
+            f"{path} is not a safetensors file, so its architecture is unknown. Load it with the "
+            f"architecture named: load_model('ViT-B-16', pretrained='{path}')."
+        )
+    meta = read_metadata(path)
+    architecture = meta.get("architecture")
+    if not architecture:
+        raise ValueError(
+            f"{path} has no cliplab metadata naming its architecture. Load it with the architecture "
+            f"named: load_model('ViT-B-16', pretrained='{path}')."
+        )
+    _register_toyclip()
+    label = "toyclip" if architecture == TOYCLIP else architecture
+    return _bundle(architecture, str(path), load_state_dict(path), label)
+
+
+def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) -> ClipBundle:
+    if name not in open_clip.list_models():
+        known = ", ".join(sorted(open_clip.list_models())[:12])
+        raise ValueError(f"unknown model {name!r}: use 'toyclip', a checkpoint path, or an open_clip architecture ({known}, ...)")
+    if pretrained and _is_path(pretrained):
+        path = _existing(pretrained)
+        if path.suffix == ".safetensors":
+            return _bundle(name, str(path), load_state_dict(path), name)
+        pretrained = str(path)
+    try:
+        model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, cache_dir=cache_dir
+        )
+    except Exception as error:  # open_clip raises many types for a failed download / unknown tag
+        raise _explain_missing_weights(name, pretrained, error) from error
+    return ClipBundle(model, open_clip.get_tokenizer(name), train_tf, eval_tf, name, pretrained)
+
+
+def _explain_missing_weights(name: str, tag: str | None, error: Exception) -> Exception:
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if tag not in tags:
+        return ValueError(f"{name} has no pretrained tag {tag!r}; known tags: {tags}, or pass a local file path")
+    return PretrainedWeightsUnavailable(
+        f"could not load pretrained weights {name!r} / {tag!r} ({type(error).__name__}: {error}). "
+        "This machine may have no internet. Either download them once on a machine that has internet "
+        f"(`open_clip.create_model('{name}', pretrained='{tag}')` fills the Hugging Face cache; copy it "
+        "and set HF_HOME), or pass a local file: "
+        f"load_model('{name}', pretrained='/path/to/open_clip_pytorch_model.bin')."
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (all, trainable or not)."""
+    return sum(p.numel() for p in model.parameters())

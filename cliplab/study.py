@@ -1,21 +1,174 @@
-"""`cliplab study`: run the study's notebooks headlessly with papermill (see notebooks/)."""
+"""`cliplab study`: execute the study notebooks in order, headlessly, with papermill.
+
+The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`) are jupytext
+py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
+papermill with the study's parameters injected after its `parameters` cell. Outputs:
+
+    <out>/<notebook>.ipynb          the executed notebook (outputs included)
+    <out>/<notebook>/metrics.json   its headline numbers
+    <out>/runs/<scenario>/<label>/seed<k>   the training runs, shared by the notebooks
+    <figures>/<NN>_<name>.png       every figure
+
+Because the runs are shared and resumable, notebook 02 reuses 01's runs, 03 reuses 02's, and a
+second `cliplab study` only re-executes the notebooks (fast).
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py")
+KERNEL = "python3"
+
+
+def notebooks_dir() -> Path:
+    """`notebooks/` of the source checkout this package is installed from (editable install)."""
+    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no notebooks/ next to the cliplab package ({folder}); run the study from a source checkout "
+            "installed with `pip install -e .`, or pass notebooks= explicitly"
+        )
+    return folder
+
+
+def _python_names() -> set[str]:
+    major, minor = sys.version_info[:2]
+    return {"python", f"python{major}", f"python{major}.{minor}"}
+
+
+def ensure_kernel(name: str = KERNEL) -> str:
+    """Make sure kernel `name` starts THIS interpreter (the one with cliplab installed).
+
+    jupyter_client replaces a bare "python" in a kernelspec by the current interpreter, so
+    ipykernel's own spec qualifies. If the spec is missing, or points at another Python, one is
+    installed into this environment (`ipykernel install --prefix sys.prefix`) and that folder
+    is put first on JUPYTER_PATH for this process and the kernels it starts.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        command = KernelSpecManager().get_kernel_spec(name).argv[0]
+        if command in _python_names() or Path(command).resolve() == Path(sys.executable).resolve():
+            return name
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=name, prefix=sys.prefix)
+    share = str(Path(sys.prefix) / "share" / "jupyter")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([share, *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    return name
+
+
+def read_notebook(path: str | os.PathLike, kernel: str = KERNEL):
+    """A py:percent file as an nbformat notebook with the kernelspec papermill needs."""
+    import jupytext
+
+    notebook = jupytext.read(path)
+    notebook.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
+    notebook.metadata.setdefault("language_info", {"name": "python"})
+    return notebook
+
+
+def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, Any],
+                     log_output: bool = False, timeout: int | None = None) -> Path:
+    """Execute one notebook with papermill into `output` (.ipynb); return that path.
+
+    The kernel runs in the notebook's own folder, as in JupyterLab; pass absolute paths in
+    `parameters`. A failing cell raises `papermill.PapermillExecutionError`, and the partly
+    executed notebook is still written to `output` for inspection.
+    """
+    import papermill
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        read_notebook(path), str(output), parameters=dict(parameters), kernel_name=ensure_kernel(),
+        language="python", cwd=str(Path(path).resolve().parent), log_output=log_output,
+        progress_bar=False, execution_timeout=timeout,
+    )
+    return output
+
+
+def study_parameters(out: Path, figures: Path, stem: str, params: Mapping[str, Any] | None, smoke: bool) -> dict:
+    """Parameters injected into one notebook: its own OUT_DIR, the shared RUNS_DIR and FIGURES_DIR."""
+    injected: dict[str, Any] = {
+        "OUT_DIR": str(out / stem), "RUNS_DIR": str(out / "runs"), "FIGURES_DIR": str(figures), "INTERACTIVE": False,
+    }
+    if smoke:
+        injected["SMOKE"] = True
+    return {**injected, **dict(params or {})}
+
+
+def run_study(out: str | os.PathLike = "runs/study", params: dict | None = None,
+              notebooks: Sequence[str | os.PathLike] | None = None, figures: str | os.PathLike = "figures",
+              smoke: bool = False, log_output: bool = False) -> list[Path]:
+    """Execute the study notebooks in order; return the executed notebooks' paths.
+
+    `params` are injected into every notebook, so pass names the notebooks share (MODEL,
+    PRETRAINED, SEEDS, STEPS_PER_TASK, DEVICE, DATA_ROOT, SMOKE, ...); a name a notebook does
+    not define only draws a papermill warning. `smoke` sets SMOKE=True everywhere. A failing
+    notebook stops the study with `papermill.PapermillExecutionError`.
+    """
+    out, figures = Path(out).resolve(), Path(figures).resolve()
+    paths = [Path(p) for p in notebooks] if notebooks else [notebooks_dir() / name for name in NOTEBOOKS]
+    executed = []
+    for path in paths:
+        stem = path.name.split(".")[0]
+        start = time.perf_counter()
+        print(f"[study] {stem} ...", flush=True)
+        target = execute_notebook(path, out / f"{stem}.ipynb", study_parameters(out, figures, stem, params, smoke),
+                                  log_output=log_output)
+        print(f"[study] {stem} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
+        executed.append(target)
+    return executed
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """["SEEDS=[0,1]", "MODEL=ViT-B-16"] -> {"SEEDS": [0, 1], "MODEL": "ViT-B-16"} (CLI value rules)."""
+    from cliplab.engine.config import _parse_value
+
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--params expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        params[key.strip()] = _parse_value(value)
+    return params
 
 
 def add_study_command(sub) -> None:
-    p = sub.add_parser("study", help="run the study notebooks on the embedded default (or other parameters)")
-    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE", help="papermill parameters for every notebook")
-    p.add_argument("--out", default="runs/study", help="executed notebooks and metrics")
+    p = sub.add_parser("study", help="run the study notebooks headlessly (papermill) on the embedded default")
+    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="notebook parameters for every notebook, e.g. SEEDS=[0,1] STEPS_PER_TASK=30 DEVICE=cuda")
+    p.add_argument("--out", default=None, help="executed notebooks, metrics and runs (default runs/study, "
+                                               "runs/study-smoke with --smoke)")
+    p.add_argument("--figures", default=None, help="PNG figures (default figures/, <out>/figures with --smoke)")
+    p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
+    p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the terminal")
     p.set_defaults(func=_cmd_study)
 
 
 def _cmd_study(args) -> int:
-    from cliplab.evaluate import toyworld_report
-    from cliplab.models import load_model
+    out = Path(args.out or ("runs/study-smoke" if args.smoke else "runs/study"))
+    figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
+    from papermill.exceptions import PapermillExecutionError
 
-    report = {"toyclip": toyworld_report(load_model("toyclip")), "random": toyworld_report(load_model("toyclip", pretrained="random"))}
-    print(json.dumps(report, indent=2))
+    try:
+        executed = run_study(out, parse_params(args.params), figures=figures, smoke=args.smoke,
+                             log_output=args.log_output)
+    except PapermillExecutionError as error:
+        print(f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
+              f"the executed notebook (with the traceback) is under {out}", file=sys.stderr)
+        return 1
+    print(f"executed {len(executed)} notebooks into {out}; figures in {figures}")
     return 0
+
+
+__all__ = ["NOTEBOOKS", "add_study_command", "ensure_kernel", "execute_notebook", "parse_params", "read_notebook",
+           "run_study", "study_parameters"]

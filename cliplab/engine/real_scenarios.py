@@ -60,7 +60,8 @@ def _extras(scenario: Scenario, root: Path, reference_images=None, reference_cap
     """Attach the optional reference data and probes named by the scenario options."""
     if reference_images and reference_captions:
         captions = get_dataset("csv_captions", root=reference_captions, split="all").captions
-        scenario.reference = ReferenceData(_dataset("imagefolder", Path(reference_images), "train"), list(captions))
+        # An ImageNet-train-sized folder: skip the up-front per-file check (1.28M files).
+        scenario.reference = ReferenceData(_dataset("imagefolder", Path(reference_images), "train", verify="none"), list(captions))
     for name in probes:
         data = get_dataset(name, root=root, split="test")
         scenario.probes.append(ProbeSet(name, _dataset(name, root, "test"), list(data.classnames), list(data.templates)))

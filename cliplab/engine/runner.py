@@ -10,6 +10,8 @@ that was interrupted continues from its last mid-task checkpoint.
 from __future__ import annotations
 
 import json
+import contextlib
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,21 @@ def _architecture(bundle: ClipBundle) -> str:
     return TOYCLIP if bundle.name == "toyclip" else bundle.name
 
 
+class _Clock:
+    """Wall-clock seconds spent training and evaluating, kept in progress.json across resumes."""
+
+    def __init__(self, progress: "_Progress") -> None:
+        self.seconds = progress.data.setdefault("seconds", {"train": 0.0, "evaluate": 0.0})
+
+    @contextlib.contextmanager
+    def __call__(self, what: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] += time.perf_counter() - began
+
+
 class _Progress:
     """The atomically written record of finished tasks (and the before-training evaluation)."""
 
@@ -122,18 +139,23 @@ def run_scenario(
     net = bundle.model.to(device)
     initial = frozen_copy(net)
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
+    clock = _Clock(progress)
     if not progress.evaluations and rank == 0:
-        progress.add(evaluator.evaluate(net, after_task=-1))
+        with clock("evaluate"):
+            progress.add(evaluator.evaluate(net, after_task=-1))
     distributed.barrier()
     first = _completed(run_dir)
     if first > 0:
         _restore(net, method, run_dir, first - 1)
     for index in range(first, len(scenario.tasks)):
-        _run_task(scenario, method, bundle, config, device, initial, index, run_dir)
+        with clock("train"):
+            _run_task(scenario, method, bundle, config, device, initial, index, run_dir)
         distributed.barrier()
         if rank == 0:
             _save_task(net, method, bundle, run_dir, index, config)
-            progress.add(evaluator.evaluate(net, after_task=index))
+            with clock("evaluate"):
+                evaluation = evaluator.evaluate(net, after_task=index)
+            progress.add(evaluation)
             clear_mid_task(run_dir)
         distributed.barrier()
     return _finish(progress, scenario, spec, run_dir) if rank == 0 else None
@@ -194,7 +216,8 @@ def _finish(progress: _Progress, scenario: Scenario, spec: RunSpec, run_dir: Pat
         probe: {m: [e["retrieval"][probe][m] for e in evaluations] for m in before["retrieval"][probe]}
         for probe in before["retrieval"]
     }
-    extra = {"protocol": scenario.protocol, "pretrained": spec.pretrained, "zero_shot_row": before["accuracy"]}
+    extra = {"protocol": scenario.protocol, "pretrained": spec.pretrained, "zero_shot_row": before["accuracy"],
+             "seconds": {k: round(v, 2) for k, v in progress.data.get("seconds", {}).items()}}
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
     result = RunResult(

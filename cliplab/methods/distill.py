@@ -60,6 +60,7 @@ class DistillOptions(MethodOptions):
     student_text_side: str = "teacher"  # teacher: student logits use teacher text embeddings [ZSCL, P2]; student: own encoder
     kd_images: str = "current"  # current: separate batch of task images, eval transform [ZSCL]; ce_batch: reuse CE batch; reference
     kd_batch_size: int | None = None  # None = the CE batch size [ZSCL: 64]
+    cache_teacher_texts: bool = True  # False = reference-code style: re-encode the fixed texts every step (P4)
 
     def __post_init__(self) -> None:
         if self.directions not in DIRECTIONS:
@@ -118,7 +119,7 @@ class DistillationMethod(Method):
         return self.kd_iter is not None or self.options.kd_images == "ce_batch"
 
     def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
-        if self.texts_per_step:
+        if self.texts_per_step or not self.options.cache_teacher_texts:
             self._set_texts(ctx, step)
         images, self._kd_labels = None, None
         if self.kd_iter is not None:

@@ -208,8 +208,8 @@ def _synonym_table(attribute: str) -> list[list[str]]:
     """Synonyms of every class of `attribute`, indexed by its label."""
     if attribute == "shape":
         return [{**SHAPES, **NOVEL_SHAPES}[name] for name in ALL_SHAPES]
-    if attribute == "colour":
-        return [COLOUR_SYNONYMS[name] for name in COLOUR_NAMES]
+    if attribute == "colour":  # the achromatic label has no word and so draws nothing
+        return [COLOUR_SYNONYMS[name] for name in COLOUR_NAMES] + [[""]]
     if attribute == "size":
         return [SIZE_SYNONYMS[name] for name in SIZE_NAMES]
     return [TEXTURES[name] for name in TEXTURE_NAMES]
@@ -238,6 +238,16 @@ def _synonym_words(labels: dict[str, np.ndarray], rng: np.random.Generator) -> d
     return words
 
 
+def _choose_templates(pool: list[int], achromatic: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Template per scene from uniform draws in [0, 1): achromatic scenes only from colour-free ones."""
+    pool_arr = np.asarray(pool, dtype=np.int64)
+    colourless = np.asarray([t for t in pool if t in COLOURLESS_TEMPLATES], dtype=np.int64)
+    chosen = pool_arr[(draws * len(pool_arr)).astype(np.int64)]
+    if achromatic.any() and len(colourless):
+        chosen[achromatic] = colourless[(draws[achromatic] * len(colourless)).astype(np.int64)]
+    return chosen
+
+
 def caption_batch(
     scene: Scene, rng: np.random.Generator, templates: list[int] | None = None
 ) -> tuple[list[str], np.ndarray]:
@@ -247,7 +257,7 @@ def caption_batch(
     """
     labels = scene_labels(scene)
     pool = templates if templates is not None else list(range(len(CAPTION_TEMPLATES)))
-    chosen = np.asarray(pool, dtype=np.int64)[rng.integers(len(pool), size=len(scene))]
+    chosen = _choose_templates(pool, np.asarray(labels["colour"]) == ACHROMATIC, rng.random(len(scene)))
     words = _synonym_words(labels, rng)
     position = [_POSITION_PHRASES[p] for p in POSITIONS]
     formats = [fmt for fmt, _ in CAPTION_TEMPLATES]

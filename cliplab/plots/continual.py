@@ -1,0 +1,319 @@
+"""Figures of the continual-learning study. Each `plot_*` function takes data, returns a Figure.
+
+The `*_frame` functions shape runs into the tables the figures draw, so a notebook cell is one
+call to each and the numbers behind a figure can be shown or saved beside it:
+
+* `accuracy_matrix_frame` / `plot_accuracy_matrix` — the T x T accuracy matrix (mean over seeds),
+  optionally with the before-training (zero-shot) row on top;
+* `task_curves_frame` / `plot_task_curves` — each task's accuracy before training and after every
+  task, i.e. the columns of the matrix as curves;
+* `plot_probe_curves` — held-out zero-shot accuracy and retrieval recall across tasks, one line
+  per method, mean ± std over seeds (from the tidy `cliplab.results.load_runs` table);
+* `stability_plasticity_frame` / `plot_stability_plasticity` — new-task accuracy (the diagonal of
+  the matrix) against final held-out zero-shot accuracy, one point per method;
+* `ost_mst_frame` / `plot_ost_mst` — Ding et al.'s one-session vs multi-session comparison.
+
+Accuracies and recalls are in percent throughout, as in `cliplab.results`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from cliplab.results import RunResult
+
+try:  # the house style; a local fallback keeps this module usable on its own
+    from cliplab.plots.style import save_figure
+except ImportError:  # pragma: no cover - style.py ships with the package
+    from pathlib import Path
+
+    def save_figure(fig: Figure, path) -> Path:  # type: ignore[no-redef]
+        """Save `fig` as a 150-dpi PNG (parents created) and return the path."""
+        target = Path(path).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+        return target
+
+__all__ = [
+    "accuracy_matrix_frame", "plot_accuracy_matrix", "task_curves_frame", "plot_task_curves",
+    "plot_probe_curves", "stability_plasticity_frame", "plot_stability_plasticity",
+    "final_accuracy", "final_zero_shot", "ost_mst_frame", "plot_ost_mst", "save_figure",
+]
+
+BEFORE = "before"  # label of the before-training evaluation on step axes
+
+
+def _same_tasks(results: Sequence[RunResult]) -> list[str]:
+    if not results:
+        raise ValueError("no runs given")
+    tasks = results[0].tasks
+    if any(r.tasks != tasks for r in results):
+        raise ValueError("runs cover different task lists; average only runs of one scenario and setting")
+    return tasks
+
+
+def _step_labels(tasks: Sequence[str]) -> list[str]:
+    """Axis labels of the evaluation points: before training, then after each task."""
+    return [BEFORE] + [f"after {t}" for t in tasks]
+
+
+# --- the accuracy matrix --------------------------------------------------------------------
+
+def accuracy_matrix_frame(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Mean over runs (seeds) of the accuracy matrix and of the before-training row.
+
+    Returns (matrix, zero_shot_row): matrix rows "after <task i>", columns tasks; the row is
+    None when the runs do not store `zero_shot_row` (runs written before it existed).
+    """
+    tasks = _same_tasks(results)
+    matrix = np.mean([np.asarray(r.accuracy_matrix, dtype=float) for r in results], axis=0)
+    frame = pd.DataFrame(matrix, index=_step_labels(tasks)[1:], columns=tasks)
+    rows = [r.extra.get("zero_shot_row") for r in results]
+    if any(row is None for row in rows):
+        return frame, None
+    return frame, pd.Series(np.mean(np.asarray(rows, dtype=float), axis=0), index=tasks, name=BEFORE)
+
+
+def plot_accuracy_matrix(
+    matrix: pd.DataFrame, zero_shot_row: Sequence[float] | None = None, title: str | None = None
+) -> Figure:
+    """Annotated heat-map of A[i, j] (percent): row = after task i, column = task j.
+
+    The lower triangle holds retained accuracy (forgetting shows as a fading column), the
+    diagonal what each task reached, the upper triangle transfer to tasks not trained yet. The
+    optional before-training row is drawn on top, separated by a white line.
+    """
+    table = matrix.copy()
+    if zero_shot_row is not None:
+        top = pd.DataFrame([list(zero_shot_row)], index=[BEFORE], columns=table.columns)
+        table = pd.concat([top, table])
+    n_rows, n_cols = table.shape
+    fig, ax = plt.subplots(figsize=(1.6 + 0.95 * n_cols, 1.0 + 0.6 * n_rows))
+    sns.heatmap(table, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", linewidths=0.5,
+                cbar_kws={"label": "accuracy (%)"}, ax=ax)
+    if zero_shot_row is not None:
+        ax.axhline(1, color="white", linewidth=3)
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("model")
+    ax.set_title(title or "Accuracy matrix")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig
+
+
+# --- per-task curves ------------------------------------------------------------------------
+
+def task_curves_frame(results: Sequence[RunResult]) -> pd.DataFrame:
+    """Long table (seed, task, step, point, accuracy): each task's accuracy at every evaluation.
+
+    `step` 0 is before training (from `zero_shot_row`, when stored), step i after task i;
+    `point` is the matching axis label.
+    """
+    tasks = _same_tasks(results)
+    labels = _step_labels(tasks)
+    rows = []
+    for result in results:
+        before = result.extra.get("zero_shot_row")
+        curve_rows = ([before] if before is not None else []) + list(result.accuracy_matrix)
+        first = 0 if before is not None else 1
+        for step, row in enumerate(curve_rows, start=first):
+            rows += [(result.seed, task, step, labels[step], value) for task, value in zip(tasks, row)]
+    return pd.DataFrame(rows, columns=["seed", "task", "step", "point", "accuracy"])
+
+
+def plot_task_curves(curves: pd.DataFrame, title: str | None = None) -> Figure:
+    """One line per task across evaluations (mean ± std over seeds); the dot marks its training.
+
+    A line that jumps at its own task and decays afterwards is learning followed by forgetting.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    sns.lineplot(data=curves, x="step", y="accuracy", hue="task", marker="o", errorbar="sd", ax=ax)
+    tasks = list(dict.fromkeys(curves["task"]))
+    colors = dict(zip(tasks, sns.color_palette(n_colors=len(tasks))))
+    trained = curves[curves["step"] == curves["task"].map({t: i + 1 for i, t in enumerate(tasks)})]
+    means = trained.groupby(["task", "step"], sort=False)["accuracy"].mean().reset_index()
+    ax.scatter(means["step"], means["accuracy"], s=120, facecolors="none",
+               edgecolors=[colors[t] for t in means["task"]], linewidths=2, zorder=3)
+    points = curves.drop_duplicates("step").sort_values("step")
+    ax.set_xticks(points["step"], points["point"], rotation=30, ha="right")
+    ax.set_xlabel("")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title or "Accuracy of each task across training (circle: when it was trained)")
+    ax.legend(title="task", frameon=False, fontsize="small", bbox_to_anchor=(1.0, 1.0), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+# --- held-out zero-shot and retrieval -------------------------------------------------------
+
+def plot_probe_curves(
+    df: pd.DataFrame,
+    by: str = "method",
+    retrieval_metrics: Sequence[str] = ("i2t_r1", "t2i_r1"),
+    title: str | None = None,
+) -> Figure:
+    """Held-out zero-shot accuracy and retrieval R@1 before training and after each task.
+
+    `df` is the tidy table of `cliplab.results.load_runs` (one scenario); one panel per
+    zero-shot probe and per retrieval metric, one line per value of `by`, mean ± std over seeds.
+    The lines start at the pretrained model's value: a falling line is forgetting of pretraining.
+    """
+    zs = df[df["kind"] == "zero_shot"].assign(panel=lambda d: "zero-shot · " + d["probe"].astype(str))
+    rt = df[(df["kind"] == "retrieval") & df["metric"].isin(retrieval_metrics)]
+    rt = rt.assign(panel=lambda d: "retrieval · " + d["probe"].astype(str) + " " + d["metric"])
+    data = pd.concat([zs, rt], ignore_index=True)
+    if data.empty:
+        raise ValueError("no zero-shot or retrieval rows in the table (is it from load_runs?)")
+    panels = list(dict.fromkeys(data["panel"]))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False, sharex=True)
+    order = list(dict.fromkeys(data[by]))
+    for ax, panel in zip(axes.flat, panels):
+        sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue=by, hue_order=order,
+                     marker="o", errorbar="sd", ax=ax, legend=ax is axes.flat[0])
+        ax.set_title(panel, fontsize="medium")
+        ax.set_xlabel("after task (0 = pretrained)")
+        ax.set_ylabel("percent")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if axes.flat[0].get_legend() is not None:
+        sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(0, -0.25 * rows), ncol=min(4, len(order)),
+                        frameon=False, title=None)
+    fig.suptitle(title or "Held-out zero-shot accuracy and retrieval across tasks (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+# --- stability vs plasticity ----------------------------------------------------------------
+
+def _diagonal_mean(run: pd.DataFrame) -> float:
+    """Mean of A[i, i] from one run's tidy accuracy rows (task order = order of appearance)."""
+    tasks = list(dict.fromkeys(run["task"]))
+    cells = run[run["step"] == run["task"].map({t: i + 1 for i, t in enumerate(tasks)})]
+    return float(cells["value"].mean())
+
+
+def stability_plasticity_frame(df: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per run: `plasticity` = mean of the accuracy-matrix diagonal (each task right after
+    training it) and `retention` = held-out zero-shot accuracy after the last task (mean over
+    probes); `retention_before` is the pretrained value. Columns: by, scenario, seed, these three.
+    """
+    records = []
+    for run, rows in df.groupby("run", sort=False):
+        zs = rows[rows["kind"] == "zero_shot"]
+        head = rows.iloc[0]
+        records.append({
+            by: head[by], "scenario": head["scenario"], "seed": int(head["seed"]),
+            "plasticity": _diagonal_mean(rows[rows["kind"] == "accuracy"]),
+            "retention": float(zs[zs["step"] == zs["step"].max()]["value"].mean()),
+            "retention_before": float(zs[zs["step"] == 0]["value"].mean()),
+        })
+    return pd.DataFrame(records)
+
+
+def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: str | None = None) -> Figure:
+    """New-task accuracy (x) against final held-out zero-shot accuracy (y), one point per `by`
+    value with ± std error bars over seeds, one panel per scenario.
+
+    Up is stable (pretraining kept), right is plastic (new tasks learned); the dotted line is
+    the pretrained model's zero-shot accuracy, the ceiling no method should cross by much.
+    """
+    scenarios = list(dict.fromkeys(points["scenario"]))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.6 * len(scenarios), 4.6), squeeze=False)
+    labels = list(dict.fromkeys(points[by]))
+    colors = dict(zip(labels, sns.color_palette("colorblind", n_colors=max(len(labels), 1))))
+    for ax, scenario in zip(axes[0], scenarios):
+        subset = points[points["scenario"] == scenario]
+        stats = subset.groupby(by, sort=False)[["plasticity", "retention"]].agg(["mean", "std"]).fillna(0.0)
+        for label, row in stats.iterrows():
+            ax.errorbar(row[("plasticity", "mean")], row[("retention", "mean")], xerr=row[("plasticity", "std")],
+                        yerr=row[("retention", "std")], fmt="o", color=colors[label], capsize=3, label=label)
+            ax.annotate(label, (row[("plasticity", "mean")], row[("retention", "mean")]), fontsize="small",
+                        xytext=(4, 4), textcoords="offset points")
+        ax.axhline(subset["retention_before"].mean(), color="grey", linestyle=":", label="pretrained")
+        ax.set_xlabel("new-task accuracy: mean of diagonal (%)")
+        ax.set_ylabel("held-out zero-shot after last task (%)")
+        ax.set_title(scenario)
+    axes[0][-1].legend(frameon=False, fontsize="small", bbox_to_anchor=(1.0, 1.0), loc="upper left")
+    fig.suptitle(title or "Stability (up) vs plasticity (right)")
+    fig.tight_layout()
+    return fig
+
+
+# --- one session vs multi session (Ding et al.) ---------------------------------------------
+
+def final_accuracy(result: RunResult) -> float:
+    """Accuracy on everything learned, after the last task.
+
+    Class-incremental runs: accuracy on all seen classes (`class_incremental_accuracy[-1]`);
+    others: mean of the last row of the matrix. For the digits, both mean "10-way accuracy".
+    """
+    cil = result.extra.get("class_incremental_accuracy")
+    if cil:
+        return float(cil[-1])
+    return float(np.nanmean(result.accuracy_matrix[-1]))
+
+
+def final_zero_shot(result: RunResult, step: int = -1) -> float:
+    """Held-out zero-shot accuracy (mean over the run's probes) at `step` (0 = pretrained)."""
+    if not result.zero_shot:
+        return math.nan
+    return float(np.mean([curve[step] for curve in result.zero_shot.values()]))
+
+
+def _final_retrieval(result: RunResult, metric: str = "i2t_r1") -> float:
+    values = [curves[metric][-1] for curves in result.retrieval.values() if metric in curves]
+    return float(np.mean(values)) if values else math.nan
+
+
+def ost_mst_frame(runs: Mapping[str, Mapping[str, Sequence[RunResult]]]) -> pd.DataFrame:
+    """Long table (method, regime, seed, metric, value) from `{regime: {method: [runs]}}`.
+
+    Metrics: learned-task accuracy after training (`final_accuracy`), held-out zero-shot and
+    retrieval I→T R@1 after training; regimes are e.g. "one session" and "multi session".
+    """
+    rows = []
+    for regime, by_method in runs.items():
+        for method, results in by_method.items():
+            for r in results:
+                rows += [
+                    (method, regime, r.seed, "accuracy on learned classes", final_accuracy(r)),
+                    (method, regime, r.seed, "held-out zero-shot", final_zero_shot(r)),
+                    (method, regime, r.seed, "retrieval I→T R@1", _final_retrieval(r)),
+                ]
+    return pd.DataFrame(rows, columns=["method", "regime", "seed", "metric", "value"])
+
+
+def plot_ost_mst(frame: pd.DataFrame, pretrained: Mapping[str, float] | None = None, title: str | None = None) -> Figure:
+    """Bars of each metric after training, one-session vs multi-session, per method (± std).
+
+    `pretrained` optionally maps a metric to the pretrained model's value (dotted line). Ding et
+    al.'s observation: the same classes learned in several sessions cost more zero-shot ability.
+    """
+    metrics = list(dict.fromkeys(frame["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.barplot(data=frame[frame["metric"] == metric], x="method", y="value", hue="regime",
+                    errorbar="sd", capsize=0.1, ax=ax, legend=ax is axes[0][0])
+        if pretrained and metric in pretrained:
+            ax.axhline(pretrained[metric], color="grey", linestyle=":", label="pretrained")
+        ax.set_title(metric, fontsize="medium")
+        ax.set_xlabel("")
+        ax.set_ylabel("percent")
+        ax.set_ylim(0, 100)
+    if axes[0][0].get_legend() is not None:
+        sns.move_legend(axes[0][0], "lower left", frameon=False, title=None, fontsize="small")
+    fig.suptitle(title or "One session vs multi session: same classes, same step budget")
+    fig.tight_layout()
+    return fig

@@ -134,7 +134,8 @@ def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
             speedup = ""
             if "speedup_vs_baseline_cpu" in row:
                 speedup = f"{row['speedup_vs_baseline_cpu']:.2f}x / {row['speedup_vs_baseline_wall']:.2f}x"
-            print(f"{size:>5} {stage:<26} {row['images_per_s_cpu']:>12,.0f} {row['images_per_s_wall']:>13,.0f} {speedup:>18}")
+            cpu, wall = row["images_per_s_cpu"], row["images_per_s_wall"]
+            print(f"{size:>5} {stage:<26} {cpu:>12,.0f} {wall:>13,.0f} {speedup:>18}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

@@ -101,10 +101,12 @@ class Settings:
     warmup: int
     reference_steps: int  # timed steps per run of a reference-style variant
     repeats: int
+    reference_repeats: int  # rounds (the first ones) that include the reference-style variants
     n_train: int  # random images per task (and reference images)
     n_captions: int  # ZSCL reference captions
     vocab_size: int  # VR-LwF pseudo-texts K
     num_workers: int
+    threads: int  # torch intra-op threads (0 = torch's default)
     seed: int = 0
 
 
@@ -186,6 +188,7 @@ class StepClock:
     def __init__(self, device: torch.device) -> None:
         self.sync = synchronizer(device)
         self.ticks: list[float] = []
+        self.cpu_ticks: list[float] = []  # process CPU time: robust to other processes taking the cores
         self.buckets: list[dict[str, float]] = []  # hook seconds of step k (bucket 0 = step 1)
         self._current: dict[str, float] = {}
         self.setup_s: dict[str, float] = {}
@@ -206,6 +209,7 @@ class StepClock:
         def timed_after_step(ctx, step: int) -> None:
             after_step(ctx, step)
             self.ticks.append(self.now())
+            self.cpu_ticks.append(time.process_time())
             self.buckets.append(self._current)
             self._current = {}
 
@@ -232,6 +236,10 @@ class StepClock:
     def step_ms(self, drop: int) -> list[float]:
         """Durations of steps 2.. (step 1 holds the loaders' start-up), minus `drop` more."""
         return (np.diff(self.ticks) * 1000).tolist()[drop:]
+
+    def step_cpu_ms(self, drop: int) -> list[float]:
+        """CPU time of the same steps (this process, all its threads)."""
+        return (np.diff(self.cpu_ticks) * 1000).tolist()[drop:]
 
     def hook_ms(self, drop: int) -> list[dict[str, float]]:
         return [{k: 1000 * v for k, v in b.items()} for b in self.buckets[1:]][drop:]
@@ -284,27 +292,30 @@ def time_variants(bench: Bench, settings: Settings, chosen: list[Variant]) -> di
     """Interleave the variants over `repeats` rounds (rotated order); pool their step times."""
     run_once(bench, settings, chosen[0], 3)  # warm the process up (allocator, kernels, caches)
     steps: dict[str, list[float]] = {v.name: [] for v in chosen}
+    cpu: dict[str, list[float]] = {v.name: [] for v in chosen}
     hooks: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
     setup: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
     for r in range(settings.repeats):
-        for variant in chosen[r % len(chosen):] + chosen[: r % len(chosen)]:
+        this_round = [v for v in chosen if r < settings.reference_repeats or not v.reference_style]
+        for variant in this_round[r % len(this_round):] + this_round[: r % len(this_round)]:
             n, drop = timed_steps(settings, variant)
             clock = StepClock(bench.device)
             run_once(bench, settings, variant, n, clock)
             steps[variant.name] += clock.step_ms(drop)
+            cpu[variant.name] += clock.step_cpu_ms(drop)
             hooks[variant.name] += clock.hook_ms(drop)
             setup[variant.name].append({k: 1000 * v for k, v in clock.setup_s.items()})
             print(f"  round {r + 1}/{settings.repeats} {variant.name:<20} {np.median(clock.step_ms(drop)):9.1f} ms/step",
                   flush=True)
-    return {v.name: _timing_row(steps[v.name], hooks[v.name], setup[v.name]) for v in chosen}
+    return {v.name: _timing_row(steps[v.name], cpu[v.name], hooks[v.name], setup[v.name]) for v in chosen}
 
 
-def _timing_row(steps: list[float], hooks: list[dict[str, float]], setup: list[dict[str, float]]) -> dict[str, Any]:
+def _timing_row(steps: list[float], cpu: list[float], hooks: list[dict[str, float]], setup: list[dict[str, float]]) -> dict[str, Any]:
     stats = summary(steps)
     names = sorted({k for h in hooks for k in h})
     return {
         "ms_per_step": stats["median"], "ms_per_step_q1": stats["q1"], "ms_per_step_q3": stats["q3"],
-        "timed_steps": stats["n"],
+        "ms_per_step_min": min(steps), "timed_steps": stats["n"], "cpu_ms_per_step": summary(cpu)["median"],
         "hooks_ms_per_step": {k: float(np.median([h.get(k, 0.0) for h in hooks])) for k in names},
         "begin_task_ms": float(np.median([s.get("begin_task", np.nan) for s in setup])),
         "end_task_ms": float(np.median([s.get("end_task", np.nan) for s in setup])),
@@ -332,9 +343,14 @@ def probe(settings: Settings, variant: Variant) -> dict[str, Any]:
 
 
 def probe_in_subprocess(settings: Settings, variant: Variant) -> dict[str, Any]:
-    """Run `probe` in a new interpreter so max RSS is this variant's alone."""
+    """Run `probe` in a new interpreter so max RSS is this variant's alone.
+
+    The interpreter is started by a small `sh` that forks it: Linux carries the RSS high-water
+    mark of the image a process had before `execve` into `ru_maxrss`, so a child forked directly
+    from this (large) process would report this process's RSS instead of its own.
+    """
     cmd = [sys.executable, __file__, "--probe", variant.name, "--settings-json", json.dumps(asdict(settings))]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(["/bin/sh", "-c", '"$0" "$@"; exit $?', *cmd], capture_output=True, text=True)
     lines = [l for l in done.stdout.splitlines() if l.startswith(PROBE_MARK)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"memory probe of {variant.name} failed:\n{done.stderr[-3000:]}")
@@ -382,7 +398,7 @@ def profile_variant(bench: Bench, settings: Settings, variant: Variant, steps: i
     activities = [torch.profiler.ProfilerActivity.CPU]
     if bench.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    schedule = torch.profiler.schedule(wait=1, warmup=0, active=steps, repeat=1)
+    schedule = torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
     with torch.profiler.profile(activities=activities, schedule=schedule) as profiler:
         run_once(bench, settings, variant, 1 + steps, StepClock(bench.device), _ProfilerStep(profiler))
     key = "self_cuda_time_total" if bench.device.type == "cuda" else "self_cpu_time_total"
@@ -435,6 +451,8 @@ def add_derived(rows: dict[str, dict[str, Any]], settings: Settings, peak_tflops
     for row in rows.values():
         seconds = row["ms_per_step"] / 1000
         row["ratio_to_finetune"] = row["ms_per_step"] / base
+        if "finetune" in rows:
+            row["cpu_ratio_to_finetune"] = row["cpu_ms_per_step"] / rows["finetune"]["cpu_ms_per_step"]
         row["images_per_s"] = settings.batch_size / seconds
         flops = row.get("flops_per_step")
         if flops:
@@ -450,14 +468,14 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def print_report(rows: dict[str, dict[str, Any]], targets: list[dict[str, Any]], cuda: bool) -> None:
     """The results table and the targets, as markdown."""
-    header = ["variant", "ms/step", "q1-q3", "x finetune", "img/s", "extra_inputs ms", "losses ms",
+    header = ["variant", "ms/step", "q1-q3", "x finetune", "x finetune (CPU time)", "img/s", "extra_inputs ms", "losses ms",
               "GFLOP/step", "peak MiB" + (" (CUDA)" if cuda else " (RSS)")] + (["% bf16 peak"] if cuda else [])
     body = []
     for name, r in rows.items():
         hooks = r["hooks_ms_per_step"]
         peak = r.get("cuda_peak_mb") if cuda else r.get("peak_rss_mb")
         cells = [name, _fmt(r["ms_per_step"]), f"{_fmt(r['ms_per_step_q1'])}-{_fmt(r['ms_per_step_q3'])}",
-                 _fmt(r["ratio_to_finetune"], 2), _fmt(r["images_per_s"], 0), _fmt(hooks.get("extra_inputs")),
+                 _fmt(r["ratio_to_finetune"], 2), _fmt(r.get("cpu_ratio_to_finetune"), 2), _fmt(r["images_per_s"], 0), _fmt(hooks.get("extra_inputs")),
                  _fmt(hooks.get("losses")), _fmt(r.get("gflop_per_step")), _fmt(peak, 0)]
         if cuda:
             cells.append(_fmt(100 * r["fraction_of_bf16_peak"], 1) if r.get("fraction_of_bf16_peak") else "-")
@@ -476,15 +494,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--model", default=None, help="toyclip (CPU default) or an open_clip architecture, e.g. ViT-B-16")
     p.add_argument("--batch-size", type=int, default=None, help="CE (and distillation) batch; default 32 CPU, 64 CUDA")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per run; default 8 CPU, 20 CUDA")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run; default 6 CPU, 20 CUDA")
     p.add_argument("--warmup", type=int, default=1, help="further steps dropped after the first")
     p.add_argument("--reference-steps", type=int, default=None, help="timed steps per reference-style run; default 2 CPU, 5 CUDA")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=4, help="rounds over all variants")
+    p.add_argument("--reference-repeats", type=int, default=None,
+                   help="rounds that include the reference-style variants; default 1 CPU (a zscl_reference "
+                        "step takes ~12 s there), all on CUDA")
     p.add_argument("--n-train", type=int, default=256, help="random images per task and reference images")
     p.add_argument("--captions", type=int, default=10_000, help="ZSCL reference captions")
     p.add_argument("--vocab-size", type=int, default=1000, help="VR-LwF pseudo-texts K")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers; default 0 CPU, 8 CUDA")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads; default 1 on CPU (robust on a shared machine), torch's default on CUDA; 0 = torch's")
     p.add_argument("--variants", default=None, help="comma-separated subset of variant names")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory/FLOP processes")
     p.add_argument("--profile", default=None, help="only profile this variant (torch.profiler) and save the table")
@@ -500,11 +522,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
     model = args.model or ("ViT-B-16" if cuda else "toyclip")
     return Settings(
         device=args.device, model=model, pretrained="random" if model.lower() == "toyclip" else None,
-        batch_size=args.batch_size or (64 if cuda else 32), steps=args.steps or (20 if cuda else 8),
+        batch_size=args.batch_size or (64 if cuda else 32), steps=args.steps or (20 if cuda else 6),
         warmup=args.warmup, reference_steps=args.reference_steps or (5 if cuda else 2), repeats=args.repeats,
+        reference_repeats=args.reference_repeats or (args.repeats if cuda else 1),
         n_train=args.n_train, n_captions=args.captions, vocab_size=args.vocab_size,
         num_workers=args.num_workers if args.num_workers is not None else (8 if cuda else 0),
+        threads=args.threads if args.threads is not None else (0 if cuda else 1),
     )
+
+
+def set_threads(settings: Settings) -> None:
+    """Fix torch's thread count (with 2 threads on 2 shared cores, OpenMP spin-waits whenever another
+    process takes a core, and single steps become up to 10x slower)."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
 
 
 def chosen_variants(settings: Settings, names: str | None) -> list[Variant]:
@@ -520,14 +551,14 @@ def chosen_variants(settings: Settings, names: str | None) -> list[Variant]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.probe:
         settings = Settings(**json.loads(args.settings_json))
+        set_threads(settings)
         print(PROBE_MARK + json.dumps(probe(settings, chosen_variants(settings, args.probe)[0])))
         return
     began = time.perf_counter()
     settings = settings_from(args)
+    set_threads(settings)
     device = torch.device(settings.device)
     chosen = chosen_variants(settings, args.variants)
     if "finetune" not in [v.name for v in chosen]:

@@ -79,9 +79,10 @@ def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, paramet
                      log_output: bool = False, timeout: int | None = None) -> Path:
     """Execute one notebook with papermill into `output` (.ipynb); return that path.
 
-    The kernel runs in the notebook's own folder, as in JupyterLab; pass absolute paths in
-    `parameters`. A failing cell raises `papermill.PapermillExecutionError`, and the partly
-    executed notebook is still written to `output` for inspection.
+    The kernel runs in the current directory, so relative paths in `parameters` (a data
+    root, a checkpoint file) mean what they mean on the command line. A failing cell raises
+    `papermill.PapermillExecutionError`; the partly executed notebook is still written to
+    `output` for inspection.
     """
     import papermill
 
@@ -89,7 +90,7 @@ def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, paramet
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         read_notebook(path), str(output), parameters=dict(parameters), kernel_name=ensure_kernel(),
-        language="python", cwd=str(Path(path).resolve().parent), log_output=log_output,
+        language="python", cwd=os.getcwd(), log_output=log_output,
         progress_bar=False, execution_timeout=timeout,
     )
     return output
@@ -149,6 +150,7 @@ def add_study_command(sub) -> None:
     p.add_argument("--out", default=None, help="executed notebooks, metrics and runs (default runs/study, "
                                                "runs/study-smoke with --smoke)")
     p.add_argument("--figures", default=None, help="PNG figures (default figures/, <out>/figures with --smoke)")
+    p.add_argument("--root", default=None, help="folder of local datasets for real scenarios (sets DATA_ROOT)")
     p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the terminal")
     p.set_defaults(func=_cmd_study)
@@ -159,8 +161,11 @@ def _cmd_study(args) -> int:
     figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
     from papermill.exceptions import PapermillExecutionError
 
+    params = parse_params(args.params)
+    if args.root:
+        params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
     try:
-        executed = run_study(out, parse_params(args.params), figures=figures, smoke=args.smoke,
+        executed = run_study(out, params, figures=figures, smoke=args.smoke,
                              log_output=args.log_output)
     except PapermillExecutionError as error:
         print(f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"

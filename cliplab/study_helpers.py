@@ -10,10 +10,12 @@ already finished with the same settings reuses it instead of training again.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -26,8 +28,8 @@ from cliplab.results import METRICS_FILE, RunResult, load_run, load_runs
 
 # SMOKE = True: every notebook end to end in seconds per run (tests, a first look on a laptop).
 SMOKE_SETTINGS: dict[str, Any] = {
-    "steps_per_task": 6, "batch_size": 16, "warmup_steps": 1, "lr": 2e-4, "probe_size": 60,
-    "retrieval_size": 40, "max_eval_images": 80, "max_tasks": 2, "checkpoint_every": 0,
+    "steps_per_task": 3, "batch_size": 8, "warmup_steps": 1, "lr": 5e-4, "probe_size": 32,
+    "retrieval_size": 24, "max_eval_images": 40, "max_tasks": 2, "checkpoint_every": 0,
 }
 # Method options that only make the smoke settings cheaper (memory, reference texts, snapshots).
 SMOKE_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
@@ -35,7 +37,7 @@ SMOKE_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "icarl": {"memory_size": 40, "max_candidates": 200},
     "vr_lwf": {"vocab_size": 200},
 }
-SMOKE_ALIGNMENT_PROBE = 40  # image-caption pairs of the alignment probe under SMOKE
+SMOKE_ALIGNMENT_PROBE = 32  # image-caption pairs of the alignment probe under SMOKE
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -59,25 +61,32 @@ def study_settings(smoke: bool, steps_per_task: int | None = None, device: str |
     return settings
 
 
-def scenario_options(scenario: str, data_root: str | None = None,
-                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Build options of a scenario: built-in toy scenarios take none, real ones `root` + extras."""
+_TOY_PROBE_OPTIONS = ("probe_size", "retrieval_size", "probe_seed")
+
+
+def scenario_options(scenario: str, data_root: str | None = None, extra: Mapping[str, Any] | None = None,
+                     settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build options of a scenario: toy scenarios take their probe sizes, real ones `root` + extras.
+
+    Passing the probe sizes of `settings` up front builds a toy scenario once with the right
+    probes (the runner would otherwise build it with the defaults, then again).
+    """
     if scenario.startswith("toy-"):
-        return {}
+        return {k: settings[k] for k in _TOY_PROBE_OPTIONS if k in (settings or {})}
     return {**({"root": data_root} if data_root else {}), **(extra or {})}
 
 
 def one_session_settings(settings: Mapping[str, Any], multi_session: Sequence[RunResult]) -> dict[str, Any]:
-    """Settings for the one-session twin of a multi-session run: the same total step budget.
+    """Settings for the one-session twin of multi-session runs: the same total step budget.
 
-    With an explicit `steps_per_task`, the single session gets that times the number of
-    sessions the multi-session runs had; otherwise the scenarios' own defaults already match
-    (toy-digits-ost: 300 steps = 5 tasks x 60 of toy-digits-cil).
+    The single session trains for (steps per task x number of tasks) of the multi-session runs,
+    read from their recorded config, so any STEPS_PER_TASK / max_tasks choice stays matched
+    (defaults: toy-digits-ost 300 steps = 5 tasks x 60 of toy-digits-cil). Epoch-based
+    protocols keep their epochs.
     """
-    one = dict(settings)
-    one.pop("max_tasks", None)  # one task anyway
-    if "steps_per_task" in one and multi_session:
-        one["steps_per_task"] = int(one["steps_per_task"]) * len(multi_session[0].tasks)
+    one = {k: v for k, v in settings.items() if k != "max_tasks"}  # one task anyway
+    if multi_session and multi_session[0].config.get("epochs_per_task") is None:
+        one["steps_per_task"] = int(multi_session[0].config["steps_per_task"]) * len(multi_session[0].tasks)
     return one
 
 
@@ -134,9 +143,34 @@ def _overrides(request: RunRequest, settings: Mapping[str, Any], smoke: bool) ->
 REQUEST_FILE = "study_request.json"  # what the study asked of a run folder (reuse check)
 
 
+@lru_cache(maxsize=8)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+def weights_fingerprint(model: str, pretrained: str | None) -> str | None:
+    """Content hash of the local weights a run starts from (None for downloaded tags / random).
+
+    Part of the reuse record, so regenerating the shipped ToyCLIP (or editing a local
+    checkpoint) makes the study train again instead of reusing runs of the old weights.
+    """
+    from cliplab.models import TOYCLIP_CHECKPOINT
+
+    if model.lower() == "toyclip" and pretrained in (None, "toyworld"):
+        path = TOYCLIP_CHECKPOINT
+    else:
+        candidates = [Path(p) for p in (pretrained, model) if p and Path(p).is_file()]
+        if not candidates:
+            return None
+        path = candidates[0]
+    return _file_digest(str(path), path.stat().st_mtime_ns) if path.exists() else None
+
+
 def _request_record(request: RunRequest, model: str, pretrained: str | None, overrides: Mapping[str, Any]) -> dict:
     return jsonable({"scenario": request.scenario, "method": request.method, "seed": request.seed, "model": model,
-                     "pretrained": pretrained, "overrides": dict(overrides)})
+                     "pretrained": pretrained, "weights": weights_fingerprint(model, pretrained),
+                     "overrides": dict(overrides)})
 
 
 def _finished(folder: Path, record: dict) -> bool:
@@ -178,7 +212,7 @@ def run_requests(requests: Iterable[RunRequest], runs_dir: str | Path, model: st
             try:
                 run_scenario(request.scenario, request.method, folder, model=model, pretrained=pretrained,
                              seed=request.seed, overrides=overrides,
-                             scenario_options=scenario_options(request.scenario, data_root, extra_options))
+                             scenario_options=scenario_options(request.scenario, data_root, extra_options, settings))
             except ValueError as error:
                 if "already holds a different run" not in str(error):
                     raise
@@ -204,7 +238,7 @@ def by_label(results: Mapping[RunRequest, RunResult], scenario: str | None = Non
 
 
 def tidy_runs(requests: Sequence[RunRequest], runs_dir: str | Path) -> pd.DataFrame:
-    """`cliplab.results.load_runs` rows of exactly these runs, plus a `label` column."""
+    """`cliplab.results.load_runs` rows of exactly these runs, in request order, plus a `label` column."""
     root = Path(runs_dir)
     wanted = {r.folder(root).relative_to(root).as_posix(): r.label for r in requests}
     df = load_runs(root)
@@ -213,7 +247,8 @@ def tidy_runs(requests: Sequence[RunRequest], runs_dir: str | Path) -> pd.DataFr
     if missing:
         raise FileNotFoundError(f"runs not finished under {root}: {sorted(missing)}")
     df.insert(1, "label", df["run"].map(wanted))
-    return df.reset_index(drop=True)
+    order = {run: i for i, run in enumerate(wanted)}  # the requests' order: METHODS order in every figure
+    return df.sort_values("run", key=lambda runs: runs.map(order), kind="stable").reset_index(drop=True)
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -223,13 +258,16 @@ def method_table(df: pd.DataFrame, by: Sequence[str] = ("label", "scenario"),
                  decimals: int = 1) -> pd.DataFrame:
     """Transfer / Avg / Last (and any other `summary_table` quantity) as "mean ± std" strings.
 
-    Quantities are matched by prefix too, so "zero_shot_delta" selects every probe's delta.
+    A quantity also selects everything under it ("zero_shot_delta" = every probe's delta) and
+    may be a shell pattern ("retrieval_delta/*/i2t_r1").
     """
+    from fnmatch import fnmatchcase
+
     from cliplab.results import format_summary, summary_table
 
     table = summary_table(df, by=by)
     names = list(dict.fromkeys(table.columns.get_level_values(0)))
-    keep = [n for n in names if any(n == q or n.startswith(q + "/") for q in quantities)]
+    keep = [n for n in names if any(n.startswith(q + "/") or fnmatchcase(n, q) for q in quantities)]
     return format_summary(table[keep], decimals=decimals)
 
 
@@ -362,7 +400,10 @@ def embed_run(folder: str | Path, probe, tokenizer: Callable, device: str | None
     return out
 
 
-def alignment_frame(reference: tuple[Tensor, Tensor], versions: Mapping[tuple[str, int], Sequence[tuple[Tensor, Tensor]]],
+Embeddings = tuple[Tensor, Tensor]  # (I, T) of one model version on the probe
+
+
+def alignment_frame(reference: Embeddings, versions: Mapping[tuple[str, int], Sequence[Embeddings]],
                     temperature: float) -> pd.DataFrame:
     """Long table (method, seed, task, metric, value) of every alignment number of every version.
 
@@ -424,6 +465,6 @@ def explore(function: Callable[..., Any], enabled: bool = True, **controls: Any)
 __all__ = [
     "SMOKE_SETTINGS", "SMOKE_METHOD_OPTIONS", "SMOKE_ALIGNMENT_PROBE", "RunRequest", "ablation", "alignment_frame",
     "alignment_probe", "by_label", "checkpoint_paths", "embed_run", "encode_probe", "explore", "final_alignment",
-    "grid", "headline_numbers", "jsonable", "load_results", "method_table", "one_session_settings", "run_requests", "scenario_options", "study_settings",
-    "tidy_runs", "zero_shot_summary",
+    "grid", "headline_numbers", "jsonable", "load_results", "method_table", "one_session_settings", "run_requests",
+    "scenario_options", "study_settings", "tidy_runs", "weights_fingerprint", "zero_shot_summary",
 ]

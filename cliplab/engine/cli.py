@@ -14,6 +14,8 @@ def add_run_command(sub) -> None:
     p.add_argument("--model", default="toyclip")
     p.add_argument("--pretrained", default=None)
     p.add_argument("--root", default=None, help="folder of local datasets (real scenarios)")
+    p.add_argument("--scenario-option", dest="scenario_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="scenario option, e.g. probes=['cifar10'], reference_images=DIR, reference_captions=CSV, datasets=[...]")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting (e.g. lr=1e-4) or a method option (method.T=2)")
     p.set_defaults(func=_cmd_run)
@@ -22,7 +24,12 @@ def add_run_command(sub) -> None:
 def _cmd_run(args) -> int:
     from cliplab.engine.runner import run_scenario
 
+    from cliplab.engine.config import _parse_value, _split
+
     options = {"root": args.root} if args.root else {}
+    for item in args.scenario_options:
+        key, value = _split(item)
+        options[key] = _parse_value(value)
     result = run_scenario(args.scenario, args.method, args.out, model=args.model, pretrained=args.pretrained,
                           seed=args.seed, overrides=args.overrides, scenario_options=options)
     if result is not None:

@@ -43,7 +43,10 @@ class ScenarioEvaluator:
     def __init__(self, scenario: Scenario, eval_transform, tokenizer, config) -> None:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
         self.tests = [self._capped(task.test_data(eval_transform)) for task in scenario.tasks]
-        self.probes = [(p, p.data(eval_transform)) for p in scenario.probes]
+        built: dict[int, object] = {}
+        for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
+            built.setdefault(id(probe.data), probe.data(eval_transform))
+        self.probes = [(p, built[id(p.data)]) for p in scenario.probes]
         self.retrieval = [(r, r.data(eval_transform)) for r in scenario.retrieval]
 
     def _capped(self, dataset):
@@ -78,9 +81,12 @@ class ScenarioEvaluator:
         return row, (hits / total if total else None)
 
     def probe_accuracies(self, model) -> dict[str, float]:
-        out = {}
+        out, features = {}, {}
         for probe, data in self.probes:
-            x, y = self._features(model, data)
+            if id(data) not in features:
+                features[id(data)] = self._features(model, data)
+            x, y = features[id(data)]
+            y = probe.labels if probe.labels is not None else y
             out[probe.name] = accuracy_from_logits(x @ self._classifier(model, probe.classnames, probe.templates), y, (1,))["top1"]
         return out
 

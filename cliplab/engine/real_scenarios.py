@@ -59,7 +59,7 @@ def _dataset(name: str, root: Path, split: str, class_ids: Sequence[int] | None 
 def _extras(scenario: Scenario, root: Path, reference_images=None, reference_captions=None, probes=(), retrieval=None) -> Scenario:
     """Attach the optional reference data and probes named by the scenario options."""
     if reference_images and reference_captions:
-        captions = get_dataset("csv_captions", root=reference_captions, split="all").captions
+        captions = get_dataset("csv_captions", root=reference_captions, split="all", verify="none").captions
         # An ImageNet-train-sized folder: skip the up-front per-file check (1.28M files).
         scenario.reference = ReferenceData(_dataset("imagefolder", Path(reference_images), "train", verify="none"), list(captions))
     for name in probes:

@@ -42,12 +42,17 @@ class Task:
 
 @dataclass
 class ProbeSet:
-    """Labelled images never trained on, classified zero-shot to measure retention."""
+    """Labelled images never trained on, classified zero-shot to measure retention.
+
+    Probes that share `data` (the same factory object) are encoded once per evaluation; `labels`
+    then gives each probe its own targets for those images (None: the dataset's labels).
+    """
 
     name: str
     data: DatasetFactory
     classnames: list[str]
     templates: list[Any]
+    labels: torch.Tensor | None = None
 
 
 @dataclass

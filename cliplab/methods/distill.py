@@ -96,6 +96,9 @@ class DistillationMethod(Method):
             if ctx.scenario.reference is None:
                 raise ValueError(f"scenario {ctx.scenario.name!r} has no reference data; use kd_images=current")
             return ctx.scenario.reference.images(ctx.eval_transform)
+        if mode == "memory":
+            raise ValueError(f"kd_images=memory needs an exemplar memory, which method {self.name!r} does not keep; "
+                             "use kd_images=current, ce_batch or reference (or method icarl)")
         return None  # ce_batch
 
     # -- hooks -------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ class DistillationMethod(Method):
         self.kd_data = self.distill_images(ctx)
         self.kd_iter = None
         if self.kd_data is not None and len(self.kd_data) > 0:
-            batch = self.options.kd_batch_size or ctx.config.batch_size
+            batch = self.options.kd_batch_size or getattr(ctx.config, "kd_batch_size", None) or ctx.config.batch_size
             self.kd_iter = cycle_steps(self.kd_data, batch, ctx.seed + 7919, ctx.state.get("start_step", 0), ctx.steps, ctx.config.num_workers)
         self.tokens, self.teacher_texts = None, None
         if not self.texts_per_step:
@@ -125,18 +128,28 @@ class DistillationMethod(Method):
         if self.kd_iter is not None:
             images, self._kd_labels = next(self.kd_iter)
             images = images.to(ctx.device)
-        self._kd_images = images
+        self._kd_images, self._kd_offset, self._kd_part = images, 0, slice(None)
         tokens = self.tokens if self.options.student_text_side == "student" and self.distilling() else None
         return ExtraInputs(images=images, tokens=tokens)
 
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         if not self.distilling():
             return {}
-        student_images = out.extra_images if self._kd_images is not None else out.ce_images
-        teacher_input = self._kd_images if self._kd_images is not None else ctx.state["ce_images"]
+        if self._kd_images is not None:
+            # With grad_accum > 1 the loop sends consecutive slices of the step's extra images through
+            # successive forwards: the teacher must see the same slice as the student.
+            student_images = out.extra_images
+            self._kd_part = slice(self._kd_offset, self._kd_offset + len(student_images))
+            self._kd_offset += len(student_images)
+            teacher_input = self._kd_images[self._kd_part]
+        else:
+            student_images, teacher_input = out.ce_images, ctx.state["ce_images"]
         with torch.no_grad():
             teacher_images = self.teacher.encode_image(teacher_input, normalize=True)
-        student_texts = out.extra_texts if self.options.student_text_side == "student" else self.teacher_texts
+        if self.options.student_text_side == "student":  # subclasses may append texts after the distilled ones
+            student_texts = out.extra_texts[: len(self.teacher_texts)]
+        else:
+            student_texts = self.teacher_texts
         scale = ctx.model.logit_scale.exp().detach()
         raw = distillation_losses(student_images, teacher_images, student_texts, self.teacher_texts, scale, self.options.T, self.options.directions)
         weights = {"kd_i2t": self.options.weight_i2t, "kd_t2i": self.options.weight_t2i}

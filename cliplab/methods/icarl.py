@@ -30,15 +30,18 @@ class ICaRLOptions(DistillOptions):
     variant: str = "classical"  # classical | zscl
     memory_size: int = 200  # exemplars in total [ZSCL: 10,000 MTIL, 5,000 CIL; small for toy scenarios]
     max_candidates: int = 2000  # herding candidates per task [ZSCL: 30,000 MTIL / 10,000 CIL]
-    kd_images: str = "memory"
+    kd_images: str = "memory"  # the exemplar memory (the only choice for iCaRL)
     rehearsal_weight: float = 1.0  # weight of the exemplar cross-entropy (classical only)
+    teacher: str | None = None  # None: previous (classical) | initial (zscl, P12); an explicit value is kept
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.variant not in ("classical", "zscl"):
             raise ValueError(f"variant must be 'classical' or 'zscl', got {self.variant!r}")
-        if self.variant == "zscl" and self.teacher == "previous":
-            self.teacher = "initial"
+        if self.teacher is None:
+            self.teacher = "initial" if self.variant == "zscl" else "previous"
+        super().__post_init__()
+        if self.kd_images != "memory":
+            raise ValueError(f"iCaRL distils on its exemplar memory; kd_images must be 'memory', got {self.kd_images!r}")
 
 
 def herding(features: Tensor, m: int) -> Tensor:
@@ -117,8 +120,9 @@ class ICaRL(DistillationMethod):
         if self._labels is not None:
             seen = out.extra_texts[-len(self.seen_tokens) :]
             logits = ctx.model.logit_scale.exp().detach() * out.extra_images @ seen.T
+            labels = self._labels[self._kd_part].to(ctx.device)  # this micro-batch's exemplars
             terms["rehearsal_ce"] = self.options.rehearsal_weight * F.cross_entropy(
-                logits, self._labels.to(ctx.device), label_smoothing=ctx.config.label_smoothing
+                logits, labels, label_smoothing=ctx.config.label_smoothing
             )
         return terms
 

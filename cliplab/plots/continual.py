@@ -176,23 +176,33 @@ def plot_probe_curves(
     panels = list(dict.fromkeys(data["panel"]))
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     order = list(dict.fromkeys(data[by]))
+    steps = sorted(data["step"].unique())
     for ax, panel in zip(axes.flat, panels):
         sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue=by, hue_order=order,
                      marker="o", errorbar="sd", ax=ax, legend=ax is axes.flat[0])
         ax.set_title(panel, fontsize="medium")
         ax.set_xlabel("after task (0 = pretrained)")
         ax.set_ylabel("percent")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xticks(steps)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    if axes.flat[0].get_legend() is not None:
-        sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(0, -0.25 * rows), ncol=min(4, len(order)),
-                        frameon=False, title=None)
     fig.suptitle(title or "Held-out zero-shot accuracy and retrieval across tasks (mean ± std over seeds)")
-    fig.tight_layout()
+    _figure_legend(fig, axes.flat[0], ncol=min(4, len(order)))
     return fig
+
+
+def _figure_legend(fig: Figure, ax, ncol: int) -> None:
+    """Move `ax`'s legend below all panels so it never covers data; lay the figure out around it."""
+    legend = ax.get_legend()
+    if legend is None:
+        fig.tight_layout()
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    legend.remove()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize="small")
 
 
 # --- stability vs plasticity ----------------------------------------------------------------
@@ -245,9 +255,12 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
         ax.set_xlabel("new-task accuracy: mean of diagonal (%)")
         ax.set_ylabel("held-out zero-shot after last task (%)")
         ax.set_title(scenario)
-    axes[0][-1].legend(frameon=False, fontsize="small", bbox_to_anchor=(1.0, 1.0), loc="upper left")
+    handles = {label: plt.Line2D([], [], color=colors[label], marker="o", linestyle="") for label in labels}
+    handles["pretrained"] = plt.Line2D([], [], color="grey", linestyle=":")
     fig.suptitle(title or "Stability (up) vs plasticity (right)")
     fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False,
+               fontsize="small")
     return fig
 
 
@@ -295,7 +308,9 @@ def ost_mst_frame(runs: Mapping[str, Mapping[str, Sequence[RunResult]]]) -> pd.D
     return pd.DataFrame(rows, columns=["method", "regime", "seed", "metric", "value"])
 
 
-def plot_ost_mst(frame: pd.DataFrame, pretrained: Mapping[str, float] | None = None, title: str | None = None) -> Figure:
+def plot_ost_mst(
+    frame: pd.DataFrame, pretrained: Mapping[str, float] | None = None, title: str | None = None
+) -> Figure:
     """Bars of each metric after training, one-session vs multi-session, per method (± std).
 
     `pretrained` optionally maps a metric to the pretrained model's value (dotted line). Ding et
@@ -312,8 +327,6 @@ def plot_ost_mst(frame: pd.DataFrame, pretrained: Mapping[str, float] | None = N
         ax.set_xlabel("")
         ax.set_ylabel("percent")
         ax.set_ylim(0, 100)
-    if axes[0][0].get_legend() is not None:
-        sns.move_legend(axes[0][0], "lower left", frameon=False, title=None, fontsize="small")
     fig.suptitle(title or "One session vs multi session: same classes, same step budget")
-    fig.tight_layout()
+    _figure_legend(fig, axes[0][0], ncol=4)
     return fig

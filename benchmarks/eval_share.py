@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Zero-shot evaluation throughput, classifier-cache effect, and evaluation's share of a run.
+
+Why: every run evaluates before training and after every task (accuracy row, zero-shot probes,
+retrieval probe). If that dominated the wall time, studies would be bound by evaluation, not by
+the methods under study. Target: evaluation <= 20% of a default built-in scenario's wall time.
+
+Measures (ToyCLIP, shipped weights when present, else random weights — throughput does not
+depend on the weights):
+- images/s through `cliplab.zeroshot.zero_shot_accuracy` on ToyWorld probe images (the real path:
+  PIL conversion + eval transform per image, then the image tower), and of the image tower alone
+  on pre-transformed tensors;
+- classifier build time with and without the cache of `cliplab.zeroshot` (a cache hit still
+  fingerprints the text tower, which is timed on its own);
+- `run_scenario("toy-digits-cil", "finetune", seed=0)` with default settings: `metrics.json`
+  -> `seconds` {"train", "evaluate"} as recorded by the runner.
+
+    python benchmarks/eval_share.py --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cliplab.data import TensorImageDataset
+from cliplab.engine.runner import run_scenario
+from cliplab.models import TOYCLIP_CHECKPOINT, ClipBundle, load_model
+from cliplab.toyworld.tasks import zero_shot_tasks
+from cliplab import zeroshot
+from cliplab.zeroshot import image_features, text_tower_fingerprint, zero_shot_accuracy, zero_shot_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine_info, summary, synchronizer, table, timed, write_json  # noqa: E402
+
+SHARE_TARGET = 0.20
+
+
+def toyclip(device: torch.device) -> ClipBundle:
+    """The shipped ToyCLIP if its checkpoint is there, else the same architecture with random weights."""
+    return load_model("toyclip", pretrained=None if TOYCLIP_CHECKPOINT.exists() else "random", device=device)
+
+
+def median_s(fn, repeats: int, sync) -> dict[str, float]:
+    """Median and quartiles (seconds) of `repeats` timed calls after one untimed warm-up call."""
+    fn()
+    return summary([timed(fn, sync) for _ in range(repeats)])
+
+
+def throughput(bundle: ClipBundle, n_images: int, repeats: int, batch_size: int, device: torch.device) -> dict[str, Any]:
+    """images/s of zero_shot_accuracy (classifier cached) and of the image tower alone."""
+    sync = synchronizer(device)
+    task = zero_shot_tasks(seed=0, n=n_images)["shape_colour"]
+    data = TensorImageDataset(task.images, task.labels, task.classnames, ["{}"], transform=bundle.eval_transform)
+    call = lambda: zero_shot_accuracy(bundle.model, bundle.tokenizer, data, task.classnames, task.templates,  # noqa: E731
+                                      batch_size=batch_size, device=device)
+    full = median_s(call, repeats, sync)
+    tensors = torch.stack([data[i][0] for i in range(len(data))])
+    tower = median_s(lambda: image_features(bundle.model, tensors, batch_size, device), repeats, sync)
+    return {"n_images": n_images, "batch_size": batch_size, "classes": len(task.classnames),
+            "zero_shot_accuracy_images_per_s": n_images / full["median"], "zero_shot_accuracy_s": full,
+            "image_tower_only_images_per_s": n_images / tower["median"], "image_tower_only_s": tower}
+
+
+def classifier_cost(bundle: ClipBundle, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Build time of each probe's classifier without the cache, with it (a hit), and the fingerprint."""
+    sync, out = synchronizer(device), {}
+    for name, task in zero_shot_tasks(seed=0, n=8).items():
+        args = (bundle.model, bundle.tokenizer, task.classnames, task.templates)
+        uncached = median_s(lambda: zero_shot_classifier(*args, device=device, use_cache=False), repeats, sync)
+        cached = median_s(lambda: zero_shot_classifier(*args, device=device, use_cache=True), repeats, sync)
+        out[name] = {"prompts": len(task.classnames) * len(task.templates), "uncached_ms": 1000 * uncached["median"],
+                     "cached_ms": 1000 * cached["median"], "speedup": uncached["median"] / cached["median"]}
+    fingerprint = median_s(lambda: text_tower_fingerprint(bundle.model), repeats, sync)
+    return {"probes": out, "text_tower_fingerprint_ms": 1000 * fingerprint["median"]}
+
+
+class FingerprintMeter:
+    """Counts and times `text_tower_fingerprint` calls (every classifier-cache lookup makes one).
+
+    Installed by replacing the module attribute that `zero_shot_classifier` looks up at call time;
+    the function itself is unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.calls, self.seconds = 0, 0.0
+        self._original = zeroshot.text_tower_fingerprint
+
+    def __enter__(self) -> "FingerprintMeter":
+        def counted(model):
+            began = time.perf_counter()
+            try:
+                return self._original(model)
+            finally:
+                self.calls += 1
+                self.seconds += time.perf_counter() - began
+
+        zeroshot.text_tower_fingerprint = counted
+        return self
+
+    def __exit__(self, *exc) -> None:
+        zeroshot.text_tower_fingerprint = self._original
+
+
+def scenario_share(scenario: str, method: str, seed: int, device: str) -> dict[str, Any]:
+    """Run a built-in scenario with default settings; read the runner's train/evaluate seconds."""
+    with tempfile.TemporaryDirectory() as out, FingerprintMeter() as meter:
+        began = time.perf_counter()
+        run_scenario(scenario, method, out, seed=seed, overrides={"device": device} if device != "cpu" else None)
+        wall = time.perf_counter() - began
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    seconds = metrics.get("seconds") or metrics.get("extra", {}).get("seconds")
+    share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
+    return {"scenario": scenario, "method": method, "seed": seed, "seconds": seconds, "call_wall_s": round(wall, 2),
+            "evaluate_share": share, "target": SHARE_TARGET, "holds": bool(share <= SHARE_TARGET),
+            "classifier_lookups": meter.calls, "fingerprint_seconds": round(meter.seconds, 2)}
+
+
+def report(result: dict[str, Any]) -> None:
+    """Print the three results as markdown tables."""
+    t = result["throughput"]
+    print(table([["zero_shot_accuracy (PIL + transform + tower)", f"{t['zero_shot_accuracy_images_per_s']:.0f}"],
+                 ["image tower only (pre-transformed tensors)", f"{t['image_tower_only_images_per_s']:.0f}"]],
+                ["path", "images/s"]))
+    print()
+    c = result["classifier"]
+    rows = [[k, v["prompts"], f"{v['uncached_ms']:.1f}", f"{v['cached_ms']:.1f}", f"{v['speedup']:.1f}x"] for k, v in c["probes"].items()]
+    print(table(rows, ["probe", "prompts", "build ms (no cache)", "ms (cache hit)", "speed-up"]))
+    print(f"text-tower fingerprint (cost of every cache lookup): {c['text_tower_fingerprint_ms']:.1f} ms")
+    if "share" in result:
+        s = result["share"]
+        print()
+        print(table([[s["scenario"], s["method"], s["seconds"]["train"], s["seconds"]["evaluate"],
+                      f"{100 * s['evaluate_share']:.1f}%", "yes" if s["holds"] else "NO"]],
+                    ["scenario", "method", "train s", "evaluate s", "evaluate share", "<= 20%"]))
+        print(f"classifier-cache lookups: {s['classifier_lookups']}, fingerprinting the text tower: {s['fingerprint_seconds']} s")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--images", type=int, default=1000, help="ToyWorld probe images for the throughput")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch (TrainConfig.eval_batch_size)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--scenario", default="toy-digits-cil")
+    p.add_argument("--skip-share", action="store_true", help="skip the scenario run")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=None, help="default results/eval_share_<device>.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began, device = time.perf_counter(), torch.device(args.device)
+    bundle = toyclip(device)
+    result: dict[str, Any] = {"benchmark": "eval_share", "machine": machine_info(device), "model": "toyclip",
+                              "weights": bundle.pretrained}
+    result["throughput"] = throughput(bundle, args.images, args.repeats, args.batch_size, device)
+    result["classifier"] = classifier_cost(bundle, args.repeats, device)
+    if not args.skip_share:
+        result["share"] = scenario_share(args.scenario, "finetune", 0, args.device)
+    result["wall_seconds"] = round(time.perf_counter() - began, 1)
+    report(result)
+    write_json(args.out or RESULTS / f"eval_share_{device.type}.json", result)
+    print(f"total {result['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

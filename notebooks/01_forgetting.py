@@ -1,0 +1,170 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · How much does fine-tuning CLIP on new classes cost?
+#
+# **Question.** We fine-tune a pretrained CLIP on new classes, one small task after another. How
+# much does it forget, both of the tasks it learned earlier and of what it knew from pretraining?
+#
+# **Protocol.**
+# * Model: ToyCLIP (a small open_clip CLIP pretrained on ToyWorld, shipped with cliplab), unless
+#   `MODEL` / `PRETRAINED` say otherwise.
+# * Scenario `toy-digits-cil`: the ten handwritten digits in five class-incremental tasks of two
+#   classes. Training follows ZSCL's recipe: AdamW, cosine schedule, label smoothing, a single
+#   prompt. A test image of task *j* is classified among all classes seen so far.
+# * Methods: `zeroshot` (no training; the reference) and `finetune` (plain cross-entropy on the
+#   current task).
+# * Held-out probes: ToyWorld images whose shape–colour combinations never occurred in
+#   pretraining (zero-shot accuracy), and a ToyWorld image–caption set (retrieval R@1). They are
+#   evaluated before training and after every task, and never trained on.
+# * One session vs multi session (Ding et al., 2022): `toy-digits-ost` learns the same ten
+#   digits in **one** session with the same total number of steps.
+#
+# **How to read the figures.**
+# 1. *Accuracy matrix*: row = the model after task *i*, column = task *j*. The diagonal is what
+#    each task reached when it was trained. Cells below it show what was kept; cells above show
+#    zero-shot transfer to classes not trained yet. The top row is the pretrained model.
+# 2. *Per-task curves*: one line per task. A jump at its own training step followed by a decay
+#    is learning, then forgetting.
+# 3. *Held-out zero-shot and retrieval*: every line starts at the pretrained value. A falling
+#    line is forgetting of pretraining, which the task accuracies alone never show.
+# 4. *One session vs multi session*: the same classes and the same budget. The difference is
+#    the cost of learning in sessions.
+
+# %% tags=["parameters"]
+MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
+PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
+SCENARIO = "toy-digits-cil"  # the multi-session (class-incremental) scenario
+OST_SCENARIO = "toy-digits-ost"  # the same classes in one session; None skips the comparison
+METHODS = ["zeroshot", "finetune"]
+SEEDS = [0, 1, 2]
+STEPS_PER_TASK = None  # None: the scenario's default (60 per digits task)
+OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_size": 64, "lr": 1e-5}
+DEVICE = None  # None: CUDA when available, else CPU
+DATA_ROOT = None  # folder of local datasets, for real scenarios such as "cifar100-cil-10"
+SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"probes": ["cifar10"], "retrieval": "coco_karpathy"}
+OUT_DIR = "runs/study/01_forgetting"  # this notebook's metrics.json
+RUNS_DIR = "runs/study/runs"  # run store shared by the study notebooks (runs are reused)
+FIGURES_DIR = "runs/study/figures"
+SMOKE = False  # True: tiny settings (1 seed, 2 tasks, a few steps) to check the pipeline
+INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
+
+# %%
+import pandas as pd
+
+from cliplab import study_helpers as sh
+from cliplab.io import write_json_atomic
+from cliplab.plots import continual as cplots
+from cliplab.plots.style import save_figure, set_theme
+
+set_theme()
+saved = []  # every figure written, recorded in metrics.json
+seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
+trained = [m for m in METHODS if m != "zeroshot"]
+focus = trained[0] if trained else METHODS[0]
+settings
+
+# %% [markdown]
+# ## Train (or reuse) the runs
+# Each run is a folder `RUNS_DIR/<scenario>/<method>/seed<k>` holding `metrics.json`, the loss
+# log and one checkpoint per task. A finished folder is reused, and an interrupted one resumes.
+
+# %%
+requests = sh.grid([SCENARIO], METHODS, seeds)
+sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
+runs = sh.by_label(sh.load_results(requests, RUNS_DIR))
+df = sh.tidy_runs(requests, RUNS_DIR)
+
+# %% [markdown]
+# ## The accuracy matrix
+# This is the mean over seeds. For `finetune`, look at the cells below the diagonal: in a
+# class-incremental sequence, earlier digits are classified among more and more classes by a
+# model that was never shown them again.
+
+# %%
+for label, results in runs.items():
+    matrix, before = cplots.accuracy_matrix_frame(results)
+    title = f"{label} on {SCENARIO} (mean over seeds {[r.seed for r in results]})"
+    fig = cplots.plot_accuracy_matrix(matrix, before, title=title)
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/01_accuracy_matrix_{label}"))
+
+
+# %%
+def show_matrix(method=focus, seed="mean"):
+    """One run's matrix, or the seed mean (widget callback)."""
+    chosen = [r for r in runs[method] if seed == "mean" or r.seed == seed]
+    cplots.plot_accuracy_matrix(*cplots.accuracy_matrix_frame(chosen), title=f"{method}, seed {seed}")
+
+
+sh.explore(show_matrix, enabled=INTERACTIVE, method=list(runs), seed=["mean", *seeds])
+
+# %% [markdown]
+# ## Each task across training
+# These are the columns of the matrix drawn as curves. The circle marks where each task was
+# trained; the band is ± one standard deviation over seeds.
+
+# %%
+fig = cplots.plot_task_curves(cplots.task_curves_frame(runs[focus]), title=f"{focus}: accuracy of each task")
+saved.append(save_figure(fig, f"{FIGURES_DIR}/01_task_curves_{focus}"))
+
+# %% [markdown]
+# ## What pretraining knowledge survives?
+# Held-out zero-shot accuracy and image–text retrieval are measured before training and after
+# each task. `zeroshot` is flat by construction; the gap between it and `finetune` is the
+# forgetting that fine-tuning causes.
+
+# %%
+fig = cplots.plot_probe_curves(df, by="label", title=f"Held-out zero-shot and retrieval on {SCENARIO}")
+saved.append(save_figure(fig, f"{FIGURES_DIR}/01_zero_shot_retention"))
+pd.DataFrame({label: sh.zero_shot_summary(results) for label, results in runs.items()}).T.round(1)
+
+# %% [markdown]
+# ## One session vs multi session (Ding et al.)
+# The same digits are learned in one session (`OST_SCENARIO`) with the same total number of
+# steps. The bars show accuracy on the learned classes, held-out zero-shot accuracy and
+# retrieval after training; the dotted lines are the pretrained model.
+
+# %%
+ost_runs = {}
+if OST_SCENARIO and trained:
+    ost_requests = sh.grid([OST_SCENARIO], trained, seeds)
+    ost_settings = sh.one_session_settings(settings, runs[trained[0]])
+    sh.run_requests(ost_requests, RUNS_DIR, settings=ost_settings, **run_options)
+    ost_runs = sh.by_label(sh.load_results(ost_requests, RUNS_DIR))
+    frame = cplots.ost_mst_frame({"one session": ost_runs, "multi session": {m: runs[m] for m in trained}})
+    pretrained = sh.zero_shot_summary(runs[focus])
+    lines = {"held-out zero-shot": pretrained["zero_shot_before"], "retrieval I→T R@1": pretrained["i2t_r1_before"]}
+    saved.append(save_figure(cplots.plot_ost_mst(frame, pretrained=lines), f"{FIGURES_DIR}/01_ost_vs_mst"))
+    display(frame.groupby(["method", "metric", "regime"])["value"].agg(["mean", "std"]).unstack().round(1))
+
+# %% [markdown]
+# ## Record the headline numbers
+# `OUT_DIR/metrics.json` stores, per method, the means over seeds (and standard deviations when
+# there are several seeds): the continual summary (`avg`, `last`, `bwt`, `forgetting`),
+# plasticity (mean of the diagonal), and held-out zero-shot accuracy and retrieval before and
+# after training. It also stores the one-session results, the settings and the figure paths.
+# The tests read this file.
+
+# %%
+headline = {
+    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE,
+                 "overrides": settings},
+    "methods": {label: sh.headline_numbers(results) for label, results in runs.items()},
+    "one_session": {label: sh.headline_numbers(results) for label, results in ost_runs.items()},
+    "figures": [str(path) for path in saved],
+}
+write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+pd.DataFrame(headline["methods"]).T.round(1)

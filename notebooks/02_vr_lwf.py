@@ -1,0 +1,166 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Which method prevents forgetting?
+#
+# **Question.** Does VR-LwF (Ding et al., 2022) keep CLIP's pretraining knowledge better than
+# plain fine-tuning, LwF, iCaRL, WiSE-FT and ZSCL, and at what cost in new-task accuracy? Which
+# of VR-LwF's open design choices matter?
+#
+# **Protocol.**
+# * The same model, probes and training recipe as notebook 01, on two scenarios:
+#   * `toy-digits-cil`: five class-incremental tasks of two digits;
+#   * `toy-mtil`: four task-incremental domains (digits, novel shapes, background textures,
+#     shapes under made-up names), in the spirit of ZSCL's MTIL.
+# * Every method runs with the same steps, learning rate and seeds. The scenario sets the
+#   distillation weight; see `cliplab/engine/toy_scenarios.py`.
+# * Metrics (ZSCL): **Transfer** (zero-shot accuracy on tasks not trained yet, the upper
+#   triangle), **Avg** (mean of the whole matrix) and **Last** (the last row). We also report
+#   the change of held-out zero-shot accuracy and retrieval. Each is the mean ± std over seeds.
+# * Ablation: VR-LwF's options are changed one at a time from the default, on
+#   `ABLATION_SCENARIO`:
+#   * `vocab_source`: random BPE tokens, whole words, or the scenario's reference captions;
+#   * `directions`: image→text, text→image, or both;
+#   * `vocab_size` K: the number of pseudo-sentences.
+#
+# **How to read the figures.**
+# 1. *Table*: higher Transfer / Avg / Last is better. A `zero_shot_delta` near 0 means the
+#    pretrained zero-shot ability was kept.
+# 2. *Stability–plasticity plot*: each point is one method (error bars: std over seeds).
+#    * x = new-task accuracy, i.e. the mean of the matrix diagonal;
+#    * y = held-out zero-shot accuracy after the last task;
+#    * the dotted line = the pretrained model.
+#
+#    The best methods sit up and to the right. `zeroshot` marks the no-training corner.
+# 3. *Zero-shot and retrieval curves*: as in notebook 01, one line per method.
+
+# %% tags=["parameters"]
+MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
+PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
+SCENARIOS = ["toy-digits-cil", "toy-mtil"]
+METHODS = ["zeroshot", "finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl"]
+SEEDS = [0, 1, 2]
+STEPS_PER_TASK = None  # None: each scenario's default
+ABLATION_SCENARIO = "toy-digits-cil"  # None skips the ablation
+ABLATION = {"vocab_source": ["word_list", "captions"], "directions": ["i2t", "t2i"], "vocab_size": [100, 4000]}
+OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_size": 64, "lr": 1e-5}
+DEVICE = None  # None: CUDA when available, else CPU
+DATA_ROOT = None  # folder of local datasets, for real scenarios
+SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"reference_images": ..., "reference_captions": ...}
+OUT_DIR = "runs/study/02_vr_lwf"
+RUNS_DIR = "runs/study/runs"  # shared with notebooks 01 and 03: matching runs are reused
+FIGURES_DIR = "runs/study/figures"
+SMOKE = False  # True: 1 seed, 2 tasks, a few steps, one value per ablation option
+INTERACTIVE = True
+
+# %%
+import pandas as pd
+
+from cliplab import study_helpers as sh
+from cliplab.io import write_json_atomic
+from cliplab.plots import continual as cplots
+from cliplab.plots.style import save_figure, set_theme
+
+set_theme()
+saved = []  # every figure written, recorded in metrics.json
+seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
+settings
+
+# %% [markdown]
+# ## Train (or reuse) every method on every scenario
+
+# %%
+requests = sh.grid(SCENARIOS, METHODS, seeds)
+sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
+df = sh.tidy_runs(requests, RUNS_DIR)
+results = sh.load_results(requests, RUNS_DIR)
+
+# %% [markdown]
+# ## Transfer / Avg / Last (mean ± std over seeds)
+
+# %%
+sh.method_table(df, quantities=("transfer", "avg", "last", "forgetting")).unstack("scenario")
+
+# %% [markdown]
+# The same runs, measured on the held-out probes: the change from the pretrained model after the
+# last task, in percentage points.
+
+# %%
+deltas = ("zero_shot_delta", "retrieval_delta/*/i2t_r1", "retrieval_delta/*/t2i_r1")
+sh.method_table(df, quantities=deltas).unstack("scenario").T
+
+# %% [markdown]
+# ## Stability vs plasticity
+
+# %%
+points = cplots.stability_plasticity_frame(df, by="label")
+fig = cplots.plot_stability_plasticity(points, by="label")
+saved.append(save_figure(fig, f"{FIGURES_DIR}/02_stability_plasticity"))
+
+# %% [markdown]
+# ## Held-out zero-shot and retrieval across tasks, per scenario
+
+# %%
+for scenario in SCENARIOS:
+    fig = cplots.plot_probe_curves(df[df["scenario"] == scenario], by="label", title=f"{scenario}: held-out probes")
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/02_probe_curves_{scenario}"))
+
+
+# %%
+def show_matrix(scenario=SCENARIOS[0], method="vr_lwf" if "vr_lwf" in METHODS else METHODS[0]):
+    """Accuracy matrix of one method on one scenario, mean over seeds (widget callback)."""
+    chosen = sh.by_label(results, scenario)[method]
+    cplots.plot_accuracy_matrix(*cplots.accuracy_matrix_frame(chosen), title=f"{method} on {scenario}")
+
+
+sh.explore(show_matrix, enabled=INTERACTIVE, scenario=list(SCENARIOS), method=list(METHODS))
+
+# %% [markdown]
+# ## Ablation of VR-LwF's open choices
+# Each variant changes one option of VR-LwF and keeps the others at their defaults (random BPE
+# vocabulary, both directions, K = 1000). `vr_lwf` is the default configuration, and
+# `finetune` is the lower reference.
+
+# %%
+ablation_runs = []
+if ABLATION_SCENARIO and ABLATION:
+    base = sh.grid([ABLATION_SCENARIO], ["finetune", "vr_lwf"], seeds)
+    ablation_runs = base + sh.ablation(ABLATION_SCENARIO, "vr_lwf", ABLATION, seeds, smoke=SMOKE)
+    sh.run_requests(ablation_runs, RUNS_DIR, settings=settings, **run_options)
+    ablation_df = sh.tidy_runs(ablation_runs, RUNS_DIR)
+    display(sh.method_table(ablation_df, by=("label",), quantities=("avg", "last", "zero_shot_delta")))
+    fig = cplots.plot_stability_plasticity(cplots.stability_plasticity_frame(ablation_df, by="label"), by="label",
+                                           title="VR-LwF ablation: one option changed at a time")
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/02_ablation_stability_plasticity"))
+
+# %% [markdown]
+# ## Record the headline numbers
+# `OUT_DIR/metrics.json`: per scenario and method, the means over seeds (with standard
+# deviations when there are several): Transfer / Avg / Last / BWT / forgetting, plasticity,
+# and held-out zero-shot accuracy and retrieval before and after training. The ablation
+# variants and the settings are stored too.
+
+# %%
+headline = {
+    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE,
+                 "overrides": settings},
+    "methods": {s: {m: sh.headline_numbers(r) for m, r in sh.by_label(results, s).items()} for s in SCENARIOS},
+    "ablation": {m: sh.headline_numbers(r) for m, r in sh.by_label(sh.load_results(ablation_runs, RUNS_DIR)).items()},
+    "figures": [str(path) for path in saved],
+}
+write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T[
+    ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]].round(1)

@@ -1,0 +1,192 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · What happens to the joint embedding space?
+#
+# **Question.** When a method forgets, how does CLIP's image–text space change? Does the
+# modality gap move, do the embeddings spread or collapse, do the two towers rotate together or
+# apart (Mod-X's "spatial disorder")? And do the methods that retain zero-shot accuracy also
+# keep the geometry?
+#
+# **Protocol.**
+# * Every run of `SCENARIO` (reused from notebook 02 when the settings match) wrote one
+#   checkpoint per task.
+# * Each checkpoint and the pretrained model encode the **same** fixed probe of image–caption
+#   pairs (`PROBE_SIZE`; held-out ToyWorld scenes with one full caption each).
+# * All metrics come from `cliplab.alignment`, on L2-normalised embeddings:
+#   * *single version*: modality gap ‖mean I − mean T‖, joint uniformity (lower = more spread),
+#     CKA between the image and text embeddings of matched pairs, and retrieval R@1;
+#   * *change from the pretrained model*: per-sample rotation angle of each tower, CKA old vs
+#     new (rotation-invariant), off-diagonal drift (the KL divergence of each row's similarity
+#     distribution), and cross-version retrieval (new images against pretrained captions).
+# * The 2-D projection is fitted **once**, on the pretrained embeddings, and reused for every
+#   version. Refitting it per version would add an arbitrary rotation per panel.
+#
+# **How to read the figures.**
+# 1. *Geometry across tasks*: one line per method, task 0 = pretrained.
+# 2. *Drift across tasks*: rotation-sensitive measures (angles, off-diagonal drift,
+#    cross-version R@1) next to rotation-invariant ones (CKA old vs new). A high CKA together
+#    with a large angle is a rotation, which CKA alone cannot see.
+# 3. *Rotation violins*: the per-sample angles from the pretrained model, per task. Image and
+#    text towers that rotate by different amounts break cross-modal alignment.
+# 4. *Cross-version retrieval*: cell (a, b) = images of version a against captions of version
+#    b. A bright diagonal with a dark off-diagonal means each version is self-consistent but
+#    the versions no longer share a frame.
+# 5. *Joint projection*: images (red) and captions (blue), with matched pairs linked, in the
+#    pretrained frame.
+
+# %% tags=["parameters"]
+MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
+PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
+SCENARIO = "toy-digits-cil"
+METHODS = ["finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl"]
+SEEDS = [0, 1, 2]  # metrics of every seed; version-by-version figures use the first
+FOCUS = ["finetune", "vr_lwf"]  # methods drawn version by version (projection, cross-version retrieval)
+PROBE_SIZE = 300  # image-caption pairs of the alignment probe
+PROJECTION = "pca"  # "pca" (deterministic) or "umap" (illustration only)
+STEPS_PER_TASK = None  # None: the scenario's default
+OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_size": 64, "lr": 1e-5}
+DEVICE = None  # None: CUDA when available, else CPU
+DATA_ROOT = None  # folder of local datasets, for real scenarios
+SCENARIO_OPTIONS = {}  # real scenarios need a retrieval probe, e.g. {"retrieval": "coco_karpathy"}
+OUT_DIR = "runs/study/03_alignment"
+RUNS_DIR = "runs/study/runs"  # shared with notebooks 01 and 02: matching runs are reused
+FIGURES_DIR = "runs/study/figures"
+SMOKE = False  # True: 1 seed, 2 tasks, a few steps, a small probe
+INTERACTIVE = True
+
+# %%
+import pandas as pd
+
+from cliplab import study_helpers as sh
+from cliplab.alignment import cross_version_matrix
+from cliplab.embed import model_temperature
+from cliplab.io import write_json_atomic
+from cliplab.models import load_model
+from cliplab.plots import alignment as aplots
+from cliplab.plots.style import save_figure, set_theme
+
+set_theme()
+saved = []  # every figure written, recorded in metrics.json
+seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+probe_size = min(PROBE_SIZE, sh.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
+settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
+focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
+
+# %% [markdown]
+# ## Runs and embeddings
+# Runs are reused from notebook 02 when they exist. Embeddings are cached in each run folder
+# (`embeddings/`), so re-executing this notebook only recomputes the metrics.
+
+# %%
+requests = sh.grid([SCENARIO], METHODS, seeds)
+sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
+bundle = load_model(MODEL, pretrained=PRETRAINED, device=DEVICE)
+temperature = model_temperature(bundle.model)
+probe = sh.alignment_probe(SCENARIO, bundle.eval_transform, probe_size, DATA_ROOT, SCENARIO_OPTIONS)
+reference = sh.encode_probe(bundle.model, bundle.tokenizer, probe)
+versions = {(r.label, r.seed): sh.embed_run(r.folder(RUNS_DIR), probe, bundle.tokenizer, DEVICE, SCENARIO)
+            for r in requests}
+table = sh.alignment_frame(reference, versions, temperature)
+print(f"{len(probe[1])} probe pairs, temperature {temperature:.4f}, {len(versions)} runs")
+
+# %% [markdown]
+# ## Geometry of each version across tasks
+
+# %%
+fig = aplots.plot_metrics_across_tasks(table, metrics=("gap_l2m", "unif_joint", "cka_img_txt", "i2t_r1"))
+saved.append(save_figure(fig, f"{FIGURES_DIR}/03_geometry_across_tasks"))
+
+# %% [markdown]
+# ## Drift from the pretrained model
+# The top row is rotation-sensitive: rotation angle of each tower, off-diagonal drift, and
+# retrieval of new images against pretrained captions. The bottom row is rotation-invariant:
+# CKA between the old and new embeddings, and the self-angle (topology) change.
+
+# %%
+fig = aplots.plot_metrics_across_tasks(
+    table, metrics=("angle_img_mean", "angle_txt_mean", "offdiag_drift", "newI_oldT_i2t_r1"))
+saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_sensitive"))
+fig = aplots.plot_metrics_across_tasks(table, metrics=("cka_img", "cka_txt", "sam_img", "sam_txt"))
+saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_invariant"))
+
+# %% [markdown]
+# After the last task (mean over seeds; the first row is the pretrained model):
+
+# %%
+HEADLINE_METRICS = ["gap_l2m", "unif_joint", "cka_img_txt", "i2t_r1", "t2i_r1", "angle_img_mean", "angle_txt_mean",
+                    "angle_mismatch", "offdiag_drift", "cka_img", "cka_txt", "newI_oldT_i2t_r1"]
+final = sh.final_alignment(table, HEADLINE_METRICS)
+final.round(2)
+
+# %% [markdown]
+# ## Per-sample rotation, per task
+
+# %%
+angles = pd.concat([
+    aplots.rotation_angle_table(reference, {t + 1: v for t, v in enumerate(versions[(m, seeds[0])])}, method=m)
+    for m in METHODS])
+fig = aplots.plot_rotation_violins(angles, hue="method")
+saved.append(save_figure(fig, f"{FIGURES_DIR}/03_rotation_violins"))
+
+# %% [markdown]
+# ## Do the versions still share one embedding frame?
+
+# %%
+for method in focus:
+    chain = [reference, *versions[(method, seeds[0])]]
+    matrix = cross_version_matrix([I for I, _ in chain], [T for _, T in chain])
+    fig = aplots.plot_cross_version_matrix(matrix, ["pre", *(f"t{i}" for i in range(1, len(chain)))])
+    fig.axes[0].set_title(f"Cross-version retrieval: {method}")
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/03_cross_version_{method}"))
+
+# %% [markdown]
+# ## The joint space in the pretrained frame, and matched vs unmatched similarity
+
+# %%
+projection = aplots.fit_projection(*reference, method=PROJECTION)
+last = {f"{m} after last task": versions[(m, seeds[0])][-1] for m in focus}
+fig = aplots.plot_joint_projection(projection, {"pretrained": reference, **last})
+saved.append(save_figure(fig, f"{FIGURES_DIR}/03_joint_projection"))
+for label, (I, T) in last.items():
+    fig = aplots.plot_similarity_histograms(*reference, I, T, labels=("pretrained", label))
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/03_similarity_{label.split()[0]}"))
+
+
+# %%
+def show_version(method=focus[0], task=len(versions[(focus[0], seeds[0])])):
+    """Pretrained vs one method after one task, in the pretrained frame (widget callback)."""
+    chain = versions[(method, seeds[0])]
+    aplots.plot_joint_projection(projection, {"pretrained": reference, f"{method} after task {task}": chain[task - 1]})
+
+
+sh.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, len(versions[(focus[0], seeds[0])])))
+
+# %% [markdown]
+# ## Record the headline numbers
+# `OUT_DIR/metrics.json`: for the pretrained model and for each method after the last task
+# (mean over seeds), the modality gap, joint uniformity, image–text CKA, retrieval R@1,
+# rotation angles, off-diagonal drift, CKA old vs new, and cross-version R@1. The settings are
+# stored too.
+
+# %%
+headline = {
+    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE,
+                 "probe_size": len(probe[1]), "projection": PROJECTION, "overrides": settings},
+    "temperature": temperature,
+    "final": final.to_dict(orient="index"),
+    "figures": [str(path) for path in saved],
+}
+write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))

@@ -1,0 +1,149 @@
+"""The study notebooks run headlessly (papermill, SMOKE=True) and record sane headline numbers.
+
+One module-scoped study run executes 01 → 02 → 03 into a temporary folder with a shared run
+store (02 reuses 01's runs, 03 reuses 02's), the same way `cliplab study --smoke` does; the tests
+then read the metrics.json each notebook wrote. Smoke runs train 2 tasks for a few steps, so
+only invariants are asserted (finite numbers, percentages in range, fine-tuning forgetting
+pretraining, zero drift of the pretrained reference), not recorded values.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cliplab import study_helpers as sh
+from cliplab.models import TOYCLIP_CHECKPOINT
+from cliplab.study import NOTEBOOKS, notebooks_dir, parse_params, read_notebook, run_study
+
+STEMS = [name.split(".")[0] for name in NOTEBOOKS]
+REQUIRED_PARAMETERS = {"MODEL", "PRETRAINED", "METHODS", "SEEDS", "STEPS_PER_TASK", "DEVICE", "OUT_DIR", "RUNS_DIR",
+                       "FIGURES_DIR", "SMOKE", "INTERACTIVE"}
+needs_toyclip = pytest.mark.skipif(
+    not TOYCLIP_CHECKPOINT.exists(),
+    reason=f"the pretrained ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT} (regenerate: make toyclip)",
+)
+
+
+def _parameters_cell(name: str) -> str:
+    cells = [c for c in read_notebook(notebooks_dir() / name).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{name} must have exactly one cell tagged 'parameters'"
+    return cells[0].source
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_parameters_cell_holds_flat_literals_only(name):
+    """Papermill can only override literals; every name the study injects must exist."""
+    tree = ast.parse(_parameters_cell(name))
+    names = set()
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"{name}: parameters must be plain `NAME = literal` lines, got {ast.unparse(node)!r}"
+        ast.literal_eval(node.value)
+        names.add(node.targets[0].id)
+    assert REQUIRED_PARAMETERS <= names, f"{name} lacks parameters {sorted(REQUIRED_PARAMETERS - names)}"
+    assert {"SCENARIO", "SCENARIOS"} & names
+    assert "PRETRAINED = None" in _parameters_cell(name), "the default must be the shipped pretrained ToyCLIP"
+
+
+def test_cli_params_are_parsed_like_the_rest_of_the_cli():
+    assert parse_params(["SEEDS=[0,1]", "MODEL=ViT-B-16", "PRETRAINED=none", "SMOKE=true", "STEPS_PER_TASK=30"]) == {
+        "SEEDS": [0, 1], "MODEL": "ViT-B-16", "PRETRAINED": None, "SMOKE": True, "STEPS_PER_TASK": 30}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_params(["SEEDS"])
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """The smoke study, executed once. Kernels get one torch thread: the smoke tensors are tiny,
+    and two spinning OpenMP threads on a busy 2-core machine are ten times slower, not faster."""
+    if not TOYCLIP_CHECKPOINT.exists():
+        pytest.skip(f"the pretrained ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT} (regenerate: make toyclip)")
+    out = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            patch.setenv(name, "1")
+        run_study(out, params={"DEVICE": "cpu"}, figures=out / "figures", smoke=True)
+    return out
+
+
+def _metrics(study: Path, stem: str) -> dict:
+    return json.loads((study / stem / "metrics.json").read_text())
+
+
+def _numbers(tree, path="") -> list[tuple[str, object]]:
+    """Every leaf of a JSON tree with its dotted path."""
+    if isinstance(tree, dict):
+        return [leaf for key, value in tree.items() for leaf in _numbers(value, f"{path}.{key}")]
+    if isinstance(tree, list):
+        return [leaf for i, value in enumerate(tree) for leaf in _numbers(value, f"{path}[{i}]")]
+    return [(path, tree)]
+
+
+@needs_toyclip
+def test_every_notebook_executed_and_saved_figures(study):
+    for stem in STEMS:
+        assert (study / f"{stem}.ipynb").exists() and (study / stem / "metrics.json").exists()
+    figures = {p.name for p in (study / "figures").glob("*.png")}
+    for expected in ("01_accuracy_matrix_finetune.png", "01_task_curves_finetune.png", "01_zero_shot_retention.png",
+                     "01_ost_vs_mst.png", "02_stability_plasticity.png", "02_ablation_stability_plasticity.png",
+                     "03_geometry_across_tasks.png", "03_rotation_violins.png", "03_joint_projection.png",
+                     "03_cross_version_vr_lwf.png"):
+        assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
+
+
+@needs_toyclip
+@pytest.mark.parametrize("stem", STEMS)
+def test_recorded_numbers_are_finite(study, stem):
+    """JSON has no NaN; a None marks a metric undefined for the run (e.g. transfer of one task)."""
+    leaves = [(path, v) for path, v in _numbers(_metrics(study, stem)) if isinstance(v, (int, float)) and
+              not isinstance(v, bool)]
+    assert leaves and all(math.isfinite(v) for _, v in leaves)
+    undefined = [path for path, v in _numbers(_metrics(study, stem)["methods" if stem != STEMS[2] else "final"])
+                 if v is None]
+    allowed = ("transfer", "bwt", "forgetting")  # need more than one task
+    assert all(path.split(".")[-1].startswith(allowed) for path in undefined), undefined
+
+
+@needs_toyclip
+def test_01_finetuning_forgets_pretraining_and_zeroshot_does_not(study):
+    methods = _metrics(study, "01_forgetting")["methods"]
+    finetune, zeroshot = methods["finetune"], methods["zeroshot"]
+    assert finetune["zero_shot_after"] < finetune["zero_shot_before"]
+    assert zeroshot["zero_shot_after"] == pytest.approx(zeroshot["zero_shot_before"])
+    assert zeroshot["zero_shot_before"] == pytest.approx(finetune["zero_shot_before"])
+    assert finetune["plasticity"] > zeroshot["plasticity"], "fine-tuning should learn the new digits"
+    assert _metrics(study, "01_forgetting")["one_session"]["finetune"]["final_accuracy"] > 0
+
+
+@needs_toyclip
+def test_02_records_every_method_scenario_and_ablation_variant(study):
+    data = _metrics(study, "02_vr_lwf")
+    for scenario in data["settings"]["scenarios"]:
+        assert set(data["methods"][scenario]) == {"zeroshot", "finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl"}
+        for numbers in data["methods"][scenario].values():
+            assert 0 <= numbers["avg"] <= 100 and 0 <= numbers["zero_shot_after"] <= 100
+    assert {"vr_lwf+vocab_source=word_list", "vr_lwf+directions=i2t", "vr_lwf+vocab_size=100"} <= set(data["ablation"])
+
+
+@needs_toyclip
+def test_03_pretrained_reference_has_no_drift_and_finetuning_moves(study):
+    final = _metrics(study, "03_alignment")["final"]
+    assert final["pretrained"]["angle_img_mean"] == pytest.approx(0.0, abs=1e-3)
+    assert final["pretrained"]["cka_img"] == pytest.approx(1.0, abs=1e-4)
+    assert final["finetune"]["angle_img_mean"] > 0.0
+    assert 0 < final["finetune"]["gap_l2m"] < 2
+
+
+@needs_toyclip
+def test_finished_runs_are_reused_not_retrained(study):
+    """Asking for the runs again with the notebooks' settings loads nothing and trains nothing."""
+    requests = sh.grid(["toy-digits-cil", "toy-mtil"], ["finetune", "vr_lwf"], [0])
+    messages = []
+    sh.run_requests(requests, study / "runs", settings=sh.study_settings(True, None, "cpu"), smoke=True,
+                    log=messages.append)
+    assert len(messages) == len(requests) and all(m.startswith("reuse") for m in messages)

@@ -141,9 +141,8 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
         raise ValueError(f"unknown model {name!r}: use 'toyclip', a checkpoint path, or an open_clip architecture ({known}, ...)")
     if pretrained and _is_path(pretrained):
         path = _existing(pretrained)
-        if path.suffix == ".safetensors":
-            return _bundle(name, str(path), load_state_dict(path), name)
-        pretrained = str(path)
+        state = load_state_dict(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
+        return _bundle(name, str(path), state, name)
     try:
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir
@@ -151,6 +150,17 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
     except Exception as error:  # open_clip raises many types for a failed download / unknown tag
         raise _explain_missing_weights(name, pretrained, error) from error
     return ClipBundle(model, open_clip.get_tokenizer(name), train_tf, eval_tf, name, pretrained)
+
+
+def _torch_state_dict(path: Path) -> dict:
+    """An open_clip-format checkpoint (.pt/.bin), read with `weights_only=True` (no pickle code)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable open_clip checkpoint ({type(error).__name__}: {error})") from error
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _explain_missing_weights(name: str, tag: str | None, error: Exception) -> Exception:

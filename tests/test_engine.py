@@ -69,8 +69,9 @@ def test_two_gloo_processes_agree_with_one_process(tmp_path):
 
     Stated tolerance: gradients agree to float32 reduction order; Adam's normalisation amplifies
     that for near-zero gradients, so weights are compared relative to how far training moved
-    them: mean |Δ| below 2% of the mean update, max |Δ| below 50% of the largest update, and the
-    accuracy row within 2 points.
+    them: mean |Δ| below 2% of the mean update, fewer than 0.1% of parameters differing by more
+    than 10% of the mean update (Adam turns a near-zero gradient's sign noise into a full step
+    for a handful of them), and the accuracy row within 2 points.
     """
     sets = [f"--set={s}" for s in FAST + ["max_tasks=1", "steps_per_task=4", "augment=false"]]
     args = ["run", "--scenario", "toy-digits-cil", "--method", "finetune", "--seed", "5", "--pretrained", "random", *sets]
@@ -89,7 +90,8 @@ def test_two_gloo_processes_agree_with_one_process(tmp_path):
     moved, gap = (flat(a) - flat(start)).abs(), (flat(a) - flat(b)).abs()
     assert moved.max() > 1e-4, "training changed the weights"
     assert gap.mean() < 0.02 * moved.mean(), f"mean gap {gap.mean():.2e} vs mean update {moved.mean():.2e}"
-    assert gap.max() < 0.5 * moved.max(), f"max gap {gap.max():.2e} vs max update {moved.max():.2e}"
+    outliers = (gap > 0.1 * moved.mean()).float().mean().item()
+    assert outliers < 1e-3, f"{outliers:.2%} of parameters differ by more than 10% of the mean update"
     rows = [_metrics(tmp_path / name)["accuracy_matrix"][0] for name in ("single", "ddp")]
     assert all(abs(x - y) <= 2.0 for x, y in zip(*rows)), rows
 

@@ -64,6 +64,9 @@ def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) 
 def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     """Train the student on one task with `method`, resuming a mid-task checkpoint if present."""
     config, model = ctx.config, ctx.model
+    if not method.trains:  # e.g. zeroshot: nothing to optimise
+        method.end_task(ctx)
+        return
     params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
     optimizer = torch.optim.AdamW(params, lr=config.lr_for(ctx.task.name), betas=tuple(config.betas), weight_decay=config.weight_decay)
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cliplab.engine.distributed import rank_and_world
 from cliplab.engine.sampling import cycle_steps
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
 
@@ -108,7 +109,7 @@ class DistillationMethod(Method):
         self.kd_iter = None
         if self.kd_data is not None and len(self.kd_data) > 0:
             batch = self.options.kd_batch_size or getattr(ctx.config, "kd_batch_size", None) or ctx.config.batch_size
-            self.kd_iter = cycle_steps(self.kd_data, batch, ctx.seed + 7919, ctx.state.get("start_step", 0), ctx.steps, ctx.config.num_workers)
+            self.kd_iter = cycle_steps(self.kd_data, batch, ctx.seed + 7919, ctx.state.get("start_step", 0), ctx.steps, ctx.config.num_workers, *rank_and_world())
         self.tokens, self.teacher_texts = None, None
         if not self.texts_per_step:
             self._set_texts(ctx, step=0)

@@ -253,7 +253,9 @@ def caption_batch(
 ) -> tuple[list[str], np.ndarray]:
     """One caption per scene and a (N, 5) bool matrix of which attributes each caption mentions.
 
-    Same captions, and the same use of `rng`, as calling `caption` scene by scene; vectorised.
+    Vectorised; the same captions and the same use of `rng` as the per-scene procedure: one
+    uniform draw per scene picks its template (achromatic scenes among colour-free ones), then
+    `caption` draws each scene's synonyms in turn (checked by tests/test_toyworld.py).
     """
     labels = scene_labels(scene)
     pool = templates if templates is not None else list(range(len(CAPTION_TEMPLATES)))

@@ -97,7 +97,7 @@ def _load_toyclip(pretrained: str | None) -> ClipBundle:
     if pretrained == "random":
         return _bundle(TOYCLIP, "random", None, "toyclip")
     if pretrained not in (None, TOYCLIP_TAG):
-        return _bundle(TOYCLIP, pretrained, load_state_dict(_existing(pretrained)), "toyclip")
+        return _bundle(TOYCLIP, pretrained, _weights_file(_existing(pretrained)), "toyclip")
     if not TOYCLIP_CHECKPOINT.exists():
         raise PretrainedWeightsUnavailable(
             f"the ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT}. It ships with the repository; "
@@ -141,8 +141,7 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
         raise ValueError(f"unknown model {name!r}: use 'toyclip', a checkpoint path, or an open_clip architecture ({known}, ...)")
     if pretrained and _is_path(pretrained):
         path = _existing(pretrained)
-        state = load_state_dict(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
-        return _bundle(name, str(path), state, name)
+        return _bundle(name, str(path), _weights_file(path), name)
     try:
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir
@@ -150,6 +149,11 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
     except Exception as error:  # open_clip raises many types for a failed download / unknown tag
         raise _explain_missing_weights(name, pretrained, error) from error
     return ClipBundle(model, open_clip.get_tokenizer(name), train_tf, eval_tf, name, pretrained)
+
+
+def _weights_file(path: Path) -> dict:
+    """A state dict from a safetensors file or an open_clip-format .pt/.bin file."""
+    return load_state_dict(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
 
 
 def _torch_state_dict(path: Path) -> dict:

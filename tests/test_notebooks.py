@@ -59,15 +59,11 @@ def test_cli_params_are_parsed_like_the_rest_of_the_cli():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """The smoke study, executed once. Kernels get one torch thread: the smoke tensors are tiny,
-    and two spinning OpenMP threads on a busy 2-core machine are ten times slower, not faster."""
+    """The smoke study, executed once (its kernels use one thread each, see `run_study`)."""
     if not TOYCLIP_CHECKPOINT.exists():
         pytest.skip(f"the pretrained ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT} (regenerate: make toyclip)")
     out = tmp_path_factory.mktemp("study")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            patch.setenv(name, "1")
-        run_study(out, params={"DEVICE": "cpu"}, figures=out / "figures", smoke=True)
+    run_study(out, params={"DEVICE": "cpu"}, figures=out / "figures", smoke=True)
     return out
 
 

@@ -87,6 +87,17 @@ class _Clock:
             self.seconds[what] += time.perf_counter() - began
 
 
+# Settings that change how a run is executed or shown, not its numbers: a run folder written
+# with other values of these is still the same run (and is resumed / reused).
+_RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
+
+
+def _identity(spec: dict) -> dict:
+    spec = json.loads(json.dumps(spec))
+    spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in _RUNTIME_ONLY}
+    return spec
+
+
 class _Progress:
     """The atomically written record of finished tasks (and the before-training evaluation)."""
 
@@ -95,7 +106,7 @@ class _Progress:
         self.data: dict[str, Any] = {"spec": asdict(spec), "evaluations": [], "method_state": None}
         if path.exists():
             stored = json.loads(path.read_text())
-            if stored["spec"] != json.loads(json.dumps(asdict(spec))):
+            if _identity(stored["spec"]) != _identity(asdict(spec)):
                 raise ValueError(
                     f"{path.parent} already holds a different run ({stored['spec']['method']} on "
                     f"{stored['spec']['scenario']}, seed {stored['spec']['seed']}, or other settings); "

@@ -76,6 +76,18 @@ def read_notebook(path: str | os.PathLike, kernel: str = KERNEL):
     return notebook
 
 
+def notebook_parameters(notebook) -> list[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (what papermill can override)."""
+    import ast
+
+    names = []
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            names += [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                      for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
 def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, Any],
                      log_output: bool = False, timeout: int | None = None) -> Path:
     """Execute one notebook with papermill into `output` (.ipynb); return that path.
@@ -89,8 +101,11 @@ def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, paramet
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    notebook = read_notebook(path)
+    known = set(notebook_parameters(notebook))
     papermill.execute_notebook(
-        read_notebook(path), str(output), parameters=dict(parameters), kernel_name=ensure_kernel(),
+        notebook, str(output), parameters={k: v for k, v in parameters.items() if k in known},
+        kernel_name=ensure_kernel(),
         language="python", cwd=os.getcwd(), log_output=log_output,
         progress_bar=False, execution_timeout=timeout,
     )
@@ -112,13 +127,17 @@ def run_study(out: str | os.PathLike = "runs/study", params: dict | None = None,
               smoke: bool = False, log_output: bool = False) -> list[Path]:
     """Execute the study notebooks in order; return the executed notebooks' paths.
 
-    `params` are injected into every notebook, so pass names the notebooks share (MODEL,
-    PRETRAINED, SEEDS, STEPS_PER_TASK, DEVICE, DATA_ROOT, SMOKE, ...); a name a notebook does
-    not define only draws a papermill warning. `smoke` sets SMOKE=True everywhere. A failing
-    notebook stops the study with `papermill.PapermillExecutionError`.
+    Each notebook receives the `params` its parameters cell defines (a name no notebook
+    defines is an error, which catches typos). `smoke` sets SMOKE=True everywhere and starts
+    the kernels with one thread. A failing notebook stops the study with
+    `papermill.PapermillExecutionError`.
     """
     out, figures = Path(out).resolve(), Path(figures).resolve()
     paths = [Path(p) for p in notebooks] if notebooks else [notebooks_dir() / name for name in NOTEBOOKS]
+    known = {name for path in paths for name in notebook_parameters(read_notebook(path))}
+    unknown = sorted(set(params or {}) - known)
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks define {sorted(known)}")
     executed = []
     with _kernel_threads(1 if smoke else None):
         for path in paths:
@@ -193,5 +212,5 @@ def _cmd_study(args) -> int:
     return 0
 
 
-__all__ = ["NOTEBOOKS", "add_study_command", "ensure_kernel", "execute_notebook", "parse_params", "read_notebook",
-           "run_study", "study_parameters"]
+__all__ = ["NOTEBOOKS", "add_study_command", "ensure_kernel", "execute_notebook", "notebook_parameters", "parse_params",
+           "read_notebook", "run_study", "study_parameters"]

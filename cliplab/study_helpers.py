@@ -61,6 +61,15 @@ def study_settings(smoke: bool, steps_per_task: int | None = None, device: str |
     return settings
 
 
+def runs_root(runs_dir: str | Path, smoke: bool) -> Path:
+    """The run store to use: `runs_dir`, or `<runs_dir>-smoke` for SMOKE runs.
+
+    Smoke and full runs of the same (scenario, method, seed) have different settings, so they
+    cannot share a folder; keeping them apart lets a notebook switch SMOKE on and off.
+    """
+    return Path(f"{runs_dir}-smoke") if smoke else Path(runs_dir)
+
+
 _TOY_PROBE_OPTIONS = ("probe_size", "retrieval_size", "probe_seed")
 
 
@@ -466,5 +475,5 @@ __all__ = [
     "SMOKE_SETTINGS", "SMOKE_METHOD_OPTIONS", "SMOKE_ALIGNMENT_PROBE", "RunRequest", "ablation", "alignment_frame",
     "alignment_probe", "by_label", "checkpoint_paths", "embed_run", "encode_probe", "explore", "final_alignment",
     "grid", "headline_numbers", "jsonable", "load_results", "method_table", "one_session_settings", "run_requests",
-    "scenario_options", "study_settings", "tidy_runs", "weights_fingerprint", "zero_shot_summary",
+    "runs_root", "scenario_options", "study_settings", "tidy_runs", "weights_fingerprint", "zero_shot_summary",
 ]

@@ -54,9 +54,9 @@ OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_siz
 DEVICE = None  # None: CUDA when available, else CPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios such as "cifar100-cil-10"
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"probes": ["cifar10"], "retrieval": "coco_karpathy"}
-OUT_DIR = "runs/study/01_forgetting"  # this notebook's metrics.json
-RUNS_DIR = "runs/study/runs"  # run store shared by the study notebooks (runs are reused)
-FIGURES_DIR = "runs/study/figures"
+OUT_DIR = "../runs/study/01_forgetting"  # this notebook's metrics.json
+RUNS_DIR = "../runs/study/runs"  # run store shared by the study notebooks (runs are reused)
+FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
 SMOKE = False  # True: tiny settings (1 seed, 2 tasks, a few steps) to check the pipeline
 INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
 
@@ -71,6 +71,7 @@ from cliplab.plots.style import save_figure, set_theme
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
 trained = [m for m in METHODS if m != "zeroshot"]
@@ -84,9 +85,9 @@ settings
 
 # %%
 requests = sh.grid([SCENARIO], METHODS, seeds)
-sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
-runs = sh.by_label(sh.load_results(requests, RUNS_DIR))
-df = sh.tidy_runs(requests, RUNS_DIR)
+sh.run_requests(requests, runs_dir, settings=settings, **run_options)
+runs = sh.by_label(sh.load_results(requests, runs_dir))
+df = sh.tidy_runs(requests, runs_dir)
 
 # %% [markdown]
 # ## The accuracy matrix
@@ -142,8 +143,8 @@ ost_runs = {}
 if OST_SCENARIO and trained:
     ost_requests = sh.grid([OST_SCENARIO], trained, seeds)
     ost_settings = sh.one_session_settings(settings, runs[trained[0]])
-    sh.run_requests(ost_requests, RUNS_DIR, settings=ost_settings, **run_options)
-    ost_runs = sh.by_label(sh.load_results(ost_requests, RUNS_DIR))
+    sh.run_requests(ost_requests, runs_dir, settings=ost_settings, **run_options)
+    ost_runs = sh.by_label(sh.load_results(ost_requests, runs_dir))
     frame = cplots.ost_mst_frame({"one session": ost_runs, "multi session": {m: runs[m] for m in trained}})
     pretrained = sh.zero_shot_summary(runs[focus])
     lines = {"held-out zero-shot": pretrained["zero_shot_before"], "retrieval I→T R@1": pretrained["i2t_r1_before"]}

@@ -58,9 +58,9 @@ OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_siz
 DEVICE = None  # None: CUDA when available, else CPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"reference_images": ..., "reference_captions": ...}
-OUT_DIR = "runs/study/02_vr_lwf"
-RUNS_DIR = "runs/study/runs"  # shared with notebooks 01 and 03: matching runs are reused
-FIGURES_DIR = "runs/study/figures"
+OUT_DIR = "../runs/study/02_vr_lwf"
+RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01 and 03: matching runs are reused
+FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps, one value per ablation option
 INTERACTIVE = True
 
@@ -75,6 +75,7 @@ from cliplab.plots.style import save_figure, set_theme
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
 settings
@@ -84,9 +85,9 @@ settings
 
 # %%
 requests = sh.grid(SCENARIOS, METHODS, seeds)
-sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
-df = sh.tidy_runs(requests, RUNS_DIR)
-results = sh.load_results(requests, RUNS_DIR)
+sh.run_requests(requests, runs_dir, settings=settings, **run_options)
+df = sh.tidy_runs(requests, runs_dir)
+results = sh.load_results(requests, runs_dir)
 
 # %% [markdown]
 # ## Transfer / Avg / Last (mean ± std over seeds)
@@ -139,8 +140,8 @@ ablation_runs = []
 if ABLATION_SCENARIO and ABLATION:
     base = sh.grid([ABLATION_SCENARIO], ["finetune", "vr_lwf"], seeds)
     ablation_runs = base + sh.ablation(ABLATION_SCENARIO, "vr_lwf", ABLATION, seeds, smoke=SMOKE)
-    sh.run_requests(ablation_runs, RUNS_DIR, settings=settings, **run_options)
-    ablation_df = sh.tidy_runs(ablation_runs, RUNS_DIR)
+    sh.run_requests(ablation_runs, runs_dir, settings=settings, **run_options)
+    ablation_df = sh.tidy_runs(ablation_runs, runs_dir)
     display(sh.method_table(ablation_df, by=("label",), quantities=("avg", "last", "zero_shot_delta")))
     fig = cplots.plot_stability_plasticity(cplots.stability_plasticity_frame(ablation_df, by="label"), by="label",
                                            title="VR-LwF ablation: one option changed at a time")
@@ -158,7 +159,8 @@ headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE,
                  "overrides": settings},
     "methods": {s: {m: sh.headline_numbers(r) for m, r in sh.by_label(results, s).items()} for s in SCENARIOS},
-    "ablation": {m: sh.headline_numbers(r) for m, r in sh.by_label(sh.load_results(ablation_runs, RUNS_DIR)).items()},
+    "ablation": {m: sh.headline_numbers(r) for m, r in
+                 sh.by_label(sh.load_results(ablation_runs, runs_dir)).items()},
     "figures": [str(path) for path in saved],
 }
 write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))

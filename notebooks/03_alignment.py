@@ -60,9 +60,9 @@ OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_siz
 DEVICE = None  # None: CUDA when available, else CPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios need a retrieval probe, e.g. {"retrieval": "coco_karpathy"}
-OUT_DIR = "runs/study/03_alignment"
-RUNS_DIR = "runs/study/runs"  # shared with notebooks 01 and 02: matching runs are reused
-FIGURES_DIR = "runs/study/figures"
+OUT_DIR = "../runs/study/03_alignment"
+RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01 and 02: matching runs are reused
+FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps, a small probe
 INTERACTIVE = True
 
@@ -80,6 +80,7 @@ from cliplab.plots.style import save_figure, set_theme
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 probe_size = min(PROBE_SIZE, sh.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
 settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
@@ -92,12 +93,12 @@ focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 
 # %%
 requests = sh.grid([SCENARIO], METHODS, seeds)
-sh.run_requests(requests, RUNS_DIR, settings=settings, **run_options)
+sh.run_requests(requests, runs_dir, settings=settings, **run_options)
 bundle = load_model(MODEL, pretrained=PRETRAINED, device=DEVICE)
 temperature = model_temperature(bundle.model)
 probe = sh.alignment_probe(SCENARIO, bundle.eval_transform, probe_size, DATA_ROOT, SCENARIO_OPTIONS)
 reference = sh.encode_probe(bundle.model, bundle.tokenizer, probe)
-versions = {(r.label, r.seed): sh.embed_run(r.folder(RUNS_DIR), probe, bundle.tokenizer, DEVICE, SCENARIO)
+versions = {(r.label, r.seed): sh.embed_run(r.folder(runs_dir), probe, bundle.tokenizer, DEVICE, SCENARIO)
             for r in requests}
 table = sh.alignment_frame(reference, versions, temperature)
 print(f"{len(probe[1])} probe pairs, temperature {temperature:.4f}, {len(versions)} runs")
@@ -111,9 +112,10 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/03_geometry_across_tasks"))
 
 # %% [markdown]
 # ## Drift from the pretrained model
-# The top row is rotation-sensitive: rotation angle of each tower, off-diagonal drift, and
-# retrieval of new images against pretrained captions. The bottom row is rotation-invariant:
-# CKA between the old and new embeddings, and the self-angle (topology) change.
+# The first figure is rotation-sensitive: the rotation angle of each tower, off-diagonal drift,
+# and retrieval of new images against pretrained captions. The second is rotation-invariant:
+# CKA between the old and new embeddings, and the self-angle (topology) change. Large angles
+# with CKA near 1 mean the space rotated without changing shape.
 
 # %%
 fig = aplots.plot_metrics_across_tasks(

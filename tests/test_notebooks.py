@@ -57,6 +57,11 @@ def test_cli_params_are_parsed_like_the_rest_of_the_cli():
         parse_params(["SEEDS"])
 
 
+def test_a_parameter_no_notebook_defines_is_an_error_not_ignored(tmp_path):
+    with pytest.raises(ValueError, match="unknown notebook parameter.*SEED"):
+        run_study(tmp_path, params={"SEED": [0]})
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     """The smoke study, executed once (its kernels use one thread each, see `run_study`)."""
@@ -140,6 +145,7 @@ def test_finished_runs_are_reused_not_retrained(study):
     """Asking for the runs again with the notebooks' settings loads nothing and trains nothing."""
     requests = sh.grid(["toy-digits-cil", "toy-mtil"], ["finetune", "vr_lwf"], [0])
     messages = []
-    sh.run_requests(requests, study / "runs", settings=sh.study_settings(True, None, "cpu"), smoke=True,
+    sh.run_requests(requests, sh.runs_root(study / "runs", smoke=True), settings=sh.study_settings(True, None, "cpu"),
+                    smoke=True,
                     log=messages.append)
     assert len(messages) == len(requests) and all(m.startswith("reuse") for m in messages)

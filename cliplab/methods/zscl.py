@@ -24,7 +24,7 @@ class ZSCLOptions(DistillOptions):
     teacher: str = "initial"  # [ZSCL: the pretrained model is the better teacher]
     kd_images: str = "reference"  # [ZSCL: ImageNet / CC images]
     weight_ensemble: bool = True  # [ZSCL.sh --we]
-    avg_freq: int = 100  # snapshot interval I [ZSCL: 100 MTIL, 10 CIL]
+    avg_freq: int | None = None  # snapshot interval I; None = steps // 10, ZSCL's ratio [ZSCL: 100 of 1,000 MTIL iterations; 10 in CIL]
     l2: float = 1.0  # coefficient of Σ‖θ − θ_start‖² [ZSCL.sh --l2 1]; 0 disables
     n_reference_texts: int | None = None  # None = every reference caption [ZSCL]
 
@@ -72,6 +72,9 @@ class ZSCL(DistillationMethod):
     def begin_task(self, ctx: TaskContext) -> None:
         super().begin_task(ctx)
         self.ensemble = WeightEnsemble(ctx.start_model) if self.options.weight_ensemble else None
+        # An interval longer than the task would average the start weights with one early
+        # snapshot and undo the task; scale it like ZSCL's 100 of 1,000 iterations.
+        self.interval = self.options.avg_freq or max(1, ctx.steps // 10)
 
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         terms = super().losses(ctx, out)
@@ -80,7 +83,7 @@ class ZSCL(DistillationMethod):
         return terms
 
     def after_step(self, ctx: TaskContext, step: int) -> None:
-        if self.ensemble is not None and (step - 1) % self.options.avg_freq == 0:
+        if self.ensemble is not None and (step - 1) % self.interval == 0:
             self.ensemble.add(ctx.model)
 
     def end_task(self, ctx: TaskContext) -> None:

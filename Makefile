@@ -17,7 +17,7 @@ test: $(STAMP)
 
 ## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
 study: $(STAMP)
-	$(VENV)/bin/cliplab study
+	$(VENV)/bin/cliplab study --params "SEEDS=[0]"
 
 ## make bench: CPU benchmarks (benchmarks/README.md)
 bench: $(STAMP)

@@ -151,7 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--scenario", default="toy-digits-cil")
     p.add_argument("--skip-share", action="store_true", help="skip the scenario run")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on a shared machine; 0 = torch's default)")
     p.add_argument("--out", type=Path, default=None, help="default results/eval_share_<device>.json")
     return p.parse_args(argv)
 

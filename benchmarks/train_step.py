@@ -288,37 +288,67 @@ def timed_steps(settings: Settings, variant: Variant) -> tuple[int, int]:
 # -- timing (this process) --------------------------------------------------------------------
 
 
+@dataclass
+class Samples:
+    """What the timed runs of one variant recorded (steps pooled over runs)."""
+
+    steps: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    hooks: list[dict[str, float]] = field(default_factory=list)
+    setup: list[dict[str, float]] = field(default_factory=list)
+    paired: list[float] = field(default_factory=list)  # per run: its median / the adjacent finetune runs'
+    paired_cpu: list[float] = field(default_factory=list)
+
+
+def timed_run(bench: Bench, settings: Settings, variant: Variant, into: Samples, label: str) -> tuple[float, float]:
+    """One run of `variant`; adds its steps to `into`; returns its median wall and CPU ms/step."""
+    n, drop = timed_steps(settings, variant)
+    clock = StepClock(bench.device)
+    run_once(bench, settings, variant, n, clock)
+    wall, cpu = clock.step_ms(drop), clock.step_cpu_ms(drop)
+    into.steps += wall
+    into.cpu += cpu
+    into.hooks += clock.hook_ms(drop)
+    into.setup.append({k: 1000 * v for k, v in clock.setup_s.items()})
+    print(f"  {label} {variant.name:<20} {np.median(wall):9.1f} ms/step", flush=True)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
 def time_variants(bench: Bench, settings: Settings, chosen: list[Variant]) -> dict[str, dict[str, Any]]:
-    """Interleave the variants over `repeats` rounds (rotated order); pool their step times."""
-    run_once(bench, settings, chosen[0], 3)  # warm the process up (allocator, kernels, caches)
-    steps: dict[str, list[float]] = {v.name: [] for v in chosen}
-    cpu: dict[str, list[float]] = {v.name: [] for v in chosen}
-    hooks: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
-    setup: dict[str, list[dict[str, float]]] = {v.name: [] for v in chosen}
+    """Rounds of finetune, v1, finetune, v2, ..., finetune (rotated order of the other variants).
+
+    Each variant's ratio to finetune is taken against the finetune runs just before and after it
+    (paired), and the median over rounds is reported: a burst of load from another process that
+    spans both cancels, one that hits a single run is an outlier among rounds.
+    """
+    finetune, others = chosen[0], chosen[1:]
+    samples = {v.name: Samples() for v in chosen}
+    run_once(bench, settings, finetune, 3)  # warm the process up (allocator, kernels, caches)
     for r in range(settings.repeats):
-        this_round = [v for v in chosen if r < settings.reference_repeats or not v.reference_style]
-        for variant in this_round[r % len(this_round):] + this_round[: r % len(this_round)]:
-            n, drop = timed_steps(settings, variant)
-            clock = StepClock(bench.device)
-            run_once(bench, settings, variant, n, clock)
-            steps[variant.name] += clock.step_ms(drop)
-            cpu[variant.name] += clock.step_cpu_ms(drop)
-            hooks[variant.name] += clock.hook_ms(drop)
-            setup[variant.name].append({k: 1000 * v for k, v in clock.setup_s.items()})
-            print(f"  round {r + 1}/{settings.repeats} {variant.name:<20} {np.median(clock.step_ms(drop)):9.1f} ms/step",
-                  flush=True)
-    return {v.name: _timing_row(steps[v.name], cpu[v.name], hooks[v.name], setup[v.name]) for v in chosen}
+        label = f"round {r + 1}/{settings.repeats}"
+        this_round = [v for v in others if r < settings.reference_repeats or not v.reference_style]
+        before = timed_run(bench, settings, finetune, samples[finetune.name], label)
+        for variant in this_round[r % max(1, len(this_round)):] + this_round[: r % max(1, len(this_round))]:
+            mine = timed_run(bench, settings, variant, samples[variant.name], label)
+            after = timed_run(bench, settings, finetune, samples[finetune.name], label)
+            samples[variant.name].paired.append(2 * mine[0] / (before[0] + after[0]))
+            samples[variant.name].paired_cpu.append(2 * mine[1] / (before[1] + after[1]))
+            before = after
+    return {v.name: _timing_row(samples[v.name], v is finetune) for v in chosen}
 
 
-def _timing_row(steps: list[float], cpu: list[float], hooks: list[dict[str, float]], setup: list[dict[str, float]]) -> dict[str, Any]:
-    stats = summary(steps)
-    names = sorted({k for h in hooks for k in h})
+def _timing_row(s: Samples, is_finetune: bool) -> dict[str, Any]:
+    stats = summary(s.steps)
+    names = sorted({k for h in s.hooks for k in h})
     return {
         "ms_per_step": stats["median"], "ms_per_step_q1": stats["q1"], "ms_per_step_q3": stats["q3"],
-        "ms_per_step_min": min(steps), "timed_steps": stats["n"], "cpu_ms_per_step": summary(cpu)["median"],
-        "hooks_ms_per_step": {k: float(np.median([h.get(k, 0.0) for h in hooks])) for k in names},
-        "begin_task_ms": float(np.median([s.get("begin_task", np.nan) for s in setup])),
-        "end_task_ms": float(np.median([s.get("end_task", np.nan) for s in setup])),
+        "ms_per_step_min": min(s.steps), "timed_steps": stats["n"], "cpu_ms_per_step": summary(s.cpu)["median"],
+        "ratio_to_finetune": 1.0 if is_finetune else summary(s.paired)["median"],
+        "ratio_to_finetune_per_round": [round(x, 3) for x in s.paired],
+        "cpu_ratio_to_finetune": 1.0 if is_finetune else summary(s.paired_cpu)["median"],
+        "hooks_ms_per_step": {k: float(np.median([h.get(k, 0.0) for h in s.hooks])) for k in names},
+        "begin_task_ms": float(np.median([x.get("begin_task", np.nan) for x in s.setup])),
+        "end_task_ms": float(np.median([x.get("end_task", np.nan) for x in s.setup])),
     }
 
 
@@ -439,7 +469,8 @@ def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     for label, name, base, op, limit in TARGETS:
         if name not in rows or (base or "finetune") not in rows:
             continue
-        value = rows[name]["ms_per_step"] / rows[base]["ms_per_step"] if base else rows[name]["ratio_to_finetune"]
+        ratio = rows[name]["ratio_to_finetune"]
+        value = ratio / rows[base]["ratio_to_finetune"] if base else ratio
         holds = value <= limit if op == "<=" else value >= limit
         out.append({"target": label, "value": round(value, 3), "limit": limit, "holds": bool(holds)})
     return out
@@ -447,12 +478,10 @@ def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def add_derived(rows: dict[str, dict[str, Any]], settings: Settings, peak_tflops: float | None) -> None:
     """Ratios to finetune, images/s, achieved FLOP/s and the fraction of the bf16 peak."""
-    base = rows["finetune"]["ms_per_step"] if "finetune" in rows else float("nan")
+    base = rows["finetune"]["ms_per_step"]
     for row in rows.values():
         seconds = row["ms_per_step"] / 1000
-        row["ratio_to_finetune"] = row["ms_per_step"] / base
-        if "finetune" in rows:
-            row["cpu_ratio_to_finetune"] = row["cpu_ms_per_step"] / rows["finetune"]["cpu_ms_per_step"]
+        row["ratio_of_median_ms"] = row["ms_per_step"] / base
         row["images_per_s"] = settings.batch_size / seconds
         flops = row.get("flops_per_step")
         if flops:
@@ -494,7 +523,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--model", default=None, help="toyclip (CPU default) or an open_clip architecture, e.g. ViT-B-16")
     p.add_argument("--batch-size", type=int, default=None, help="CE (and distillation) batch; default 32 CPU, 64 CUDA")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per run; default 6 CPU, 20 CUDA")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run; default 5 CPU, 20 CUDA")
     p.add_argument("--warmup", type=int, default=1, help="further steps dropped after the first")
     p.add_argument("--reference-steps", type=int, default=None, help="timed steps per reference-style run; default 2 CPU, 5 CUDA")
     p.add_argument("--repeats", type=int, default=4, help="rounds over all variants")
@@ -522,7 +551,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     model = args.model or ("ViT-B-16" if cuda else "toyclip")
     return Settings(
         device=args.device, model=model, pretrained="random" if model.lower() == "toyclip" else None,
-        batch_size=args.batch_size or (64 if cuda else 32), steps=args.steps or (20 if cuda else 6),
+        batch_size=args.batch_size or (64 if cuda else 32), steps=args.steps or (20 if cuda else 5),
         warmup=args.warmup, reference_steps=args.reference_steps or (5 if cuda else 2), repeats=args.repeats,
         reference_repeats=args.reference_repeats or (args.repeats if cuda else 1),
         n_train=args.n_train, n_captions=args.captions, vocab_size=args.vocab_size,
@@ -588,8 +617,10 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "train_step", "machine": info, "settings": asdict(settings), "image_size": bench.image_size,
         "precision": "bf16 autocast (reference style: fp32)" if device.type == "cuda" else "fp32",
         "bf16_peak_tflops": peak, "timed_task": TIMED_TASK,
-        "timing": "median over all timed steps of all rounds; a step = one after_step timestamp to the next "
-                  "(step 1 of each run and `warmup` more dropped); images/s counts CE-batch images",
+        "timing": "ms_per_step: median over all timed steps of all runs; a step = one after_step timestamp to "
+                  "the next (step 1 of each run and `warmup` more dropped). ratio_to_finetune: median over rounds "
+                  "of the run's median step / the mean of the finetune runs just before and after it (paired). "
+                  "images/s counts CE-batch images.",
         "methods": rows, "overheads_ms": extra, "targets": targets,
         "wall_seconds": round(time.perf_counter() - began, 1),
     }

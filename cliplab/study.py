@@ -6,7 +6,7 @@ papermill with the study's parameters injected after its `parameters` cell. Outp
 
     <out>/<notebook>.ipynb          the executed notebook (outputs included)
     <out>/<notebook>/metrics.json   its headline numbers
-    <out>/runs/<scenario>/<label>/seed<k>   the training runs, shared by the notebooks
+    <out>/runs/<scenario>/<label>/seed<k>   the training runs, shared by the notebooks (runs-smoke/ with smoke)
     <figures>/<NN>_<name>.png       every figure
 
 Because the runs are shared and resumable, notebook 02 reuses 01's runs, 03 reuses 02's, and a

@@ -33,7 +33,7 @@ SMOKE_SETTINGS: dict[str, Any] = {
 }
 # Method options that only make the smoke settings cheaper (memory, reference texts, snapshots).
 SMOKE_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
-    "zscl": {"avg_freq": 2, "n_reference_texts": 200},
+    "zscl": {"n_reference_texts": 200},
     "icarl": {"memory_size": 40, "max_candidates": 200},
     "vr_lwf": {"vocab_size": 200},
 }
@@ -177,9 +177,14 @@ def weights_fingerprint(model: str, pretrained: str | None) -> str | None:
 
 
 def _request_record(request: RunRequest, model: str, pretrained: str | None, overrides: Mapping[str, Any]) -> dict:
+    """What identifies a run's numbers: settings that only change how it runs (device, progress
+    bars) are left out, as the runner does, so a run made on a GPU is reused on a CPU."""
+    from cliplab.engine.runner import _RUNTIME_ONLY  # the runner's list: one source of truth
+
+    numbers = {k: v for k, v in overrides.items() if k not in _RUNTIME_ONLY}
     return jsonable({"scenario": request.scenario, "method": request.method, "seed": request.seed, "model": model,
                      "pretrained": pretrained, "weights": weights_fingerprint(model, pretrained),
-                     "overrides": dict(overrides)})
+                     "overrides": numbers})
 
 
 def _finished(folder: Path, record: dict) -> bool:

@@ -26,12 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from cliplab.data import TensorImageDataset
-from cliplab.engine.runner import run_scenario
+from cliplab.engine.evaluation import ScenarioEvaluator
+from cliplab.engine.runner import build_config, run_scenario
+from cliplab.engine.scenario import get_scenario
 from cliplab.models import TOYCLIP_CHECKPOINT, ClipBundle, load_model
 from cliplab.toyworld.tasks import zero_shot_tasks
 from cliplab import zeroshot
@@ -54,19 +56,31 @@ def median_s(fn, repeats: int, sync) -> dict[str, float]:
     return summary([timed(fn, sync) for _ in range(repeats)])
 
 
+def interleaved_s(fns: dict[str, Callable[[], Any]], repeats: int, sync) -> dict[str, dict[str, float]]:
+    """Like `median_s` for several functions, alternated call by call so that load from other
+    processes falls on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, sync))
+    return {name: summary(t) for name, t in times.items()}
+
+
 def throughput(bundle: ClipBundle, n_images: int, repeats: int, batch_size: int, device: torch.device) -> dict[str, Any]:
     """images/s of zero_shot_accuracy (classifier cached) and of the image tower alone."""
-    sync = synchronizer(device)
     task = zero_shot_tasks(seed=0, n=n_images)["shape_colour"]
     data = TensorImageDataset(task.images, task.labels, task.classnames, ["{}"], transform=bundle.eval_transform)
-    call = lambda: zero_shot_accuracy(bundle.model, bundle.tokenizer, data, task.classnames, task.templates,  # noqa: E731
-                                      batch_size=batch_size, device=device)
-    full = median_s(call, repeats, sync)
     tensors = torch.stack([data[i][0] for i in range(len(data))])
-    tower = median_s(lambda: image_features(bundle.model, tensors, batch_size, device), repeats, sync)
+    got = interleaved_s({
+        "full": lambda: zero_shot_accuracy(bundle.model, bundle.tokenizer, data, task.classnames, task.templates,
+                                           batch_size=batch_size, device=device),
+        "tower": lambda: image_features(bundle.model, tensors, batch_size, device),
+    }, repeats, synchronizer(device))
     return {"n_images": n_images, "batch_size": batch_size, "classes": len(task.classnames),
-            "zero_shot_accuracy_images_per_s": n_images / full["median"], "zero_shot_accuracy_s": full,
-            "image_tower_only_images_per_s": n_images / tower["median"], "image_tower_only_s": tower}
+            "zero_shot_accuracy_images_per_s": n_images / got["full"]["median"], "zero_shot_accuracy_s": got["full"],
+            "image_tower_only_images_per_s": n_images / got["tower"]["median"], "image_tower_only_s": got["tower"]}
 
 
 def classifier_cost(bundle: ClipBundle, repeats: int, device: torch.device) -> dict[str, Any]:
@@ -80,6 +94,43 @@ def classifier_cost(bundle: ClipBundle, repeats: int, device: torch.device) -> d
                      "cached_ms": 1000 * cached["median"], "speedup": uncached["median"] / cached["median"]}
     fingerprint = median_s(lambda: text_tower_fingerprint(bundle.model), repeats, sync)
     return {"probes": out, "text_tower_fingerprint_ms": 1000 * fingerprint["median"]}
+
+
+def _evaluation_parts(evaluator: ScenarioEvaluator, model, last_task: int) -> dict[str, Callable[[], Any]]:
+    """The three parts of `ScenarioEvaluator.evaluate`, each callable on its own."""
+    return {
+        "accuracy_row": lambda: evaluator.accuracy_row(model, last_task),
+        "zero_shot_probes": lambda: evaluator.probe_accuracies(model),
+        "retrieval_probe": lambda: evaluator.probe_retrieval(model),
+    }
+
+
+def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, device: torch.device) -> dict[str, Any]:
+    """Where one evaluation of the scenario's last task spends its time, and how many images it encodes.
+
+    Also writes a torch.profiler table of one evaluation (parts labelled) to results/.
+    """
+    scenario = get_scenario(scenario_name)
+    evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, build_config(scenario, "finetune", None, 0))
+    parts = _evaluation_parts(evaluator, bundle.model, len(scenario.tasks) - 1)
+    with torch.no_grad():
+        seconds = interleaved_s(parts, repeats, synchronizer(device))
+        with torch.profiler.profile() as profiler:
+            for name, part in parts.items():
+                with torch.profiler.record_function(f"evaluate.{name}"):
+                    part()
+    text = profiler.key_averages().table(sort_by="cpu_time_total", row_limit=20)
+    (RESULTS / f"profile_evaluate_{device.type}.txt").write_text(f"one evaluation of {scenario_name}, ToyCLIP\n\n{text}\n")
+    probe_images = [getattr(data, "images", None) for _, data in evaluator.probes]
+    distinct = {id(x): len(x) for x in probe_images if x is not None}
+    return {
+        "seconds": {k: v["median"] for k, v in seconds.items()},
+        "images_encoded": {"tests": sum(len(d) for d in evaluator.tests),
+                           "zero_shot_probes": sum(len(d) for _, d in evaluator.probes),
+                           "retrieval_probe": sum(len(d) for _, d in evaluator.retrieval)},
+        "zero_shot_probes": len(evaluator.probes),
+        "distinct_probe_image_sets": len(distinct), "distinct_probe_images": sum(distinct.values()),
+    }
 
 
 class FingerprintMeter:
@@ -141,6 +192,14 @@ def report(result: dict[str, Any]) -> None:
                       f"{100 * s['evaluate_share']:.1f}%", "yes" if s["holds"] else "NO"]],
                     ["scenario", "method", "train s", "evaluate s", "evaluate share", "<= 20%"]))
         print(f"classifier-cache lookups: {s['classifier_lookups']}, fingerprinting the text tower: {s['fingerprint_seconds']} s")
+    if "evaluation_breakdown" in result:
+        e = result["evaluation_breakdown"]
+        print()
+        print(table([[k, f"{v:.2f}", e["images_encoded"][{"accuracy_row": "tests", "zero_shot_probes": "zero_shot_probes",
+                                                             "retrieval_probe": "retrieval_probe"}[k]]]
+                     for k, v in e["seconds"].items()], ["part of one evaluation", "seconds", "images encoded"]))
+        print(f"{e['zero_shot_probes']} zero-shot probes over {e['distinct_probe_image_sets']} distinct image set(s) "
+              f"of {e['distinct_probe_images']} images")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     result["classifier"] = classifier_cost(bundle, args.repeats, device)
     if not args.skip_share:
         result["share"] = scenario_share(args.scenario, "finetune", 0, args.device)
+        result["evaluation_breakdown"] = evaluation_breakdown(bundle, args.scenario, 3, device)
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
     report(result)
     write_json(args.out or RESULTS / f"eval_share_{device.type}.json", result)

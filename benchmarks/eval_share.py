@@ -121,15 +121,14 @@ def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, d
                     part()
     text = profiler.key_averages().table(sort_by="cpu_time_total", row_limit=20)
     (RESULTS / f"profile_evaluate_{device.type}.txt").write_text(f"one evaluation of {scenario_name}, ToyCLIP\n\n{text}\n")
-    probe_images = [getattr(data, "images", None) for _, data in evaluator.probes]
-    distinct = {id(x): len(x) for x in probe_images if x is not None}
+    probe_sets = {id(data): len(data) for _, data in evaluator.probes}  # the evaluator encodes each once
     return {
         "seconds": {k: v["median"] for k, v in seconds.items()},
-        "images_encoded": {"tests": sum(len(d) for d in evaluator.tests),
-                           "zero_shot_probes": sum(len(d) for _, d in evaluator.probes),
+        "images_encoded": {"tests": sum(len(d) for d in evaluator.tests), "zero_shot_probes": sum(probe_sets.values()),
                            "retrieval_probe": sum(len(d) for _, d in evaluator.retrieval)},
-        "zero_shot_probes": len(evaluator.probes),
-        "distinct_probe_image_sets": len(distinct), "distinct_probe_images": sum(distinct.values()),
+        "captions_encoded": sum(len(r.captions) for r, _ in evaluator.retrieval),
+        "zero_shot_probes": len(evaluator.probes), "distinct_probe_image_sets": len(probe_sets),
+        "classifier_lookups": len(evaluator.tests) + len(evaluator.probes),
     }
 
 
@@ -198,8 +197,8 @@ def report(result: dict[str, Any]) -> None:
         print(table([[k, f"{v:.2f}", e["images_encoded"][{"accuracy_row": "tests", "zero_shot_probes": "zero_shot_probes",
                                                              "retrieval_probe": "retrieval_probe"}[k]]]
                      for k, v in e["seconds"].items()], ["part of one evaluation", "seconds", "images encoded"]))
-        print(f"{e['zero_shot_probes']} zero-shot probes over {e['distinct_probe_image_sets']} distinct image set(s) "
-              f"of {e['distinct_probe_images']} images")
+        print(f"{e['zero_shot_probes']} zero-shot probes over {e['distinct_probe_image_sets']} image set(s); "
+              f"{e['captions_encoded']} retrieval captions; {e['classifier_lookups']} classifier lookups")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="timed loop steps (difference of two runs)")
     p.add_argument("--base", type=int, default=2, help="steps of the shorter run")
     p.add_argument("--batch-size", type=int, default=PretrainConfig().batch_size)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on a shared machine; the recipe itself used 2; 0 = torch's default)")
     p.add_argument("--out", type=Path, default=None, help="default results/pretrain_throughput_cpu.json")
     return p.parse_args(argv)

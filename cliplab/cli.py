@@ -1,4 +1,4 @@
-"""The `cliplab` command line: pretrain-toy, eval, run and study.
+"""The `cliplab` command line: pretrain-toy, eval, run, study and table.
 
 Each sub-command is a thin shell around a package function, so anything the CLI does can be done
 from a notebook with the same result.
@@ -106,6 +106,9 @@ def _extra_commands():
         commands.append(add_study_command)
     except ImportError:
         pass
+    from cliplab.report import add_table_command
+
+    commands.append(add_table_command)
     return commands
 
 

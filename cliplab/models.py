@@ -9,6 +9,7 @@ weights that are not on this machine fails with a message saying how to provide 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -86,8 +87,21 @@ def load_model(
     return bundle
 
 
+class _NoRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning: `_bundle` loads the weights itself
+    right after (or was asked for random weights), so the warning would only mislead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def _bundle(architecture: str, pretrained: str | None, state_dict: dict | None, label: str) -> ClipBundle:
-    model, train_tf, eval_tf = open_clip.create_model_and_transforms(architecture)
+    quiet = _NoRandomInitWarning()
+    logging.getLogger().addFilter(quiet)  # open_clip logs through the root logger
+    try:
+        model, train_tf, eval_tf = open_clip.create_model_and_transforms(architecture)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     if state_dict is not None:
         model.load_state_dict(state_dict)
     return ClipBundle(model, open_clip.get_tokenizer(architecture), train_tf, eval_tf, label, pretrained)

@@ -85,17 +85,19 @@ def scenario_options(scenario: str, data_root: str | None = None, extra: Mapping
     return {**({"root": data_root} if data_root else {}), **(extra or {})}
 
 
-def one_session_settings(settings: Mapping[str, Any], multi_session: Sequence[RunResult]) -> dict[str, Any]:
-    """Settings for the one-session twin of multi-session runs: the same total step budget.
+def one_session_settings(settings: Mapping[str, Any], multi_session: str) -> dict[str, Any]:
+    """Settings for the one-session twin of a multi-session scenario: the same total step budget.
 
-    The single session trains for (steps per task x number of tasks) of the multi-session runs,
-    read from their recorded config, so any STEPS_PER_TASK / max_tasks choice stays matched
-    (defaults: toy-digits-ost 300 steps = 5 tasks x 60 of toy-digits-cil). Epoch-based
-    protocols keep their epochs.
+    The single session trains for (steps per task x number of tasks) of `multi_session` under
+    `settings`, so any STEPS_PER_TASK / max_tasks choice stays matched (defaults:
+    toy-digits-ost 300 steps = 5 tasks x 60 of toy-digits-cil). Known before any run is
+    trained, so both regimes can train side by side. Epoch-based protocols keep their epochs.
     """
     one = {k: v for k, v in settings.items() if k != "max_tasks"}  # one task anyway
-    if multi_session and multi_session[0].config.get("epochs_per_task") is None:
-        one["steps_per_task"] = int(multi_session[0].config["steps_per_task"]) * len(multi_session[0].tasks)
+    defaults, n_tasks = _scenario_shape(multi_session)
+    if {**defaults, **settings}.get("epochs_per_task") is None:
+        steps = settings.get("steps_per_task") or defaults["steps_per_task"]
+        one["steps_per_task"] = int(steps) * min(settings.get("max_tasks") or n_tasks, n_tasks)
     return one
 
 
@@ -179,9 +181,9 @@ def weights_fingerprint(model: str, pretrained: str | None) -> str | None:
 def _request_record(request: RunRequest, model: str, pretrained: str | None, overrides: Mapping[str, Any]) -> dict:
     """What identifies a run's numbers: settings that only change how it runs (device, progress
     bars) are left out, as the runner does, so a run made on a GPU is reused on a CPU."""
-    from cliplab.engine.runner import _RUNTIME_ONLY  # the runner's list: one source of truth
+    from cliplab.engine.runner import RUNTIME_ONLY  # the runner's list: one source of truth
 
-    numbers = {k: v for k, v in overrides.items() if k not in _RUNTIME_ONLY}
+    numbers = {k: v for k, v in overrides.items() if k not in RUNTIME_ONLY}
     return jsonable({"scenario": request.scenario, "method": request.method, "seed": request.seed, "model": model,
                      "pretrained": pretrained, "weights": weights_fingerprint(model, pretrained),
                      "overrides": numbers})
@@ -205,36 +207,96 @@ def _finished(folder: Path, record: dict) -> bool:
 def run_requests(requests: Iterable[RunRequest], runs_dir: str | Path, model: str = "toyclip",
                  pretrained: str | None = None, settings: Mapping[str, Any] | None = None,
                  smoke: bool = False, data_root: str | None = None,
-                 extra_options: Mapping[str, Any] | None = None, log: Callable[[str], None] = print) -> list[Path]:
-    """Run (or resume, or reuse) every request; return their folders in order.
+                 extra_options: Mapping[str, Any] | None = None, jobs: int | None = None,
+                 log: Callable[[str], None] = print) -> list[Path]:
+    """Run (or resume, or reuse) every request under `settings`; return their folders in order.
 
     A finished folder made by the study with the same settings is reused without loading
     anything; a folder holding a different run raises `ValueError` (pick another RUNS_DIR).
+    Runs still to do are trained `jobs` at a time (see `run_batches`).
     """
+    return run_batches([(requests, settings or {})], runs_dir, model, pretrained, smoke, data_root,
+                       extra_options, jobs, log)
+
+
+def run_batches(batches: Sequence[tuple[Iterable[RunRequest], Mapping[str, Any]]], runs_dir: str | Path,
+                model: str = "toyclip", pretrained: str | None = None, smoke: bool = False,
+                data_root: str | None = None, extra_options: Mapping[str, Any] | None = None,
+                jobs: int | None = None, log: Callable[[str], None] = print) -> list[Path]:
+    """`run_requests` for several (requests, settings) batches trained in one pool.
+
+    Runs still to do are trained `jobs` at a time in worker processes (None: one per CPU core,
+    one on a GPU; see `cliplab.engine.pool`), the most expensive first, so one-session twins
+    or ablation variants fill the cores while the long runs train. A run's numbers do not
+    depend on `jobs`: it is seeded and single-process either way.
+    """
+    from cliplab.engine.pool import resolve_jobs, run_parallel
+
+    folders, todo, seen = [], [], {}
+    for requests, settings in batches:
+        for request in requests:
+            folder = request.folder(runs_dir)
+            folders.append(folder)
+            overrides = _overrides(request, settings, smoke)
+            record = _request_record(request, model, pretrained, overrides)
+            if seen.setdefault(folder, record) != record:
+                raise ValueError(f"{folder} is requested twice with different settings; give one of them another label")
+            if folder in {Path(call[1]) for call in todo}:
+                continue  # asked twice (e.g. a grid run that is also the ablation's baseline)
+            if _finished(folder, record):
+                log(f"reuse  {folder}")
+                continue
+            options = scenario_options(request.scenario, data_root, extra_options, settings)
+            todo.append((request, str(folder), overrides, options, model, pretrained, record))
+    todo.sort(key=lambda call: -_expected_cost(call[0], call[2]))
+    devices = {call[2].get("device") for call in todo}
+    jobs = resolve_jobs(jobs, len(todo), devices.pop() if len(devices) == 1 else None)
+    if len(todo) > 1 and jobs > 1:
+        log(f"training {len(todo)} runs, {jobs} at a time")
+    run_parallel(_run_one, todo, jobs, on_done=lambda call, seconds: log(f"ran    {call[1]}  ({seconds:.0f} s)"))
+    return folders
+
+
+# Relative cost of a training step, for ordering runs (the longest start first): methods with a
+# second (distillation or memory) batch cost about twice fine-tuning (benchmarks/README.md).
+_STEP_COST = {"zeroshot": 0.0, "finetune": 1.0, "wise_ft": 1.0}
+
+
+def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
+    """Steps x tasks x step cost from the scenario's defaults (1.0 when they need local data)."""
+    try:
+        scenario = _scenario_shape(request.scenario)
+    except (ValueError, TypeError, FileNotFoundError):  # a real scenario without its root
+        return 1.0
+    steps = overrides.get("steps_per_task") or scenario[0].get("steps_per_task") or 100
+    tasks = min(overrides.get("max_tasks") or scenario[1], scenario[1])
+    return (_STEP_COST.get(request.method, 2.0) * float(steps) + 10.0) * tasks
+
+
+@lru_cache(maxsize=None)
+def _scenario_shape(name: str) -> tuple[dict[str, Any], int]:
+    from cliplab.engine.scenario import get_scenario
+
+    scenario = get_scenario(name)
+    return dict(scenario.defaults), len(scenario.tasks)
+
+
+def _run_one(request: RunRequest, folder: str, overrides: Mapping[str, Any], options: Mapping[str, Any],
+             model: str, pretrained: str | None, record: Mapping[str, Any]) -> float:
+    """Train one request into `folder` and mark it as made by the study; return its seconds."""
     from cliplab.engine.runner import run_scenario
     from cliplab.io import write_json_atomic
 
-    folders = []
-    for request in requests:
-        folder = request.folder(runs_dir)
-        overrides = _overrides(request, settings or {}, smoke)
-        record = _request_record(request, model, pretrained, overrides)
-        if _finished(folder, record):
-            log(f"reuse  {folder}")
-        else:
-            start = time.perf_counter()
-            try:
-                run_scenario(request.scenario, request.method, folder, model=model, pretrained=pretrained,
-                             seed=request.seed, overrides=overrides,
-                             scenario_options=scenario_options(request.scenario, data_root, extra_options, settings))
-            except ValueError as error:
-                if "already holds a different run" not in str(error):
-                    raise
-                raise ValueError(f"{error} In a notebook: set RUNS_DIR to a new folder.") from error
-            write_json_atomic(folder / REQUEST_FILE, record)
-            log(f"ran    {folder}  ({time.perf_counter() - start:.0f} s)")
-        folders.append(folder)
-    return folders
+    start = time.perf_counter()
+    try:
+        run_scenario(request.scenario, request.method, folder, model=model, pretrained=pretrained,
+                     seed=request.seed, overrides=dict(overrides), scenario_options=dict(options))
+    except ValueError as error:
+        if "already holds a different run" not in str(error):
+            raise
+        raise ValueError(f"{error} In a notebook: set RUNS_DIR to a new folder.") from error
+    write_json_atomic(Path(folder) / REQUEST_FILE, record)
+    return time.perf_counter() - start
 
 
 def load_results(requests: Sequence[RunRequest], runs_dir: str | Path) -> dict[RunRequest, RunResult]:

@@ -52,6 +52,7 @@ SEEDS = [0, 1, 2]
 STEPS_PER_TASK = None  # None: the scenario's default (60 per digits task)
 OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_size": 64, "lr": 1e-5}
 DEVICE = None  # None: CUDA when available, else CPU
+JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios such as "cifar100-cil-10"
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"probes": ["cifar10"], "retrieval": "coco_karpathy"}
 OUT_DIR = "../runs/study/01_forgetting"  # this notebook's metrics.json
@@ -73,7 +74,8 @@ saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
+run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
+                   jobs=JOBS)
 trained = [m for m in METHODS if m != "zeroshot"]
 focus = trained[0] if trained else METHODS[0]
 settings
@@ -85,7 +87,11 @@ settings
 
 # %%
 requests = sh.grid([SCENARIO], METHODS, seeds)
-sh.run_requests(requests, runs_dir, settings=settings, **run_options)
+batches = [(requests, settings)]
+if OST_SCENARIO:  # the one-session twins, same step budget, trained in the same pool
+    trained_ost = sh.grid([OST_SCENARIO], trained, seeds)
+    batches.append((trained_ost, sh.one_session_settings(settings, SCENARIO)))
+sh.run_batches(batches, runs_dir, **run_options)
 runs = sh.by_label(sh.load_results(requests, runs_dir))
 df = sh.tidy_runs(requests, runs_dir)
 
@@ -141,10 +147,7 @@ pd.DataFrame({label: sh.zero_shot_summary(results) for label, results in runs.it
 # %%
 ost_runs = {}
 if OST_SCENARIO and trained:
-    ost_requests = sh.grid([OST_SCENARIO], trained, seeds)
-    ost_settings = sh.one_session_settings(settings, runs[trained[0]])
-    sh.run_requests(ost_requests, runs_dir, settings=ost_settings, **run_options)
-    ost_runs = sh.by_label(sh.load_results(ost_requests, runs_dir))
+    ost_runs = sh.by_label(sh.load_results(trained_ost, runs_dir))
     frame = cplots.ost_mst_frame({"one session": ost_runs, "multi session": {m: runs[m] for m in trained}})
     pretrained = sh.zero_shot_summary(runs[focus])
     lines = {"held-out zero-shot": pretrained["zero_shot_before"], "retrieval I→T R@1": pretrained["i2t_r1_before"]}

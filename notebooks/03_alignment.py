@@ -58,6 +58,7 @@ PROJECTION = "pca"  # "pca" (deterministic) or "umap" (illustration only)
 STEPS_PER_TASK = None  # None: the scenario's default
 OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"batch_size": 64, "lr": 1e-5}
 DEVICE = None  # None: CUDA when available, else CPU
+JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios need a retrieval probe, e.g. {"retrieval": "coco_karpathy"}
 OUT_DIR = "../runs/study/03_alignment"
@@ -83,7 +84,8 @@ seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 probe_size = min(PROBE_SIZE, sh.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
 settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS)
+run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
+                   jobs=JOBS)
 focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 
 # %% [markdown]

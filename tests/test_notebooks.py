@@ -128,7 +128,7 @@ def test_02_records_every_method_scenario_and_ablation_variant(study):
         assert set(data["methods"][scenario]) == {"zeroshot", "finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl"}
         for numbers in data["methods"][scenario].values():
             assert 0 <= numbers["avg"] <= 100 and 0 <= numbers["zero_shot_after"] <= 100
-    assert {"vr_lwf+vocab_source=word_list", "vr_lwf+directions=i2t", "vr_lwf+vocab_size=100"} <= set(data["ablation"])
+    assert {"vr_lwf+vocab_source=captions", "vr_lwf+directions=i2t", "vr_lwf+vocab_size=100"} <= set(data["ablation"])
 
 
 @needs_toyclip

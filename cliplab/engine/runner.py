@@ -89,12 +89,12 @@ class _Clock:
 
 # Settings that change how a run is executed or shown, not its numbers: a run folder written
 # with other values of these is still the same run (and is resumed / reused).
-_RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
+RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
 
 
 def _identity(spec: dict) -> dict:
     spec = json.loads(json.dumps(spec))
-    spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in _RUNTIME_ONLY}
+    spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in RUNTIME_ONLY}
     return spec
 
 

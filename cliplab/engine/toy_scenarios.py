@@ -136,7 +136,9 @@ def toy_mtil(**probe_options) -> Scenario:
         name="toy-mtil",
         protocol="task_incremental",
         tasks=tasks,
-        defaults={**TOY_DEFAULTS, "steps_per_task": 120},  # 60 steps leave 10-way digits at chance
+        # Measured (seed 0, finetune): 60 steps leave 10-way digits near chance; at lr 3e-4 the
+        # held-out shape+colour probe lost only 7.8 points, at 6e-4 it loses ~68 (digits learned to ~64%).
+        defaults={**TOY_DEFAULTS, "steps_per_task": 120, "lr": 6e-4},
         description="digits, novel shapes, background textures, shapes under made-up names.",
     ), **probe_options)
 

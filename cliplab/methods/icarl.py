@@ -12,6 +12,8 @@ Two variants, because the CLIP literature's "iCaRL" is not the classical one (P1
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import torch
@@ -144,7 +146,13 @@ class ICaRL(DistillationMethod):
             new = torch.stack([torch.full_like(pick, ctx.task_index), candidates[pick], labels[pick] + offset], 1)
             return torch.cat([old, new])
         n_seen = offset + ctx.task.n_classes
+        # Rebuffi et al.'s m = K / classes, but never 0: with more classes than memory slots every
+        # class keeps one exemplar and the memory holds n_seen > memory_size (a warning says so).
         per_class = max(1, self.options.memory_size // n_seen)
+        if n_seen > self.options.memory_size:
+            warnings.warn(f"icarl: {n_seen} classes seen but memory_size={self.options.memory_size}; keeping one "
+                          f"exemplar per class ({n_seen} in all). Raise method.memory_size to stay within budget.",
+                          stacklevel=2)
         old = [self.memory[self.memory[:, 2] == c][:per_class] for c in range(offset)]
         new = []
         for c in range(ctx.task.n_classes):

@@ -21,6 +21,7 @@ import seaborn as sns
 import torch
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from cliplab.alignment.drift import rotation_angles
@@ -164,9 +165,13 @@ def plot_metrics_across_tasks(
         subset = table[table[metric_col] == metric]
         if subset.empty:
             raise ValueError(f"metric {metric!r} not found in column {metric_col!r}")
-        sns.lineplot(data=subset, x=task_col, y=value_col, hue=method_col, marker="o", ax=ax)
+        sns.lineplot(data=subset, x=task_col, y=value_col, hue=method_col, marker="o", ax=ax,
+                     legend=ax is axes[0][-1])  # one legend, on the last panel
         ax.set_title(metric)
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
     return fig
 

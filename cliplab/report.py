@@ -53,7 +53,8 @@ def results_table(runs: str | os.PathLike, columns: dict[str, str] | None = None
     present = {header: q for header, q in columns.items() if q in table.columns.get_level_values(0)}
     out = format_summary(table[list(present.values())], decimals=decimals).set_axis(list(present), axis=1)
     out = out.reindex(columns=list(columns), fill_value="")
-    out["seeds"] = table[(next(iter(present.values())), "n")].astype(int).values if present else 0
+    counts = table.xs("n", level=1, axis=1)  # a one-task run has no Transfer: count any quantity
+    out["seeds"] = counts.max(axis=1).astype(int).values
     if labels:
         order = {label: i for i, label in enumerate(labels)}
         out = out.sort_index(level="label", key=lambda idx: idx.map(order), sort_remaining=False)

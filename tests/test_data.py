@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -32,86 +29,20 @@ from cliplab.data import (
     to_pil,
 )
 from cliplab.data import registry
+from fakedata import (
+    write_caltech101,
+    write_cifar10,
+    write_cifar100,
+    write_eurosat,
+    write_food101,
+    write_idx,
+    write_image,
+    write_image_folder,
+    write_karpathy_json,
+    write_pickle,
+)
 
 torch.set_num_threads(1)
-
-EUROSAT_FOLDERS = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-                   "PermanentCrop", "Residential", "River", "SeaLake"]
-
-
-# ----------------------------------------------------------------------------- helpers: real formats
-
-def _image_bytes(seed: int, fmt: str = "PNG", size: int = 6) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def _write_image(path: Path, seed: int, fmt: str = "PNG") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_image_bytes(seed, fmt))
-    return path
-
-
-def _write_corrupt_png(path: Path) -> Path:
-    """A PNG cut in half: the header parses, the data does not."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    good = _image_bytes(99)
-    path.write_bytes(good[: len(good) // 2])
-    return path
-
-
-def _pickle(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        pickle.dump(obj, handle, protocol=2)
-
-
-def _cifar_rows(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
-
-
-def _write_cifar10(root: Path) -> dict[str, np.ndarray]:
-    folder = root / "cifar-10-batches-py"
-    rows = {}
-    for i in range(1, 6):
-        rows[f"data_batch_{i}"] = _cifar_rows(2, i)
-        _pickle(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5",
-                                              "data": rows[f"data_batch_{i}"], "labels": [i, (i + 3) % 10]})
-    rows["test_batch"] = _cifar_rows(3, 0)
-    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": rows["test_batch"],
-                                    "labels": [3, 8, 0]})
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    _pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 10000, "num_vis": 3072})
-    return rows
-
-
-def _write_cifar100(root: Path) -> None:
-    folder = root / "cifar-100-python"
-    raw_names = [n.replace(" ", "_") for n in load_metadata("cifar100").classnames]  # as in the real meta file
-    _pickle(folder / "meta", {"fine_label_names": raw_names, "coarse_label_names": [f"c{i}" for i in range(20)]})
-    for split, labels in (("train", [1, 41, 99, 0]), ("test", [7, 1])):
-        _pickle(folder / split, {"filenames": [f"x{i}.png" for i in labels], "fine_labels": labels,
-                                 "coarse_labels": [0] * len(labels), "data": _cifar_rows(len(labels), 5)})
-
-
-def _write_eurosat(root: Path, per_class: int = 3) -> list[str]:
-    """root/eurosat/2750/<Class>/<Class>_<n>.jpg; returns paths in torchvision's (sorted) order."""
-    paths = []
-    for c, folder in enumerate(EUROSAT_FOLDERS):
-        for n in range(1, per_class + 1):
-            path = root / "eurosat" / "2750" / folder / f"{folder}_{n}.jpg"
-            paths.append(str(_write_image(path, 10 * c + n, "JPEG")))
-    return paths
-
-
-def _write_image_folder(root: Path) -> Path:
-    for split in ("train", "test"):
-        for label, cls in enumerate(("cat", "dog_breed")):
-            for n in range(2):
-                _write_image(root / split / cls / f"{n:04d}.png", 100 * label + n)
-    return _write_corrupt_png(root / "test" / "cat" / "0009.png")
 
 
 # ----------------------------------------------------------------------------- digits
@@ -154,14 +85,14 @@ def test_digits_are_white_on_dark():
 # ----------------------------------------------------------------------------- CIFAR pickle format
 
 def test_cifar10_default_refuses_files_that_fail_md5(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     with pytest.raises(CorruptFileError, match="MD5") as info:
         get_dataset("cifar10", root=tmp_path, split="train")
     assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in str(info.value)
 
 
 def test_cifar10_loads_pickle_batches_with_checksums_off(tmp_path):
-    rows = _write_cifar10(tmp_path)
+    rows = write_cifar10(tmp_path)
     with pytest.warns(UserWarning, match="checksums not verified"):
         train = get_dataset("cifar10", root=tmp_path, split="train", verify_checksums=False)
     assert len(train) == 10 and train.targets[:4] == [1, 4, 2, 5]
@@ -176,7 +107,7 @@ def test_cifar10_loads_pickle_batches_with_checksums_off(tmp_path):
 
 
 def test_cifar100_names_come_from_meta_with_underscores_replaced(tmp_path):
-    _write_cifar100(tmp_path)
+    write_cifar100(tmp_path)
     with pytest.warns(UserWarning):
         train = get_dataset("cifar100", root=tmp_path, split="train", verify_checksums=False)
     assert train.targets == [1, 41, 99, 0] and len(train.classnames) == 100
@@ -185,7 +116,7 @@ def test_cifar100_names_come_from_meta_with_underscores_replaced(tmp_path):
 
 
 def test_cifar_unreadable_pickle_names_the_file(tmp_path):
-    _write_cifar100(tmp_path)
+    write_cifar100(tmp_path)
     (tmp_path / "cifar-100-python" / "test").write_bytes(b"\x80\x02garbage")
     with pytest.warns(UserWarning), pytest.raises(CorruptFileError) as info:
         get_dataset("cifar100", root=tmp_path, split="test", verify_checksums=False)
@@ -193,8 +124,8 @@ def test_cifar_unreadable_pickle_names_the_file(tmp_path):
 
 
 def test_cifar_meta_with_wrong_class_count_is_a_mismatch(tmp_path):
-    _write_cifar100(tmp_path)
-    _pickle(tmp_path / "cifar-100-python" / "meta", {"fine_label_names": [f"c{i}" for i in range(99)]})
+    write_cifar100(tmp_path)
+    write_pickle(tmp_path / "cifar-100-python" / "meta", {"fine_label_names": [f"c{i}" for i in range(99)]})
     with pytest.warns(UserWarning), pytest.raises(ClassListMismatchError, match="100") as info:
         get_dataset("cifar100", root=tmp_path, split="test", verify_checksums=False)
     assert "99" in str(info.value)
@@ -226,7 +157,7 @@ def test_stanford_cars_error_explains_manual_download(tmp_path):
 
 
 def test_eurosat_seeded_split_matches_zscl_over_torchvision_order(tmp_path):
-    order = _write_eurosat(tmp_path)  # 30 images
+    order = write_eurosat(tmp_path)  # 30 images
     train_idx, test_idx = seeded_split_indices(30)
     train = get_dataset("eurosat", root=tmp_path, split="train")
     test = get_dataset("eurosat", root=tmp_path, split="test")
@@ -239,7 +170,7 @@ def test_eurosat_seeded_split_matches_zscl_over_torchvision_order(tmp_path):
 
 
 def test_eurosat_corrupt_file_is_dropped_after_splitting(tmp_path):
-    order = _write_eurosat(tmp_path)
+    order = write_eurosat(tmp_path)
     _, test_idx = seeded_split_indices(30)
     broken = order[test_idx[0]]
     Path(broken).write_bytes(b"not a jpeg")
@@ -249,21 +180,14 @@ def test_eurosat_corrupt_file_is_dropped_after_splitting(tmp_path):
     assert test.paths == [order[i] for i in test_idx[1:]]  # the other test images are unchanged
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    """MNIST's IDX format: magic (0, 0, 0x08 = uint8, ndim), big-endian int32 dims, raw bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 def test_mnist_idx_files_load_as_rgb_with_torchvision_names(tmp_path):
     pixels = np.random.default_rng(3).integers(0, 256, (3, 28, 28), dtype=np.uint8)
-    _write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte", pixels)
-    _write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([7, 0, 7]))
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte", pixels)
+    write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.array([7, 0, 7]))
     with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte"):  # torchvision needs all four
         get_dataset("mnist", root=tmp_path, split="test")
-    _write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", pixels[:1])
-    _write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.array([4]))
+    write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", pixels[:1])
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.array([4]))
     test = get_dataset("mnist", root=tmp_path, split="test")
     image, label = test[2]
     assert (len(test), label, image.mode) == (3, 7, "RGB")
@@ -271,18 +195,9 @@ def test_mnist_idx_files_load_as_rgb_with_torchvision_names(tmp_path):
     assert test.classnames[7] == "7 - seven" and test.train_template == 'a photo of the number: "{}".'
 
 
-def _write_food101(root: Path, class_keys: list[str]) -> None:
-    meta = {key: [f"{key}/{n}" for n in range(2)] for key in class_keys}
-    (root / "food-101" / "meta").mkdir(parents=True)
-    (root / "food-101" / "meta" / "test.json").write_text(json.dumps(meta))
-    for c, key in enumerate(class_keys):
-        for n in range(2):
-            _write_image(root / "food-101" / "images" / key / f"{n}.jpg", 2 * c + n, "JPEG")
-
-
 def test_food101_uses_torchvision_index_and_benchmark_names(tmp_path):
     keys = [n.replace(" ", "_") for n in load_metadata("food101").classnames]
-    _write_food101(tmp_path, keys)
+    write_food101(tmp_path, keys)
     test = get_dataset("food101", root=tmp_path, split="test")
     assert len(test) == 202 and test.targets[:4] == [0, 0, 1, 1]
     assert test.classnames == list(load_metadata("food101").classnames) and test.classnames[0] == "apple pie"
@@ -291,15 +206,13 @@ def test_food101_uses_torchvision_index_and_benchmark_names(tmp_path):
 
 
 def test_dataset_copy_with_other_class_count_is_a_mismatch(tmp_path):
-    _write_food101(tmp_path, ["apple_pie", "waffles"])
+    write_food101(tmp_path, ["apple_pie", "waffles"])
     with pytest.raises(ClassListMismatchError, match=r"101 class names but the dataset has 2 classes"):
         get_dataset("food101", root=tmp_path, split="test")
 
 
 def test_caltech101_drops_background_and_uses_zscl_names(tmp_path):
-    folders = ["BACKGROUND_Google", "Faces", "Faces_easy", "Leopards", "Motorbikes"] + [f"c{i:03d}" for i in range(97)]
-    for i, folder in enumerate(folders):
-        _write_image(tmp_path / "caltech101" / "101_ObjectCategories" / folder / "image_0001.jpg", i, "JPEG")
+    write_caltech101(tmp_path)  # 101 real category folders + BACKGROUND_Google, one image each
     everything = get_dataset("caltech101", root=tmp_path, split="all")
     assert len(everything) == 101 and everything.targets == list(range(101))
     assert everything.paths[0].endswith("Faces/image_0001.jpg")
@@ -311,7 +224,7 @@ def test_caltech101_drops_background_and_uses_zscl_names(tmp_path):
 # ----------------------------------------------------------------------------- ImageFolder
 
 def test_imagefolder_skips_and_reports_a_corrupt_png(tmp_path):
-    bad = _write_image_folder(tmp_path)
+    bad = write_image_folder(tmp_path)
     with pytest.warns(CorruptImageWarning) as record:
         test = get_dataset("imagefolder", root=tmp_path, split="test")
     message = str(record[0].message)
@@ -325,22 +238,22 @@ def test_imagefolder_skips_and_reports_a_corrupt_png(tmp_path):
 
 
 def test_imagefolder_error_mode_names_the_corrupt_file(tmp_path):
-    bad = _write_image_folder(tmp_path)
+    bad = write_image_folder(tmp_path)
     with pytest.raises(CorruptImageError) as info:
         get_dataset("imagefolder", root=tmp_path, split="test", on_corrupt="error")
     assert str(bad) in str(info.value) and info.value.path == bad
 
 
 def test_imagefolder_splits_with_different_class_folders_are_rejected(tmp_path):
-    _write_image_folder(tmp_path)
-    _write_image(tmp_path / "val" / "cat" / "0000.png", 1)
+    write_image_folder(tmp_path)
+    write_image(tmp_path / "val" / "cat" / "0000.png", 1)
     with pytest.raises(ClassListMismatchError, match="2 class folders but .* has 1") as info:
         get_dataset("imagefolder", root=tmp_path, split="train")
     assert "dog_breed" in str(info.value)
 
 
 def test_imagefolder_missing_split_lists_what_is_there(tmp_path):
-    _write_image_folder(tmp_path)
+    write_image_folder(tmp_path)
     with pytest.raises(DatasetNotFoundError, match="folders found in .*: test, train") as info:
         get_dataset("imagefolder", root=tmp_path, split="validation")
     assert str(tmp_path / "validation") in str(info.value)
@@ -349,7 +262,7 @@ def test_imagefolder_missing_split_lists_what_is_there(tmp_path):
 # ----------------------------------------------------------------------------- class lists
 
 def test_classname_override_with_wrong_count_is_an_error(tmp_path):
-    _write_image_folder(tmp_path)
+    write_image_folder(tmp_path)
     with pytest.raises(ClassListMismatchError, match=r"3 class names but the dataset has 2 classes"):
         get_dataset("imagefolder", root=tmp_path, split="train", classnames=["a", "b", "c"])
     with pytest.raises(ClassListMismatchError, match=r"9 != 10"):
@@ -415,25 +328,10 @@ def test_seeded_split_is_deterministic_and_equals_zscl_random_split():
 
 # ----------------------------------------------------------------------------- captions
 
-def _karpathy_json(root: Path, with_filepath: bool) -> None:
-    entries = [("a.jpg", "test", ["a dog runs", "a brown dog"]), ("b.jpg", "train", ["a cat"]),
-               ("c.jpg", "test", ["two birds", "birds on a wire", "a pair of birds"]),
-               ("d.jpg", "restval", ["a car"])]
-    images = []
-    for filename, split, sentences in entries:
-        item = {"filename": filename, "split": split, "imgid": len(images),
-                "sentences": [{"raw": s, "tokens": s.split()} for s in sentences]}
-        if with_filepath:
-            item["filepath"] = "val2014"
-        images.append(item)
-    name = "dataset_coco.json" if with_filepath else "dataset_flickr30k.json"
-    (root / name).write_text(json.dumps({"images": images, "dataset": "coco"}))
-
-
 def test_coco_karpathy_captions_and_index(tmp_path):
-    _karpathy_json(tmp_path, with_filepath=True)
+    write_karpathy_json(tmp_path, with_filepath=True)
     for i, f in enumerate("abcd"):
-        _write_image(tmp_path / "val2014" / f"{f}.jpg", i, "JPEG")
+        write_image(tmp_path / "val2014" / f"{f}.jpg", i, "JPEG")
     test = get_dataset("coco_karpathy", root=tmp_path, split="test", transform=ToTensor())
     assert len(test) == 2
     assert test.captions == ["a dog runs", "a brown dog", "two birds", "birds on a wire", "a pair of birds"]
@@ -447,8 +345,8 @@ def test_coco_karpathy_captions_and_index(tmp_path):
 
 
 def test_flickr_karpathy_without_filepath_and_missing_image(tmp_path):
-    _karpathy_json(tmp_path, with_filepath=False)
-    _write_image(tmp_path / "flickr30k-images" / "a.jpg", 0, "JPEG")
+    write_karpathy_json(tmp_path, with_filepath=False)
+    write_image(tmp_path / "flickr30k-images" / "a.jpg", 0, "JPEG")
     with pytest.warns(CorruptImageWarning, match="c.jpg"):
         test = get_dataset("flickr30k_karpathy", root=tmp_path, split="test")
     assert [Path(p).name for p in test.image_paths] == ["a.jpg"] and test.corrupt[0].endswith("c.jpg")
@@ -456,8 +354,8 @@ def test_flickr_karpathy_without_filepath_and_missing_image(tmp_path):
 
 
 def test_csv_captions_groups_repeated_filepaths(tmp_path):
-    _write_image(tmp_path / "img" / "a.png", 1)
-    _write_image(tmp_path / "img" / "b.png", 2)
+    write_image(tmp_path / "img" / "a.png", 1)
+    write_image(tmp_path / "img" / "b.png", 2)
     (tmp_path / "captions.csv").write_text(
         'filepath,caption\nimg/a.png,a red circle\nimg/b.png,a blue square\nimg/a.png,"a circle, red"\n'
         "img/b.png,square\nimg/a.png,round red thing\n")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch.utils.data import Dataset
 
 from cliplab.data import CIFAR100_CLASS_ORDER, MTIL_ORDER_1, MTIL_ORDER_2, get_dataset
 from cliplab.engine.scenario import ClassSubset, ProbeSet, ReferenceData, RetrievalSet, Scenario, Task, register_scenario
@@ -56,6 +57,27 @@ def _dataset(name: str, root: Path, split: str, class_ids: Sequence[int] | None 
     return factory
 
 
+class _CaptionedImages(Dataset):
+    """A caption dataset's images as `(image, image index)`: the captions travel in `RetrievalSet.captions`,
+    and per-image caption lists of different lengths (COCO: 5 to 7) cannot go through the default collate."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        return self.data[index][0], index
+
+
+def _caption_images(name: str, root: Path, split: str):
+    def factory(transform=None):
+        return _CaptionedImages(get_dataset(name, root=root, split=split, transform=transform))
+
+    return factory
+
+
 def _extras(scenario: Scenario, root: Path, reference_images=None, reference_captions=None, probes=(), retrieval=None) -> Scenario:
     """Attach the optional reference data and probes named by the scenario options."""
     if reference_images and reference_captions:
@@ -67,8 +89,8 @@ def _extras(scenario: Scenario, root: Path, reference_images=None, reference_cap
         scenario.probes.append(ProbeSet(name, _dataset(name, root, "test"), list(data.classnames), list(data.templates)))
     if retrieval:
         data = get_dataset(retrieval, root=root, split="test")
-        scenario.retrieval.append(RetrievalSet(retrieval, _dataset(retrieval, root, "test"), list(data.captions),
-                                               torch.as_tensor(data.text_image_index)))
+        scenario.retrieval.append(RetrievalSet(retrieval, _caption_images(retrieval, root, "test"),
+                                               list(data.captions), torch.as_tensor(data.text_image_index)))
     return scenario
 
 

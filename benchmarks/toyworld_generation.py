@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
+    began = time.perf_counter()
     baseline = load_baseline(args.baseline) if args.baseline else None
     before = machine()
     results, counts = {}, {}
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "baseline": args.baseline,
         "note": "medians over repeats; cpu = this thread's CPU time, wall = elapsed time",
         "results": {str(s): t for s, t in results.items()},
+        "wall_seconds": round(time.perf_counter() - began, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -148,19 +148,23 @@ class Bench:
     scenario: Scenario
     device: torch.device
     initial: torch.nn.Module
-    initial_state: dict[str, torch.Tensor]
+    initial_state: dict[str, torch.Tensor] | None  # to restore the weights between runs
     image_size: int
 
 
-def build_bench(settings: Settings) -> Bench:
-    """Load the model with random weights and build the scenario at the model's image size."""
+def build_bench(settings: Settings, restorable: bool = True) -> Bench:
+    """Load the model with random weights and build the scenario at the model's image size.
+
+    `restorable=False` (a single run) keeps no copy of the initial weights, so that peak memory
+    counts only what training itself holds (the runner's frozen initial copy included).
+    """
     seed_everything(settings.seed)
     device = torch.device(settings.device)
     bundle = load_model(settings.model, pretrained=settings.pretrained, device=device)
     size = bundle.model.visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     scenario = bench_scenario(size, settings.n_train, settings.n_captions, settings.seed)
-    state = copy.deepcopy(bundle.model.state_dict())
+    state = copy.deepcopy(bundle.model.state_dict()) if restorable else None
     return Bench(bundle, scenario, device, frozen_copy(bundle.model), state, size)
 
 
@@ -268,7 +272,8 @@ class FlopWindow:
 
 def run_once(bench: Bench, settings: Settings, variant: Variant, steps: int, *instruments) -> None:
     """Train the timed task for `steps` steps from the initial weights, with instruments attached."""
-    bench.bundle.model.load_state_dict(bench.initial_state)
+    if bench.initial_state is not None:
+        bench.bundle.model.load_state_dict(bench.initial_state)
     config = train_config(settings, variant, steps)
     method = get_method(variant.method, config.method)
     seed_memory(method, bench.scenario)
@@ -357,7 +362,7 @@ def _timing_row(s: Samples, is_finetune: bool) -> dict[str, Any]:
 
 def probe(settings: Settings, variant: Variant) -> dict[str, Any]:
     """In a fresh process: peak memory of 2 training steps and the FLOPs of one step."""
-    bench = build_bench(settings)
+    bench = build_bench(settings, restorable=False)
     out: dict[str, Any] = {"rss_setup_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if bench.device.type == "cuda":
         torch.cuda.synchronize()

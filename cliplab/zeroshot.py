@@ -5,17 +5,27 @@ MTIL evaluation). Building it needs one text-encoder pass per (class, template);
 checkpoints of a run, or many probes per checkpoint, would redo that needlessly, so classifiers
 are cached per (text-tower weights, class list, templates). Image-only training leaves the text
 tower unchanged and therefore reuses the cached classifier.
+
+The weights enter the key as a content hash (`text_tower_fingerprint`), memoised per module: the
+hash is recomputed only when one of the text-tower tensors changed since the last call, as told by
+its identity, storage, shape and in-place version counter (`Tensor._version`, bumped by optimizer
+steps, `load_state_dict` and in-place writes through the tensor or a `detach()`ed alias), or when
+any `torch.optim` optimizer stepped (fused optimizers do not bump version counters). Writes that
+bypass the version counter -- through `.data`, or through a NumPy view of the storage -- are not
+seen: after such a write call `clear_classifier_cache()`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from typing import Callable, Iterable, Sequence
 
 import open_clip
 import torch
 from torch import Tensor
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader, Dataset
 
 _TEXT_PREFIXES = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
@@ -23,14 +33,63 @@ _CACHE: "OrderedDict[tuple, Tensor]" = OrderedDict()
 _CACHE_SIZE = 64
 
 
-def text_tower_fingerprint(model: torch.nn.Module) -> str:
-    """A hash of the text-tower weights: equal weights give equal fingerprints."""
+# Every step of every torch.optim optimizer counts here: a fused optimizer (AdamW(fused=True))
+# updates parameters without bumping their version counters.
+_OPTIMIZER_STEPS = 0
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    global _OPTIMIZER_STEPS
+    _OPTIMIZER_STEPS += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+# module -> (stamp of its text-tower tensors when last hashed, weak references to them, fingerprint)
+_FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, list, str]]" = weakref.WeakKeyDictionary()
+
+
+def _text_tensors(model: torch.nn.Module) -> list[tuple[str, Tensor]]:
+    return [(n, t) for n, t in model.state_dict(keep_vars=True).items() if n.startswith(_TEXT_PREFIXES)]
+
+
+def _stamp(tensors: list[tuple[str, Tensor]]) -> tuple | None:
+    """What changes whenever a tensor's values can have changed (None: cannot tell, e.g. inference tensors)."""
+    try:
+        return (_OPTIMIZER_STEPS,) + tuple(
+            (n, t._version, t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, str(t.device))
+            for n, t in tensors
+        )
+    except RuntimeError:
+        return None
+
+
+def _content_hash(tensors: list[tuple[str, Tensor]]) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        if name.startswith(_TEXT_PREFIXES):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for name, tensor in tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())
     return digest.hexdigest()
+
+
+def text_tower_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the text-tower weights: equal weights give equal fingerprints.
+
+    Memoised per module (see the module docstring): a call on unchanged weights costs a walk over
+    the state dict, not a hash of the weights.
+    """
+    tensors = _text_tensors(model)
+    stamp = _stamp(tensors)
+    memo = _FINGERPRINTS.get(model) if stamp is not None else None
+    if memo is not None and memo[0] == stamp and all(ref() is t for ref, (_, t) in zip(memo[1], tensors)):
+        return memo[2]
+    fingerprint = _content_hash(tensors)
+    if stamp is not None:
+        try:
+            _FINGERPRINTS[model] = (stamp, [weakref.ref(t) for _, t in tensors], fingerprint)
+        except TypeError:  # a module that cannot be weakly referenced: no memo
+            pass
+    return fingerprint
 
 
 @torch.no_grad()
@@ -44,7 +103,7 @@ def zero_shot_classifier(
 ) -> Tensor:
     """(embed_dim, n_classes) classifier; cached per (text weights, classes, templates)."""
     device = device or next(model.parameters()).device
-    key = (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device))
+    key = (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device)) if use_cache else None
     if use_cache and key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -62,8 +121,10 @@ def zero_shot_classifier(
 
 
 def clear_classifier_cache() -> None:
-    """Forget every cached classifier (tests, or to free memory)."""
+    """Forget every cached classifier and memoised fingerprint (tests, to free memory, or after
+    writing weights in a way that bypasses version counters, e.g. through `.data`)."""
     _CACHE.clear()
+    _FINGERPRINTS.clear()
 
 
 @torch.no_grad()

@@ -8,20 +8,29 @@ Row semantics, A[i, j] after training task i:
   the test-size-weighted mean of A[i, 1..i], stored beside the matrix.
 Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
 computed once per evaluation and shared across classifiers.
+
+What does not depend on the model is prepared once per evaluator, not once per evaluation (the
+numbers are unchanged; only repeated work goes): the transformed image batches of each evaluation
+set while they fit in `ScenarioEvaluator.cache_bytes` (the eval transform is deterministic, so these
+are the very tensors the DataLoader would produce again), and the tokens of every prompt and
+caption batch. Retrieval caption embeddings are reused while the text tower is unchanged (same
+fingerprint as the zero-shot classifier cache, `cliplab.zeroshot.text_tower_fingerprint`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Subset
 
 from cliplab.embed import encode_texts
 from cliplab.engine.scenario import Scenario
 from cliplab.retrieval import retrieval_metrics
-from cliplab.zeroshot import accuracy_from_logits, image_features, zero_shot_classifier
+from cliplab.zeroshot import accuracy_from_logits, image_features, text_tower_fingerprint, zero_shot_classifier
 
 RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
@@ -37,8 +46,40 @@ class Evaluation:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+class _MemoTokenizer:
+    """`tokenizer` with its output kept per batch of texts (a tokenizer is a pure function of its
+    input); least recently used batches are dropped beyond `max_bytes`."""
+
+    def __init__(self, tokenizer: Callable, max_bytes: int = 64 * 2**20) -> None:
+        self.tokenizer, self.max_bytes, self.bytes = tokenizer, max_bytes, 0
+        self.memo: OrderedDict[tuple, Tensor] = OrderedDict()
+
+    def __call__(self, texts, *args, **kwargs):
+        if args or kwargs or isinstance(texts, str):
+            return self.tokenizer(texts, *args, **kwargs)
+        key = tuple(texts)
+        if key in self.memo:
+            self.memo.move_to_end(key)
+            return self.memo[key].clone()
+        tokens = self.tokenizer(list(key))
+        if torch.is_tensor(tokens):
+            self.memo[key] = tokens.clone()
+            self.bytes += tokens.numel() * tokens.element_size()
+            while self.bytes > self.max_bytes and self.memo:
+                dropped = self.memo.popitem(last=False)[1]
+                self.bytes -= dropped.numel() * dropped.element_size()
+        return tokens
+
+    def __getattr__(self, name: str):
+        if name == "tokenizer":  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+
 class ScenarioEvaluator:
     """Builds the scenario's test sets once (with the model's eval transform) and evaluates states."""
+
+    cache_bytes = 512 * 2**20  # transformed evaluation images kept in memory, at most
 
     def __init__(self, scenario: Scenario, eval_transform, tokenizer, config) -> None:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
@@ -48,6 +89,11 @@ class ScenarioEvaluator:
             built.setdefault(id(probe.data), probe.data(eval_transform))
         self.probes = [(p, built[id(p.data)]) for p in scenario.probes]
         self.retrieval = [(r, r.data(eval_transform)) for r in scenario.retrieval]
+        self._tokenize = _MemoTokenizer(tokenizer)
+        self._image_batches: dict[int, list] = {}  # id(dataset) -> its collated (images, labels) batches
+        self._streamed: set[int] = set()  # datasets too large to keep
+        self._cached_bytes = 0
+        self._caption_embeddings: dict[int, tuple[tuple, Tensor]] = {}  # retrieval set -> (text-tower key, texts)
 
     def _capped(self, dataset):
         cap = self.config.max_eval_images
@@ -56,11 +102,40 @@ class ScenarioEvaluator:
         keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:cap].sort().values
         return Subset(dataset, keep.tolist())
 
+    def _batches(self, dataset):
+        """The batches `image_features` would load from `dataset`, collated once and kept if they fit
+        in `cache_bytes` (estimated from the first image); else `dataset` itself, loaded every time."""
+        key = id(dataset)
+        if key in self._image_batches:
+            return self._image_batches[key]
+        if key in self._streamed or len(dataset) == 0:
+            return dataset
+        first = dataset[0]
+        first = first[0] if isinstance(first, (list, tuple)) else first
+        size = len(dataset) * first.numel() * first.element_size() if torch.is_tensor(first) else None
+        if size is None or self._cached_bytes + size > self.cache_bytes:
+            self._streamed.add(key)
+            return dataset
+        batches = list(DataLoader(dataset, batch_size=self.config.eval_batch_size, shuffle=False, num_workers=0))
+        self._image_batches[key] = batches
+        self._cached_bytes += size
+        return batches
+
     def _features(self, model, dataset) -> tuple[Tensor, Tensor]:
-        return image_features(model, dataset, self.config.eval_batch_size)
+        return image_features(model, self._batches(dataset), self.config.eval_batch_size)
 
     def _classifier(self, model, names: list[str], templates) -> Tensor:
-        return zero_shot_classifier(model, self.tokenizer, names, templates).cpu()
+        return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
+
+    def _caption_features(self, model, index: int, captions) -> Tensor:
+        param = next(model.parameters())
+        key = (text_tower_fingerprint(model), str(param.device), str(param.dtype))
+        cached = self._caption_embeddings.get(index)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        texts = encode_texts(model, self._tokenize, captions, batch_size=self.config.eval_batch_size)
+        self._caption_embeddings[index] = (key, texts)
+        return texts
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
@@ -92,9 +167,9 @@ class ScenarioEvaluator:
 
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:
         out = {}
-        for probe, data in self.retrieval:
+        for index, (probe, data) in enumerate(self.retrieval):
             images, _ = self._features(model, data)
-            texts = encode_texts(model, self.tokenizer, probe.captions, batch_size=self.config.eval_batch_size)
+            texts = self._caption_features(model, index, probe.captions)
             metrics = retrieval_metrics(images, texts, probe.text_image_index)
             out[probe.name] = {k: metrics[k] for k in RETRIEVAL_KEYS}
         return out

@@ -19,10 +19,12 @@ test: $(STAMP)
 study: $(STAMP)
 	$(VENV)/bin/cliplab study --params "SEEDS=[0]"
 
-## make bench: CPU benchmarks (benchmarks/README.md)
+## make bench: the CPU benchmarks of issue #7 and their tables (about 8 minutes; benchmarks/README.md)
 bench: $(STAMP)
 	$(PY) benchmarks/toyworld_generation.py
 	$(PY) benchmarks/train_step.py --device cpu
+	$(PY) benchmarks/eval_share.py
+	$(PY) benchmarks/report.py
 
 ## make toyclip: regenerate the shipped ToyCLIP checkpoint (about 40 minutes on 2 CPU cores)
 toyclip: $(STAMP)

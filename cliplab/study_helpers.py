@@ -181,10 +181,11 @@ def weights_fingerprint(model: str, pretrained: str | None) -> str | None:
 def _request_record(request: RunRequest, model: str, pretrained: str | None, overrides: Mapping[str, Any]) -> dict:
     """What identifies a run's numbers: settings that only change how it runs (device, progress
     bars) are left out, as the runner does, so a run made on a GPU is reused on a CPU."""
-    from cliplab.engine.runner import RUNTIME_ONLY  # the runner's list: one source of truth
+    from cliplab.engine.runner import ENGINE_REVISION, RUNTIME_ONLY  # the runner's lists: one source of truth
 
     numbers = {k: v for k, v in overrides.items() if k not in RUNTIME_ONLY}
-    return jsonable({"scenario": request.scenario, "method": request.method, "seed": request.seed, "model": model,
+    return jsonable({"engine": ENGINE_REVISION, "scenario": request.scenario, "method": request.method,
+                     "seed": request.seed, "model": model,
                      "pretrained": pretrained, "weights": weights_fingerprint(model, pretrained),
                      "overrides": numbers})
 

@@ -194,3 +194,11 @@ headline = {
     "figures": [str(path) for path in saved],
 }
 write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+
+# %% [markdown]
+# ## The answer, in the default setting
+# Fine-tuning rotates the image embeddings far more than the text embeddings (about 43° vs 13°
+# after five digit tasks), so images and texts stop sharing a frame: image–text CKA and
+# retrieval fall, while the text tower's own rotation-invariant structure hardly changes. The
+# methods that keep zero-shot accuracy (ZSCL, VR-LwF) are the ones that keep that rotation
+# small. Rotation-invariant metrics alone would have reported little damage.

@@ -71,3 +71,15 @@ def test_unknown_tag_and_unknown_model_are_named():
         load_model("RN50", pretrained="nonsense")
     with pytest.raises(ValueError, match="unknown model 'ViT-Z-99'.*toyclip"):
         load_model("ViT-Z-99")
+
+
+def test_default_pretraining_recipe_is_the_one_the_shipped_checkpoint_records():
+    """`make toyclip` (cliplab pretrain-toy, no options) must regenerate the shipped weights' run."""
+    from dataclasses import asdict
+
+    from cliplab.checkpoints import read_metadata
+    from cliplab.models import TOYCLIP_CHECKPOINT
+    from cliplab.pretrain import PretrainConfig
+
+    recorded = read_metadata(TOYCLIP_CHECKPOINT)["extra"]["recipe"]
+    assert asdict(PretrainConfig()) == recorded

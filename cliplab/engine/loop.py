@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
+from cliplab.engine.config import TrainConfig
 from cliplab.engine.sampling import cycle_steps
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.methods.base import Method, TaskContext
@@ -61,6 +63,18 @@ def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) 
         )
 
 
+def adamw(params: list[torch.nn.Parameter], config: TrainConfig, lr: float) -> torch.optim.AdamW:
+    """AdamW with the kernel `config.optimizer_impl` names; "fused" falls back to "foreach" on a
+    device or dtype without a fused kernel (the update is the same, only the float order differs)."""
+    kwargs = dict(lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+    if config.optimizer_impl == "fused":
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except RuntimeError:
+            return torch.optim.AdamW(params, foreach=True, **kwargs)
+    return torch.optim.AdamW(params, foreach=config.optimizer_impl == "foreach", **kwargs)
+
+
 def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     """Train the student on one task with `method`, resuming a mid-task checkpoint if present."""
     config, model = ctx.config, ctx.model
@@ -68,7 +82,7 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         method.end_task(ctx)
         return
     params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
-    optimizer = torch.optim.AdamW(params, lr=config.lr_for(ctx.task.name), betas=tuple(config.betas), weight_decay=config.weight_decay)
+    optimizer = adamw(params, config, config.lr_for(ctx.task.name))
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
     mid_path = run_dir / "checkpoints" / "mid_task.safetensors"
     start = _resume_step(mid_path, ctx.task_index)

@@ -87,6 +87,10 @@ class _Clock:
             self.seconds[what] += time.perf_counter() - began
 
 
+# Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
+# (2: fused AdamW). The study records it, so it never reuses a run made by an older engine.
+ENGINE_REVISION = 2
+
 # Settings that change how a run is executed or shown, not its numbers: a run folder written
 # with other values of these is still the same run (and is resumed / reused).
 RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")

@@ -177,7 +177,7 @@ pd.DataFrame(headline["methods"]).T.round(1)
 # ## The answer, in the default setting
 # With ToyCLIP on `toy-digits-cil` (seeds 0–2, README.md), plain fine-tuning costs a great deal:
 # about 35 points of held-out zero-shot accuracy and 34 of retrieval R@1 by the fifth task,
-# while the earlier digit tasks collapse (BWT about −71). What goes is what the new classes
+# while the earlier digit tasks collapse (BWT about −72). What goes is what the new classes
 # touch: shape knowledge erodes, colour survives. Learning the same digits in one session with
 # the same step budget keeps far more (−18 zero-shot, −6 retrieval) and reaches 94 % on the ten
 # digits: the sessions, not only the new classes, cause the damage. Notebook 02 asks which

@@ -180,7 +180,7 @@ pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in ro
 # Over seeds 0–2 (README.md): ZSCL keeps held-out zero-shot accuracy and retrieval intact on both
 # scenarios and has the best Last of the methods without exemplars, using reference images and
 # captions. VR-LwF, with no data at all, cuts fine-tuning's zero-shot loss from about 35 to 10
-# points on class-incremental digits and from 66 to 29 on toy-mtil, but it does not keep earlier
+# points on class-incremental digits and from 65 to 29 on toy-mtil, but it does not keep earlier
 # *tasks* better than LwF. iCaRL's exemplars give the best Last and still lose about 30 points of
 # zero-shot accuracy. In the ablation, the vocabulary matters most: replaying captions instead of
 # random BPE ids brings VR-LwF to ZSCL's retention (ToyWorld captions are in the probes' domain,

@@ -446,3 +446,13 @@ def test_umap_projection_real(tmp_path):
     projection = plots.fit_projection(I0, T0, method="umap")
     assert projection.transform(I0).shape == (40, 2)
     _saved(plots.plot_joint_projection(projection, {"pretrained": (I0, T0)}), tmp_path, "umap")
+
+
+def test_a_method_keeps_its_colour_whatever_else_a_figure_shows():
+    from cliplab.plots.style import method_palette
+
+    every = method_palette(["zeroshot", "finetune", "vr_lwf", "zscl"])
+    some = method_palette(["zscl", "vr_lwf"])
+    assert some["vr_lwf"] == every["vr_lwf"] and some["zscl"] == every["zscl"]
+    variants = method_palette(["vr_lwf", "vr_lwf+K=100", "vr_lwf+T=4"])
+    assert len(set(variants.values())) == 3 and variants["vr_lwf"] == every["vr_lwf"]

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from cliplab.alignment.drift import rotation_angles
-from cliplab.plots.style import IMAGE_COLOR, TEXT_COLOR, modality_palette
+from cliplab.plots.style import IMAGE_COLOR, TEXT_COLOR, method_palette, modality_palette
 
 __all__ = [
     "PCAProjection", "UMAPProjection", "fit_projection", "plot_joint_projection",
@@ -166,6 +166,7 @@ def plot_metrics_across_tasks(
         if subset.empty:
             raise ValueError(f"metric {metric!r} not found in column {metric_col!r}")
         sns.lineplot(data=subset, x=task_col, y=value_col, hue=method_col, marker="o", ax=ax,
+                     palette=method_palette(subset[method_col]),
                      legend=ax is axes[0][-1])  # one legend, on the last panel
         ax.set_title(metric)
         ax.set_ylabel(metric)

@@ -27,6 +27,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cliplab.plots.style import method_palette
 from cliplab.results import RunResult
 
 try:  # the house style; a local fallback keeps this module usable on its own
@@ -181,7 +182,7 @@ def plot_probe_curves(
     steps = sorted(data["step"].unique())
     for ax, panel in zip(axes.flat, panels):
         sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue=by, hue_order=order,
-                     marker="o", errorbar="sd", ax=ax, legend=ax is axes.flat[0])
+                     palette=method_palette(order), marker="o", errorbar="sd", ax=ax, legend=ax is axes.flat[0])
         ax.set_title(panel, fontsize="medium")
         ax.set_xlabel("after task (0 = pretrained)")
         ax.set_ylabel("percent")
@@ -242,7 +243,7 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
     scenarios = list(dict.fromkeys(points["scenario"]))
     fig, axes = plt.subplots(1, len(scenarios), figsize=(5.6 * len(scenarios), 4.6), squeeze=False)
     labels = list(dict.fromkeys(points[by]))
-    colors = dict(zip(labels, sns.color_palette("colorblind", n_colors=max(len(labels), 1))))
+    colors = method_palette(labels)
     for ax, scenario in zip(axes[0], scenarios):
         subset = points[points["scenario"] == scenario]
         stats = subset.groupby(by, sort=False)[["plasticity", "retention"]].agg(["mean", "std"]).fillna(0.0)

@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-__all__ = ["IMAGE_COLOR", "TEXT_COLOR", "DPI", "set_theme", "save_figure", "modality_palette"]
+__all__ = ["IMAGE_COLOR", "TEXT_COLOR", "DPI", "METHOD_ORDER", "set_theme", "save_figure", "modality_palette",
+           "method_palette"]
 
 DPI = 150
 # Liang et al. draw images red and texts blue; keep that so figures read like the paper's.
@@ -25,6 +26,21 @@ TEXT_COLOR = "#1f77b4"
 def modality_palette() -> dict[str, str]:
     """Colour per modality name, for seaborn `palette=` arguments."""
     return {"image": IMAGE_COLOR, "text": TEXT_COLOR}
+
+
+# One colour per method in every figure of the study, whatever subset a figure shows.
+METHOD_ORDER = ("zeroshot", "finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl", "pretrained")
+
+
+def method_palette(labels) -> dict[str, tuple[float, float, float]]:
+    """Colour per label: the built-in methods keep fixed colours across figures; other labels
+    (ablation variants, custom methods) take the colours after them, in order of appearance."""
+    labels = list(dict.fromkeys(labels))
+    extra = [label for label in labels if label not in METHOD_ORDER]
+    colours = sns.color_palette("colorblind", 10) + sns.color_palette("tab20", 20)
+    table = {name: colours[i] for i, name in enumerate(METHOD_ORDER)}
+    table.update({label: colours[(len(METHOD_ORDER) + i) % len(colours)] for i, label in enumerate(extra)})
+    return {label: table[label] for label in labels}
 
 
 def set_theme(context: str = "notebook", font_scale: float = 1.0) -> None:

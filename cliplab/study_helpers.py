@@ -240,10 +240,11 @@ def run_batches(batches: Sequence[tuple[Iterable[RunRequest], Mapping[str, Any]]
             folders.append(folder)
             overrides = _overrides(request, settings, smoke)
             record = _request_record(request, model, pretrained, overrides)
-            if seen.setdefault(folder, record) != record:
-                raise ValueError(f"{folder} is requested twice with different settings; give one of them another label")
-            if folder in {Path(call[1]) for call in todo}:
-                continue  # asked twice (e.g. a grid run that is also the ablation's baseline)
+            if folder in seen:  # asked twice (e.g. a grid run that is also the ablation's baseline)
+                if seen[folder] != record:
+                    raise ValueError(f"{folder} is requested twice with different settings; give one of them another label")
+                continue
+            seen[folder] = record
             if _finished(folder, record):
                 log(f"reuse  {folder}")
                 continue

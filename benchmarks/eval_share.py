@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cliplab.data import TensorImageDataset
 from cliplab.engine.evaluation import ScenarioEvaluator
@@ -121,6 +123,15 @@ def change_text_tower(model) -> None:
         tensor.mul_(1.0 + 1e-6)
 
 
+def matmul_ceiling(device: torch.device, repeats: int) -> float:
+    """GFLOP/s of one large fp32 matrix product shaped like the image tower's MLP (4,352 tokens =
+    256 images x 17, width 192 -> 768): what this device's BLAS reaches at best with these threads,
+    the ceiling against which the evaluation's rate is read."""
+    a, b = torch.randn(256 * 17, 192, device=device), torch.randn(192, 768, device=device)
+    seconds = median_s(lambda: [a @ b for _ in range(20)], repeats, synchronizer(device))["median"]
+    return 20 * 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9 / seconds
+
+
 def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, device: torch.device,
                          profile_path: Path) -> dict[str, Any]:
     """Where one evaluation of the scenario's last task spends its time, and how many images it encodes.
@@ -148,12 +159,21 @@ def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, d
                 with torch.profiler.record_function(f"evaluate.{name}"):
                     part()
     text = profiler.key_averages().table(sort_by="cpu_time_total", row_limit=20)
+    flops = {}
+    for name, part in parts.items():
+        change_text_tower(model)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            part()
+        flops[name] = counter.get_total_flops()
     threads = torch.get_num_threads()
     profile_path.write_text(f"one evaluation of {scenario_name}, ToyCLIP, {threads} thread(s), after a change of the "
                             f"text tower (classifiers rebuilt, captions re-encoded)\n\n{text}\n")
     probe_sets = {id(data): len(data) for _, data in evaluator.probes}  # the evaluator encodes each once
     return {
         "seconds": {k: summary(v)["median"] for k, v in times.items()},
+        "gflop": {k: v / 1e9 for k, v in flops.items()},
+        "gflop_per_s": {k: flops[k] / 1e9 / summary(v)["median"] for k, v in times.items()},
+        "matmul_ceiling_gflop_per_s": matmul_ceiling(device, repeats),
         "after": "a change of the text tower (classifiers rebuilt, captions re-encoded)",
         "images_encoded": {"tests": sum(len(d) for d in evaluator.tests), "zero_shot_probes": sum(probe_sets.values()),
                            "retrieval_probe": sum(len(d) for _, d in evaluator.retrieval)},
@@ -204,6 +224,31 @@ def scenario_share(scenario: str, method: str, seed: int, device: str) -> dict[s
             "classifier_lookups": meter.calls, "fingerprint_seconds": round(meter.seconds, 2)}
 
 
+def run_store_shares(runs: Path) -> dict[str, Any]:
+    """Evaluation share of every finished run under `runs` (each `metrics.json` -> `seconds`), per
+    scenario and method: median, range and count over the runs found (seeds, ablation cells).
+
+    Measures nothing itself: it reads what the runner recorded while a study trained, e.g. the
+    runs of `make study` in `runs/study/runs`, so the share is seen for every method and built-in
+    scenario, not only for the one run this script times.
+    """
+    shares: dict[tuple[str, str], list[float]] = {}
+    for path in sorted(runs.rglob("metrics.json")):
+        metrics = json.loads(path.read_text())
+        seconds = metrics.get("seconds") or metrics.get("extra", {}).get("seconds")
+        if not seconds or metrics.get("method") == "zeroshot":  # zeroshot only evaluates
+            continue
+        share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
+        shares.setdefault((metrics["scenario"], metrics["method"]), []).append(share)
+    if not shares:
+        raise SystemExit(f"no finished runs (metrics.json with 'seconds') under {runs}; run `make study` first "
+                         "or pass the run store of your own study")
+    rows = [{"scenario": sc, "method": m, "runs": len(v), "median_share": float(statistics.median(v)),
+             "min_share": min(v), "max_share": max(v), "holds": bool(statistics.median(v) <= SHARE_TARGET)}
+            for (sc, m), v in sorted(shares.items())]
+    return {"benchmark": "eval_share_runs", "runs": str(runs), "target": SHARE_TARGET, "rows": rows}
+
+
 def report(result: dict[str, Any]) -> None:
     """Print the three results as markdown tables."""
     t = result["throughput"]
@@ -231,6 +276,8 @@ def report(result: dict[str, Any]) -> None:
                      for k, v in e["seconds"].items()], ["part of one evaluation", "seconds", "images encoded"]))
         print(f"{e['zero_shot_probes']} zero-shot probes over {e['distinct_probe_image_sets']} image set(s); "
               f"{e['captions_encoded']} retrieval captions; {e['classifier_lookups']} classifier lookups")
+        print("GFLOP/s per part: " + ", ".join(f"{k} {v:.0f}" for k, v in e["gflop_per_s"].items())
+              + f"; one large fp32 matmul: {e['matmul_ceiling_gflop_per_s']:.0f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -242,12 +289,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenario", default="toy-digits-cil")
     p.add_argument("--skip-share", action="store_true", help="skip the scenario run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on a shared machine; 0 = torch's default)")
+    p.add_argument("--from-runs", type=Path, default=None, metavar="RUNS",
+                   help="only summarise the evaluation share of the finished runs under RUNS (e.g. runs/study/runs) "
+                        "into results/eval_share_runs.json; measures nothing")
     p.add_argument("--out", type=Path, default=None, help="default results/eval_share_<device>.json")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_runs:
+        result = run_store_shares(args.from_runs)
+        print(table([[r["scenario"], r["method"], r["runs"], f"{100 * r['median_share']:.1f}%",
+                      f"{100 * r['min_share']:.1f}-{100 * r['max_share']:.1f}%", "yes" if r["holds"] else "NO"]
+                     for r in result["rows"]], ["scenario", "method", "runs", "evaluate share", "range", "<= 20%"]))
+        write_json(args.out or RESULTS / "eval_share_runs.json", result)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     began, device = time.perf_counter(), torch.device(args.device)

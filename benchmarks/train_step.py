@@ -14,7 +14,8 @@ to timestamp the end of every step: per-task setup (teacher copies, text encodin
 never enters ms/step, while everything the loop does per step (data, forward, backward, optimiser,
 hooks, loss log) does. Variants are interleaved over repeats; the median step is reported.
 
-Peak memory and FLOPs come from a separate process per variant (CPU: max RSS via
+Peak memory and FLOPs come from a separate process per variant, side by side up to the core count
+on CPU (CPU: max RSS via
 `resource.getrusage`; CUDA: `torch.cuda.max_memory_allocated`), FLOPs of one step from
 `torch.utils.flop_counter.FlopCounterMode`.
 
@@ -27,11 +28,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -392,6 +395,19 @@ def probe_in_subprocess(settings: Settings, variant: Variant) -> dict[str, Any]:
     return json.loads(lines[-1][len(PROBE_MARK):])
 
 
+def probe_all(settings: Settings, chosen: list[Variant]) -> dict[str, dict[str, Any]]:
+    """`probe_in_subprocess` for every variant; on CPU with a fixed thread count, as many at once as
+    there are cores (max RSS and FLOPs are per process, so running side by side changes neither:
+    only the timings above need a quiet machine). On a GPU one at a time."""
+    at_once = 1
+    if settings.device == "cpu" and settings.threads:
+        at_once = max(1, min(len(chosen), (os.cpu_count() or 1) // settings.threads))
+    print(f"  memory/FLOPs of {len(chosen)} variants (one process each, {at_once} at a time)", flush=True)
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        done = pool.map(lambda v: probe_in_subprocess(settings, v), chosen)
+        return {variant.name: probed for variant, probed in zip(chosen, done)}
+
+
 # -- engine overheads measured on their own ---------------------------------------------------
 
 
@@ -609,9 +625,9 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info(device)
     rows = time_variants(bench, settings, chosen)
     extra = overheads(bench, settings)
-    for variant in ([] if args.no_memory else chosen):
-        print(f"  memory/FLOPs of {variant.name} (own process)", flush=True)
-        rows[variant.name].update(probe_in_subprocess(settings, variant))
+    if not args.no_memory:
+        for name, probed in probe_all(settings, chosen).items():
+            rows[name].update(probed)
     peak = args.peak_tflops or (bf16_peak_tflops(info.get("gpu", "")) if device.type == "cuda" else None)
     add_derived(rows, settings, peak)
     for variant in chosen:

@@ -21,7 +21,7 @@ study: $(STAMP)
 
 ## make bench: the CPU benchmarks of issue #7 and their tables (8.5 minutes once .venv exists; benchmarks/README.md)
 bench: $(STAMP)
-	$(PY) benchmarks/toyworld_generation.py
+	$(PY) benchmarks/toyworld_generation.py --baseline benchmarks/baselines/render_whole_batch.py
 	$(PY) benchmarks/train_step.py --device cpu
 	$(PY) benchmarks/eval_share.py
 	$(PY) benchmarks/report.py

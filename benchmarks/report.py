@@ -130,7 +130,7 @@ def toyworld(r: dict) -> str:
             rows.append([size, stage, f(v["images_per_s_cpu"], 0), f(v["images_per_s_wall"], 0), speed])
     calls = ", ".join(f"{n:,} at {size} px" for size, n in r["images_per_call"].items())
     note = f"One thread, median of {r['repeats']} repeats, {calls} per call"
-    note += f"; baseline = {r['baseline']} (the renderer before its optimisation)." if r.get("baseline") else "."
+    note += f"; baseline = {r['baseline']} (the whole-batch renderer the blocked one replaced; same pixels, tested)." if r.get("baseline") else "."
     return table(rows, ["px", "stage", "images/s (thread CPU time)", "images/s (wall)", "speed-up vs baseline cpu / wall"]) + "\n\n" + note
 
 

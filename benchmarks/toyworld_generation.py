@@ -12,7 +12,8 @@ additionally times `render` from another copy of `render.py` (e.g. the implement
 optimisation) interleaved with the current one, and reports the speed-up as the median of the
 per-repeat ratios, which is what to trust on a loaded machine.
 
-Usage:  python benchmarks/toyworld_generation.py [--n 20000] [--repeats 5] [--baseline old_render.py]
+Usage:  python benchmarks/toyworld_generation.py [--n 20000] [--repeats 5]
+            [--baseline benchmarks/baselines/render_whole_batch.py]   (what `make bench` runs)
 Writes: benchmarks/results/toyworld_generation.json
 """
 

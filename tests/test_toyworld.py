@@ -2,13 +2,16 @@
 
 The rendering tests also pin the renderer's output (a fingerprint of a hand-built scene batch,
 taken from the implementation ToyCLIP was pretrained on) and check that its chunked, blocked
-evaluation is pure scheduling: changing chunk and block sizes leaves every pixel unchanged.
+evaluation is pure scheduling: changing chunk and block sizes leaves every pixel unchanged, and
+every pixel equals the whole-batch renderer's (the benchmark baseline).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,6 +262,24 @@ def test_render_is_independent_of_chunking(monkeypatch: pytest.MonkeyPatch, n: i
     monkeypatch.setattr(render_module, "_CHUNK_PIXELS", 1)  # 16-image chunks
     monkeypatch.setattr(render_module, "_BLOCK_PIXELS", 1)  # one chunk per block
     assert torch.equal(render(scenes, size), reference)
+
+
+def _whole_batch_renderer():
+    """The renderer as first written (`benchmarks/baselines/render_whole_batch.py`)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "render_whole_batch.py"
+    spec = importlib.util.spec_from_file_location("render_whole_batch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("n", "size"), [(300, 32), (40, 64)])
+def test_render_matches_the_whole_batch_renderer_bit_for_bit(n: int, size: int) -> None:
+    """The block/chunk schedule is pure scheduling: every pixel equals the straightforward
+    whole-batch evaluation's, the baseline `make bench` reports its speed-up against."""
+    scenes = W.sample_scenes(W._rng(11, n), n, W.combos_of("all"), shapes=np.arange(len(ALL_SHAPES)))
+    assert set(np.unique(scenes.texture)) == set(range(len(TEXTURES)))  # every texture drawn
+    assert torch.equal(render(scenes, size), _whole_batch_renderer().render(scenes, size))
 
 
 def test_images_are_uint8_and_show_the_scene_colour() -> None:

@@ -42,10 +42,9 @@ def machines(results: dict[str, dict | None]) -> str:
         if r is None:
             continue
         m = r["machine"]
-        load = m.get("load_average_at_start") or m.get("load_average_1_5_15")
-        end = r.get("load_average_at_end") or r.get("load_average_after")
-        rows.append([file, m["cpu"], m.get("cpu_count") or m.get("logical_cpus"), m["torch_threads"], m["torch"],
-                     m.get("measured_at_utc", "-"), load_text(load), load_text(end), f(r.get("wall_seconds"), 0)])
+        rows.append([file, m["cpu"], m["cpu_count"], m["torch_threads"], m["torch"], m.get("measured_at_utc", "-"),
+                     load_text(m.get("load_average_at_start")), load_text(r.get("load_average_at_end")),
+                     f(r.get("wall_seconds"), 0)])
     return table(rows, ["result file", "CPU", "cores", "torch threads", "torch", "measured (UTC)",
                         "load avg 1/5/15 min, start", "end", "script wall s"])
 

@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,33 +36,16 @@ import torch
 from cliplab.toyworld.render import render
 from cliplab.toyworld.world import _rng, caption_batch, combos_of, sample_scenes
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "toyworld_generation.json"
 
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, or what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, object]:
-    """Where the numbers were measured: CPU, core count, load, library versions, threads."""
-    return {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
+    """Where the numbers were measured (`common.machine_info`), plus the CPU kernels torch picked."""
+    return {**machine_info(torch.device("cpu")), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "numpy": np.__version__}
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -159,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print_table(results)
     report = {
         "machine": before,
-        "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "repeats": args.repeats,
         "images_per_call": {str(s): c for s, c in counts.items()},
         "baseline": args.baseline,

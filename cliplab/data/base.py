@@ -15,12 +15,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cliplab.data.errors import ClassListMismatchError, CorruptImageError
-from cliplab.data.metadata import check_classnames, check_templates
+from cliplab.data.metadata import ClassPrompts, check_classnames, check_templates
 
 Transform = Callable[[Image.Image], Any]
 
 
-class ClassificationDataset(Dataset):
+class ClassificationDataset(ClassPrompts, Dataset):
     """Base class: labels, class names and templates; subclasses implement `load_image`."""
 
     def __init__(
@@ -39,15 +39,6 @@ class ClassificationDataset(Dataset):
         self.corrupt: list[str] = [str(p) for p in corrupt]
         self.classnames: list[str] = self._checked_names(classnames, len(classnames), "the class list")
         self.templates: list[str] = check_templates(templates, name)
-
-    @property
-    def train_template(self) -> str:
-        """The single template used for training prompts (templates[0], as in MTIL)."""
-        return self.templates[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
 
     def set_classnames(self, classnames: Sequence[str]) -> None:
         """Replace the class names; the new list must have one name per class of this dataset."""

@@ -20,8 +20,26 @@ _PACKAGE = "cliplab.data"
 _FOLDER = "metadata"
 
 
+class ClassPrompts:
+    """What CLIP needs from a class list: `classnames` and `templates` (the evaluation ensemble),
+    from which the training prompt and the class count follow. Shared by the metadata records
+    and the datasets."""
+
+    classnames: Sequence[str]
+    templates: Sequence[str]
+
+    @property
+    def train_template(self) -> str:
+        """The single template used for training prompts (templates[0], as in MTIL)."""
+        return self.templates[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+
 @dataclass(frozen=True)
-class DatasetMetadata:
+class DatasetMetadata(ClassPrompts):
     """Class names and templates of one dataset as the benchmark uses them."""
 
     name: str
@@ -30,15 +48,6 @@ class DatasetMetadata:
     names_from_dataset: bool
     sources: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def train_template(self) -> str:
-        """The single training template (MTIL trains with `templates[0]`)."""
-        return self.templates[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
 
 
 def _read_json(filename: str) -> dict[str, Any]:

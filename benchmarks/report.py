@@ -112,6 +112,16 @@ def eval_share(r: dict) -> str:
     return "\n\n".join(out)
 
 
+def eval_levers(r: dict) -> str:
+    base = r["levers"]["fp32 eager (cliplab)"]["images_per_s"]
+    rows = [[k, f(v["images_per_s"], 0), f(v["images_per_s"] / base, 2) + "x", f"{v['max_abs_diff']:.1e}",
+             f"{v['min_cosine']:.6f}", f(v.get("first_call_s"))] for k, v in r["levers"].items()]
+    return (table(rows, ["image tower", "images/s", "vs fp32 eager", "max abs diff of embeddings", "min cosine",
+                         "first call s (compiles)"])
+            + f"\n\n{r['images']} ToyWorld probe images, batch {r['batch_size']}, shipped ToyCLIP, one thread, "
+              f"CPU kernels {r['cpu_capability']}; cold inductor cache.")
+
+
 def run_shares(r: dict) -> str:
     rows = [[x["scenario"], x["method"], x["runs"], f"{100 * x['median_share']:.1f}%",
              f"{100 * x['min_share']:.1f}–{100 * x['max_share']:.1f}%", "holds" if x["holds"] else "misses"] for x in r["rows"]]
@@ -162,6 +172,7 @@ def render() -> str:
     step, share = load("train_step_cpu.json"), load("eval_share_cpu.json")
     tw, pre = load("toyworld_generation.json"), load("pretrain_throughput_cpu.json")
     parts = ["### Machines\n\n" + machines({"train_step_cpu.json": step, "eval_share_cpu.json": share,
+                                            "eval_levers_cpu.json": load("eval_levers_cpu.json"),
                                             "pretrain_throughput_cpu.json": pre, "toyworld_generation.json": tw})]
     runs = load("eval_share_runs.json")
     parts.append("### Targets (CPU)\n\n" + targets(step, share, runs))
@@ -173,6 +184,9 @@ def render() -> str:
         parts.append("### Training step on GPU (`train_step_cuda.json`)\n\n" + train_step(gpu))
     if share:
         parts.append("### Zero-shot evaluation (`eval_share_cpu.json`)\n\n" + eval_share(share))
+    levers = load("eval_levers_cpu.json")
+    if levers:
+        parts.append("### Cheaper image tower? (`eval_levers_cpu.json`)\n\n" + eval_levers(levers))
     if runs:
         parts.append("### Evaluation share of every run of the study (`eval_share_runs.json`)\n\n" + run_shares(runs))
     if tw:

@@ -190,7 +190,8 @@ def _explain_missing_weights(name: str, tag: str | None, error: Exception) -> Ex
         "This machine may have no internet. Either download them once on a machine that has internet "
         f"(`open_clip.create_model('{name}', pretrained='{tag}')` fills the Hugging Face cache; copy it "
         "and set HF_HOME), or pass a local file: "
-        f"load_model('{name}', pretrained='/path/to/open_clip_pytorch_model.bin')."
+        f"load_model('{name}', pretrained='/path/to/open_clip_pytorch_model.bin'). "
+        "On a machine without internet, HF_HUB_OFFLINE=1 makes this fail at once instead of after retries."
     )
 
 

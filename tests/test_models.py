@@ -59,11 +59,15 @@ def test_missing_checkpoint_file_names_the_path():
 
 
 def test_offline_pretrained_tag_gives_a_how_to_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    """As on a machine with HF_HUB_OFFLINE=1 (huggingface_hub reads the variable when imported, so
+    the test sets what it read); without it the hub's retries take ~45 s to fail here."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PretrainedWeightsUnavailable) as error:
         load_model("RN50", pretrained="openai", cache_dir=str(tmp_path))
     message = str(error.value)
-    assert "'openai'" in message and "pretrained='/path/to" in message
+    assert "'openai'" in message and "pretrained='/path/to" in message and "HF_HUB_OFFLINE=1" in message
 
 
 def test_unknown_tag_and_unknown_model_are_named():

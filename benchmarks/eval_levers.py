@@ -41,8 +41,9 @@ from cliplab.data import TensorImageDataset
 from cliplab.toyworld.tasks import zero_shot_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, table, timed, write_json  # noqa: E402
+from common import RESULTS, machine_info, timed, write_json  # noqa: E402
 from eval_share import interleaved_s, toyclip  # noqa: E402
+from report import eval_levers as levers_table  # noqa: E402
 
 
 def probe_batches(bundle, n: int, batch_size: int) -> list[torch.Tensor]:
@@ -96,10 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     rows["torch.compile (inductor)"]["first_call_s"] = compile_s
     result["levers"] = rows
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
-    print(table([[k, f"{v['images_per_s']:.0f}", f"{v['images_per_s'] / rows['fp32 eager (cliplab)']['images_per_s']:.2f}x",
-                  f"{v['max_abs_diff']:.1e}", f"{v['min_cosine']:.6f}", f"{v.get('first_call_s', 0):.1f}"]
-                 for k, v in rows.items()],
-                ["image tower", "images/s", "vs fp32 eager", "max abs diff", "min cosine", "first call s"]))
+    print(levers_table(result))
     write_json(RESULTS / "eval_levers_cpu.json", result)
 
 

@@ -49,7 +49,8 @@ from cliplab.zeroshot import (_TEXT_PREFIXES, clear_classifier_cache, image_feat
                               zero_shot_accuracy, zero_shot_classifier)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, summary, synchronizer, table, timed, write_json  # noqa: E402
+from common import RESULTS, machine_info, summary, synchronizer, timed, write_json  # noqa: E402
+from report import eval_share as eval_share_tables, run_shares  # noqa: E402
 
 SHARE_TARGET = 0.20
 
@@ -235,7 +236,7 @@ def run_store_shares(runs: Path) -> dict[str, Any]:
     shares: dict[tuple[str, str], list[float]] = {}
     for path in sorted(runs.rglob("metrics.json")):
         metrics = json.loads(path.read_text())
-        seconds = metrics.get("seconds") or metrics.get("extra", {}).get("seconds")
+        seconds = metrics.get("seconds")
         if not seconds or metrics.get("method") == "zeroshot":  # zeroshot only evaluates
             continue
         share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
@@ -247,37 +248,6 @@ def run_store_shares(runs: Path) -> dict[str, Any]:
              "min_share": min(v), "max_share": max(v), "holds": bool(statistics.median(v) <= SHARE_TARGET)}
             for (sc, m), v in sorted(shares.items())]
     return {"benchmark": "eval_share_runs", "runs": str(runs), "target": SHARE_TARGET, "rows": rows}
-
-
-def report(result: dict[str, Any]) -> None:
-    """Print the three results as markdown tables."""
-    t = result["throughput"]
-    print(table([["zero_shot_accuracy (PIL + transform + tower)", f"{t['zero_shot_accuracy_images_per_s']:.0f}"],
-                 ["image tower only (pre-transformed tensors)", f"{t['image_tower_only_images_per_s']:.0f}"]],
-                ["path", "images/s"]))
-    print()
-    c = result["classifier"]
-    rows = [[k, v["prompts"], f"{v['uncached_ms']:.1f}", f"{v['cached_ms']:.1f}", f"{v['speedup']:.1f}x"] for k, v in c["probes"].items()]
-    print(table(rows, ["probe", "prompts", "build ms (no cache)", "ms (cache hit)", "speed-up"]))
-    print(f"text-tower fingerprint (cost of every cache lookup): {c['text_tower_fingerprint_ms']:.2f} ms memoised, "
-          f"{c['text_tower_fingerprint_full_ms']:.1f} ms after a change of the weights (full hash)")
-    if "share" in result:
-        s = result["share"]
-        print()
-        print(table([[s["scenario"], s["method"], s["seconds"]["train"], s["seconds"]["evaluate"],
-                      f"{100 * s['evaluate_share']:.1f}%", "yes" if s["holds"] else "NO"]],
-                    ["scenario", "method", "train s", "evaluate s", "evaluate share", "<= 20%"]))
-        print(f"classifier-cache lookups: {s['classifier_lookups']}, fingerprinting the text tower: {s['fingerprint_seconds']} s")
-    if "evaluation_breakdown" in result:
-        e = result["evaluation_breakdown"]
-        print()
-        print(table([[k, f"{v:.2f}", e["images_encoded"][{"accuracy_row": "tests", "zero_shot_probes": "zero_shot_probes",
-                                                             "retrieval_probe": "retrieval_probe"}[k]]]
-                     for k, v in e["seconds"].items()], ["part of one evaluation", "seconds", "images encoded"]))
-        print(f"{e['zero_shot_probes']} zero-shot probes over {e['distinct_probe_image_sets']} image set(s); "
-              f"{e['captions_encoded']} retrieval captions; {e['classifier_lookups']} classifier lookups")
-        print("GFLOP/s per part: " + ", ".join(f"{k} {v:.0f}" for k, v in e["gflop_per_s"].items())
-              + f"; one large fp32 matmul: {e['matmul_ceiling_gflop_per_s']:.0f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -300,14 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.from_runs:
         result = run_store_shares(args.from_runs)
-        print(table([[r["scenario"], r["method"], r["runs"], f"{100 * r['median_share']:.1f}%",
-                      f"{100 * r['min_share']:.1f}-{100 * r['max_share']:.1f}%", "yes" if r["holds"] else "NO"]
-                     for r in result["rows"]], ["scenario", "method", "runs", "evaluate share", "range", "<= 20%"]))
+        print(run_shares(result))
         write_json(args.out or RESULTS / "eval_share_runs.json", result)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
     began, device = time.perf_counter(), torch.device(args.device)
+    out = args.out or RESULTS / f"eval_share_{device.type}.json"
     bundle = toyclip(device)
     result: dict[str, Any] = {"benchmark": "eval_share", "machine": machine_info(device), "model": "toyclip",
                               "weights": bundle.pretrained}
@@ -315,13 +284,12 @@ def main(argv: list[str] | None = None) -> None:
     result["classifier"] = classifier_cost(bundle, args.repeats, device)
     if not args.skip_share:
         result["share"] = scenario_share(args.scenario, "finetune", 0, args.device)
-        out = args.out or RESULTS / f"eval_share_{device.type}.json"
         profile = out.with_name(f"profile_evaluate_{device.type}.txt")
         result["evaluation_breakdown"] = evaluation_breakdown(bundle, args.scenario, 3, device, profile)
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
     result["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    report(result)
-    write_json(args.out or RESULTS / f"eval_share_{device.type}.json", result)
+    print(eval_share_tables(result))
+    write_json(out, result)
     print(f"total {result['wall_seconds']:.0f} s")
 
 

@@ -28,7 +28,8 @@ from cliplab.pretrain import PretrainConfig, pretrain_toyclip
 from cliplab.toyworld import ToyWorld
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, summary, table, timed, write_json  # noqa: E402
+from common import RESULTS, machine_info, summary, timed, write_json  # noqa: E402
+from report import pretrain as pretrain_table  # noqa: E402
 
 
 def pretrain_seconds(steps: int, batch_size: int) -> float:
@@ -85,11 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         "full_recipe_minutes_estimate": recipe.steps * step["median"] / 60, "recipe": asdict(recipe),
     }
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
-    print(table([["pretraining step (render + forward/backward + AdamW)", f"{result['ms_per_step']:.0f}", f"{result['scenes_per_s']:.0f}"],
-                 ["rendering a batch alone", f"{result['render_ms_per_step']:.0f}", f"{result['render_scenes_per_s']:.0f}"]],
-                ["what", "ms/step", "scenes/s"]))
-    print(f"rendering share of a step: {100 * result['render_share_of_step']:.0f}%; "
-          f"full recipe ({recipe.steps} steps): ~{result['full_recipe_minutes_estimate']:.0f} min (loop only)")
+    print(pretrain_table(result))
     write_json(args.out or RESULTS / "pretrain_throughput_cpu.json", result)
     print(f"total {result['wall_seconds']:.0f} s")
 

@@ -162,7 +162,7 @@ def targets(step: dict | None, share: dict | None, runs: dict | None = None) -> 
     if runs:
         worst = max(runs["rows"], key=lambda x: x["median_share"])
         held = sum(x["holds"] for x in runs["rows"])
-        rows.append([f"evaluation <= 20%, every (scenario, method) of the study's runs",
+        rows.append(["evaluation <= 20%, every (scenario, method) of the study's runs",
                      f"{held} of {len(runs['rows'])} hold; worst {worst['scenario']} {worst['method']} "
                      f"{100 * worst['median_share']:.1f}%", "20%", "holds" if held == len(runs["rows"]) else "misses"])
     return table(rows, ["issue #7 target", "measured", "limit", "status"])

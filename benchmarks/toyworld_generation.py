@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import sys
@@ -37,7 +36,8 @@ from cliplab.toyworld.render import render
 from cliplab.toyworld.world import _rng, caption_batch, combos_of, sample_scenes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info  # noqa: E402
+from common import machine_info, write_json  # noqa: E402
+from report import toyworld as toyworld_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "toyworld_generation.json"
 
@@ -109,18 +109,6 @@ def measure(n: int, size: int, repeats: int, baseline: ModuleType | None) -> dic
     return table
 
 
-def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
-    """One row per (size, stage): images/s by CPU time and by wall time, and any speed-up."""
-    print(f"{'size':>5} {'stage':<26} {'img/s (cpu)':>12} {'img/s (wall)':>13} {'speed-up cpu/wall':>18}")
-    for size, table in results.items():
-        for stage, row in table.items():
-            speedup = ""
-            if "speedup_vs_baseline_cpu" in row:
-                speedup = f"{row['speedup_vs_baseline_cpu']:.2f}x / {row['speedup_vs_baseline_wall']:.2f}x"
-            cpu, wall = row["images_per_s_cpu"], row["images_per_s_wall"]
-            print(f"{size:>5} {stage:<26} {cpu:>12,.0f} {wall:>13,.0f} {speedup:>18}")
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=20000, help="images per call at 32 px (64 px uses n/4)")
@@ -138,7 +126,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for size in args.sizes:
         counts[size] = max(1, args.n * 32 * 32 // (size * size))
         results[size] = measure(counts[size], size, args.repeats, baseline)
-    print_table(results)
     report = {
         "machine": before,
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -149,9 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "results": {str(s): t for s, t in results.items()},
         "wall_seconds": round(time.perf_counter() - began, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(toyworld_table(report))
+    write_json(args.out, report)
     return report
 
 

@@ -37,6 +37,8 @@ def _shape_masks(scene: Scene, xs: Tensor) -> Tensor:
         distance_px = SHAPE_FUNCTIONS[name](u[rows_t], v[rows_t]) * radius_px[rows_t]
         mask[rows_t] = (0.5 - distance_px).clamp_(0.0, 1.0)
     return mask
+
+
 def _texture_patterns(scene: Scene, xs: Tensor, generator: torch.Generator) -> Tensor:
     """Background patterns in [-1, 1], shape (N, S, S)."""
     n, s = len(scene), xs.numel()
@@ -76,4 +78,3 @@ def render(scene: Scene, image_size: int = 32) -> Tensor:
     image = torch.lerp(background, _t(scene.fg_rgb)[:, :, None, None], mask)
     noise = torch.randn(image.shape, generator=generator) * _t(scene.noise_std)[:, None, None, None]
     return (image.add_(noise).clamp_(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-

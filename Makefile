@@ -19,7 +19,7 @@ test: $(STAMP)
 study: $(STAMP)
 	$(VENV)/bin/cliplab study --params "SEEDS=[0]"
 
-## make bench: the CPU benchmarks of issue #7 and their tables (8.5 minutes once .venv exists; benchmarks/README.md)
+## make bench: the CPU benchmarks of issue #7 and their tables (about 7.5 minutes once .venv exists; benchmarks/README.md)
 bench: $(STAMP)
 	$(PY) benchmarks/toyworld_generation.py --baseline benchmarks/baselines/render_whole_batch.py
 	$(PY) benchmarks/train_step.py --device cpu

@@ -7,10 +7,10 @@ the methods under study. Target: evaluation <= 20% of a default built-in scenari
 
 Measures (ToyCLIP, shipped weights when present, else random weights — throughput does not
 depend on the weights):
-- images/s through `cliplab.zeroshot.zero_shot_accuracy` on ToyWorld probe images (the real path:
+- images/s through `cliplab.evaluation.zeroshot.zero_shot_accuracy` on ToyWorld probe images (the real path:
   PIL conversion + eval transform per image, then the image tower), and of the image tower alone
   on pre-transformed tensors;
-- classifier build time with and without the cache of `cliplab.zeroshot` (a cache hit still
+- classifier build time with and without the cache of `cliplab.evaluation.zeroshot` (a cache hit still
   fingerprints the text tower: timed on its own, memoised and after `clear_classifier_cache()`,
   i.e. the full hash of the weights that follows any change of them);
 - `run_scenario("toy-digits-cil", "finetune", seed=0)` with default settings: `metrics.json`
@@ -39,13 +39,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cliplab.data import TensorImageDataset
-from cliplab.engine.evaluation import ScenarioEvaluator
+from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.engine.runner import build_config, run_scenario
-from cliplab.engine.scenario import get_scenario
+from cliplab.scenarios import get_scenario
 from cliplab.models import TOYCLIP_CHECKPOINT, ClipBundle, load_model
+from cliplab.results import METRICS_FILE, RunFolder
 from cliplab.toyworld.tasks import zero_shot_tasks
-from cliplab import zeroshot
-from cliplab.zeroshot import (_TEXT_PREFIXES, clear_classifier_cache, image_features, text_tower_fingerprint,
+from cliplab.evaluation import zeroshot
+from cliplab.evaluation.zeroshot import (_TEXT_PREFIXES, clear_classifier_cache, image_features, text_tower_fingerprint,
                               zero_shot_accuracy, zero_shot_classifier)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -217,7 +218,7 @@ def scenario_share(scenario: str, method: str, seed: int, device: str) -> dict[s
         began = time.perf_counter()
         run_scenario(scenario, method, out, seed=seed, overrides={"device": device} if device != "cpu" else None)
         wall = time.perf_counter() - began
-        metrics = json.loads((Path(out) / "metrics.json").read_text())
+        metrics = json.loads(RunFolder(out).metrics.read_text())
     seconds = metrics.get("seconds") or metrics.get("extra", {}).get("seconds")
     share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
     return {"scenario": scenario, "method": method, "seed": seed, "seconds": seconds, "call_wall_s": round(wall, 2),
@@ -234,7 +235,7 @@ def run_store_shares(runs: Path) -> dict[str, Any]:
     scenario, not only for the one run this script times.
     """
     shares: dict[tuple[str, str], list[float]] = {}
-    for path in sorted(runs.rglob("metrics.json")):
+    for path in sorted(runs.rglob(METRICS_FILE)):
         metrics = json.loads(path.read_text())
         seconds = metrics.get("seconds")
         if not seconds or metrics.get("method") == "zeroshot":  # zeroshot only evaluates

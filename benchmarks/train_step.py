@@ -48,7 +48,7 @@ from cliplab.data import TensorImageDataset
 from cliplab.engine.config import TrainConfig, apply_overrides
 from cliplab.engine.runner import _run_task
 from cliplab.engine.sampling import cycle_steps
-from cliplab.engine.scenario import ReferenceData, Scenario, Task
+from cliplab.scenarios.base import ReferenceData, Scenario, Task
 from cliplab.engine.student import frozen_copy
 from cliplab.methods import Method, get_method
 from cliplab.methods.icarl import ICaRL

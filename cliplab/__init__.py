@@ -1,6 +1,8 @@
-"""cliplab: measure and fight catastrophic forgetting when CLIP is fine-tuned on new classes.
+"""cliplab: measure and fight catastrophic forgetting when CLIP keeps learning.
 
-The names notebooks use are re-exported here; everything else lives in its module.
+The top level exports only model loading; everything else is imported from its package (see
+docs/design.md for the layers): `cliplab.scenarios`, `cliplab.methods`, `cliplab.engine`,
+`cliplab.evaluation`, `cliplab.results`, `cliplab.alignment`, `cliplab.study`, `cliplab.plots`.
 """
 
 from cliplab.models import ClipBundle, PretrainedWeightsUnavailable, load_model

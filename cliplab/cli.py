@@ -1,7 +1,8 @@
-"""The `cliplab` command line: pretrain-toy, eval, run, study and table.
+"""The `cliplab` command line — the one module that defines it: pretrain-toy, eval, run, study, table.
 
 Each sub-command is a thin shell around a package function, so anything the CLI does can be done
-from a notebook with the same result.
+from a notebook with the same result. Every sub-command's machinery is imported when it runs, so
+`cliplab --help` is fast; a sub-command whose import fails fails loudly with the import error.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
 
+# --- pretrain-toy -----------------------------------------------------------------------------
 
 def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain-toy", help="pretrain ToyCLIP on ToyWorld (regenerates the shipped checkpoint)")
@@ -39,6 +40,8 @@ def _cmd_pretrain(args) -> int:
     return 0
 
 
+# --- eval -------------------------------------------------------------------------------------
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model: zero-shot accuracy and retrieval")
     p.add_argument("--model", default="toyclip", help="'toyclip', an open_clip architecture, or a checkpoint path")
@@ -54,7 +57,7 @@ def _add_eval(sub) -> None:
 
 
 def _cmd_eval(args) -> int:
-    from cliplab.evaluate import evaluate_dataset, toyworld_report
+    from cliplab.evaluation.reports import evaluate_dataset, toyworld_report
     from cliplab.io import write_json_atomic
     from cliplab.models import load_model
 
@@ -65,11 +68,11 @@ def _cmd_eval(args) -> int:
         report = evaluate_dataset(bundle, args.dataset, root=args.root, split=args.split)
     if args.out:
         write_json_atomic(args.out, report)
-    print(json.dumps(report) if args.json else _table(report))
+    print(json.dumps(report) if args.json else _report_table(report))
     return 0
 
 
-def _table(report: dict) -> str:
+def _report_table(report: dict) -> str:
     import pandas as pd
 
     flat = {}
@@ -81,39 +84,112 @@ def _table(report: dict) -> str:
     return pd.Series(flat, name="value").to_frame().to_string(float_format=lambda v: f"{v:.2f}")
 
 
+# --- run --------------------------------------------------------------------------------------
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a continual-learning method through a scenario")
+    p.add_argument("--scenario", required=True, help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1")
+    p.add_argument("--method", required=True, help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl")
+    p.add_argument("--seed", type=int, default=None, help="default: the scenario's")
+    p.add_argument("--out", required=True, help="run folder (re-running on it resumes)")
+    p.add_argument("--model", default="toyclip")
+    p.add_argument("--pretrained", default=None)
+    p.add_argument("--root", default=None, help="folder of local datasets (published scenarios)")
+    p.add_argument("--scenario-option", dest="scenario_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="scenario option, e.g. probes=['cifar10'], reference_images=DIR, reference_captions=CSV, datasets=[...]")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting (e.g. lr=1e-4) or a method option (method.T=2)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from cliplab.engine.config import parse_value, split_assignment
+    from cliplab.engine.runner import run_scenario
+    from cliplab.results import load_run
+
+    options = {"root": args.root} if args.root else {}
+    for item in args.scenario_options:
+        key, value = split_assignment(item, "--scenario-option")
+        options[key] = parse_value(value)
+    result = run_scenario(args.scenario, args.method, args.out, model=args.model, pretrained=args.pretrained,
+                          seed=args.seed, overrides=args.overrides, scenario_options=options)
+    if result is not None:
+        summary = {k: round(v, 2) if v == v else None for k, v in load_run(args.out).summary.items()}
+        print(json.dumps({"out": args.out, "summary": summary,
+                          "zero_shot_final": {k: round(v[-1], 2) for k, v in result.zero_shot.items()}}))
+    return 0
+
+
+# --- study ------------------------------------------------------------------------------------
+
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="run the study notebooks headlessly (papermill) on the embedded default")
+    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="notebook parameters for every notebook, e.g. SEEDS=[0,1] STEPS_PER_TASK=30 DEVICE=cuda")
+    p.add_argument("--out", default=None, help="executed notebooks, metrics and runs (default runs/study, "
+                                               "runs/study-smoke with --smoke)")
+    p.add_argument("--figures", default=None, help="PNG figures (default figures/, <out>/figures with --smoke)")
+    p.add_argument("--root", default=None, help="folder of local datasets for real scenarios (sets DATA_ROOT)")
+    p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
+    p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the terminal")
+    p.set_defaults(func=_cmd_study)
+
+
+def _cmd_study(args) -> int:
+    from papermill.exceptions import PapermillExecutionError
+
+    from cliplab.study.notebooks import parse_params, run_study
+
+    out = Path(args.out or ("runs/study-smoke" if args.smoke else "runs/study"))
+    figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
+    params = parse_params(args.params)
+    if args.root:
+        params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
+    try:
+        executed = run_study(out, params, figures=figures, smoke=args.smoke, log_output=args.log_output)
+    except PapermillExecutionError as error:
+        print(f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
+              f"the executed notebook (with the traceback) is under {out}", file=sys.stderr)
+        return 1
+    print(f"executed {len(executed)} notebooks into {out}; figures in {figures}")
+    return 0
+
+
+# --- table ------------------------------------------------------------------------------------
+
+def _add_table(sub) -> None:
+    p = sub.add_parser("table", help="mean ± std table over seeds of a folder of runs (README's results table)")
+    p.add_argument("runs", help="folder searched recursively for metrics.json (e.g. runs/study/runs)")
+    p.add_argument("--scenario", default=None, help="only this scenario (default: every scenario, one table each)")
+    p.add_argument("--labels", nargs="*", default=None, help="rows to show, in this order (default: all)")
+    p.add_argument("--markdown", action="store_true", help="GitHub Markdown instead of plain text")
+    p.set_defaults(func=_cmd_table)
+
+
+def _cmd_table(args) -> int:
+    from cliplab.study.tables import render_tables
+
+    print(render_tables(args.runs, scenario=args.scenario, labels=args.labels, markdown=args.markdown))
+    return 0
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+COMMANDS = (_add_pretrain, _add_eval, _add_run, _add_study, _add_table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cliplab", description="Measure and fight catastrophic forgetting in CLIP.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_pretrain(sub)
-    _add_eval(sub)
-    for extra in _extra_commands():
-        extra(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
-
-
-def _extra_commands():
-    """Sub-commands that live next to their machinery (training engine, study runner)."""
-    commands = []
-    try:
-        from cliplab.engine.cli import add_run_command
-
-        commands.append(add_run_command)
-    except ImportError:
-        pass
-    try:
-        from cliplab.study import add_study_command
-
-        commands.append(add_study_command)
-    except ImportError:
-        pass
-    from cliplab.report import add_table_command
-
-    commands.append(add_table_command)
-    return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         return int(args.func(args) or 0)

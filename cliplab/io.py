@@ -7,11 +7,14 @@ renames it over the target (`os.replace` is atomic on POSIX and Windows within o
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+import numpy as np
 
 
 @contextmanager
@@ -48,3 +51,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
     """Write JSON atomically (NaN/inf are rejected: they are not valid JSON)."""
     return write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False) + "\n")
+
+
+def jsonable(value: Any) -> Any:
+    """Nested mappings, sequences, NumPy values, 0-d tensors and DataFrames as plain JSON types.
+
+    NaN and infinities become ``None`` (JSON has no NaN); a DataFrame becomes ``{index: {column: value}}``.
+    """
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # a pandas DataFrame
+        return {str(k): jsonable(v) for k, v in value.to_dict(orient="index").items()}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic) or (hasattr(value, "item") and hasattr(value, "numel")):  # NumPy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

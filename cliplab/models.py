@@ -8,9 +8,11 @@ weights that are not on this machine fails with a message saying how to provide 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -193,6 +195,28 @@ def _explain_missing_weights(name: str, tag: str | None, error: Exception) -> Ex
         f"load_model('{name}', pretrained='/path/to/open_clip_pytorch_model.bin'). "
         "On a machine without internet, HF_HUB_OFFLINE=1 makes this fail at once instead of after retries."
     )
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+def weights_fingerprint(model: str, pretrained: str | None) -> str | None:
+    """Content hash of the local weights `load_model(model, pretrained)` starts from.
+
+    None for a download tag or random weights. Part of a run's identity, so regenerating the
+    shipped ToyCLIP (or editing a local checkpoint) is never mistaken for the same run.
+    """
+    if model.lower() == "toyclip" and pretrained in (None, TOYCLIP_TAG):
+        path = TOYCLIP_CHECKPOINT
+    else:
+        candidates = [Path(p) for p in (pretrained, model) if p and Path(p).is_file()]
+        if not candidates:
+            return None
+        path = candidates[0]
+    return _file_digest(str(path), path.stat().st_mtime_ns) if path.exists() else None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

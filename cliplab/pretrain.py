@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from cliplab.engine.optim import adamw, cosine_with_warmup
 from cliplab.checkpoints import load_training_state, save_model, save_training_state
 from cliplab.io import write_json_atomic
 from cliplab.models import TOYCLIP, TOYCLIP_CHECKPOINT, _register_toyclip, toyclip_config
 from cliplab.toyworld import ToyWorld
 from cliplab.toyworld.tasks import normalise_uint8, zero_shot_tasks
 from cliplab.utils import seed_everything
-from cliplab.zeroshot import accuracy_from_logits, zero_shot_classifier
+from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_classifier
 
 
 @dataclass
@@ -67,18 +68,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up for `warmup` steps, then cosine decay to 0 at `total`."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 class _Monitor:
     """Zero-shot accuracy of the model on a fixed held-out probe (logged during pretraining)."""
 
@@ -112,7 +101,7 @@ def pretrain_toyclip(
     _register_toyclip()
     model = open_clip.create_model(TOYCLIP)
     tokenizer = open_clip.get_tokenizer(TOYCLIP)
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = adamw(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6, impl="for_loop")
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, log = 0, {"config": asdict(config), "history": [], "seconds": 0.0}
     if state_path.exists():

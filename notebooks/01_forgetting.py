@@ -64,16 +64,17 @@ INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
 # %%
 import pandas as pd
 
-from cliplab import study_helpers as sh
+from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
+from cliplab.results import views
 from cliplab.plots.style import save_figure, set_theme
 
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
+settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
                    jobs=JOBS)
 trained = [m for m in METHODS if m != "zeroshot"]
@@ -86,14 +87,14 @@ settings
 # log and one checkpoint per task. A finished folder is reused, and an interrupted one resumes.
 
 # %%
-requests = sh.grid([SCENARIO], METHODS, seeds)
+requests = study.grid([SCENARIO], METHODS, seeds)
 batches = [(requests, settings)]
 if OST_SCENARIO:  # the one-session twins, same step budget, trained in the same pool
-    trained_ost = sh.grid([OST_SCENARIO], trained, seeds)
-    batches.append((trained_ost, sh.one_session_settings(settings, SCENARIO)))
-sh.run_batches(batches, runs_dir, **run_options)
-runs = sh.by_label(sh.load_results(requests, runs_dir))
-df = sh.tidy_runs(requests, runs_dir)
+    trained_ost = study.grid([OST_SCENARIO], trained, seeds)
+    batches.append((trained_ost, study.one_session_settings(settings, SCENARIO)))
+study.run_batches(batches, runs_dir, **run_options)
+runs = study.by_label(study.load_results(requests, runs_dir))
+df = study.tidy_runs(requests, runs_dir)
 
 # %% [markdown]
 # ## The accuracy matrix
@@ -103,7 +104,7 @@ df = sh.tidy_runs(requests, runs_dir)
 
 # %%
 for label, results in runs.items():
-    matrix, before = cplots.accuracy_matrix_frame(results)
+    matrix, before = views.accuracy_matrix_frame(results)
     title = f"{label} on {SCENARIO} (mean over seeds {[r.seed for r in results]})"
     fig = cplots.plot_accuracy_matrix(matrix, before, title=title)
     saved.append(save_figure(fig, f"{FIGURES_DIR}/01_accuracy_matrix_{label}"))
@@ -113,10 +114,10 @@ for label, results in runs.items():
 def show_matrix(method=focus, seed="mean"):
     """One run's matrix, or the seed mean (widget callback)."""
     chosen = [r for r in runs[method] if seed == "mean" or r.seed == seed]
-    cplots.plot_accuracy_matrix(*cplots.accuracy_matrix_frame(chosen), title=f"{method}, seed {seed}")
+    cplots.plot_accuracy_matrix(*views.accuracy_matrix_frame(chosen), title=f"{method}, seed {seed}")
 
 
-sh.explore(show_matrix, enabled=INTERACTIVE, method=list(runs), seed=["mean", *seeds])
+study.explore(show_matrix, enabled=INTERACTIVE, method=list(runs), seed=["mean", *seeds])
 
 # %% [markdown]
 # ## Each task across training
@@ -124,7 +125,7 @@ sh.explore(show_matrix, enabled=INTERACTIVE, method=list(runs), seed=["mean", *s
 # trained; the band is ± one standard deviation over seeds.
 
 # %%
-fig = cplots.plot_task_curves(cplots.task_curves_frame(runs[focus]), title=f"{focus}: accuracy of each task")
+fig = cplots.plot_task_curves(views.task_curves_frame(runs[focus]), title=f"{focus}: accuracy of each task")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/01_task_curves_{focus}"))
 
 # %% [markdown]
@@ -136,7 +137,7 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/01_task_curves_{focus}"))
 # %%
 fig = cplots.plot_probe_curves(df, by="label", title=f"Held-out zero-shot and retrieval on {SCENARIO}")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/01_zero_shot_retention"))
-pd.DataFrame({label: sh.zero_shot_summary(results) for label, results in runs.items()}).T.round(1)
+pd.DataFrame({label: study.zero_shot_summary(results) for label, results in runs.items()}).T.round(1)
 
 # %% [markdown]
 # ## One session vs multi session (Ding et al.)
@@ -147,9 +148,9 @@ pd.DataFrame({label: sh.zero_shot_summary(results) for label, results in runs.it
 # %%
 ost_runs = {}
 if OST_SCENARIO and trained:
-    ost_runs = sh.by_label(sh.load_results(trained_ost, runs_dir))
-    frame = cplots.ost_mst_frame({"one session": ost_runs, "multi session": {m: runs[m] for m in trained}})
-    pretrained = sh.zero_shot_summary(runs[focus])
+    ost_runs = study.by_label(study.load_results(trained_ost, runs_dir))
+    frame = views.ost_mst_frame({"one session": ost_runs, "multi session": {m: runs[m] for m in trained}})
+    pretrained = study.zero_shot_summary(runs[focus])
     lines = {"held-out zero-shot": pretrained["zero_shot_before"], "retrieval I→T R@1": pretrained["i2t_r1_before"]}
     saved.append(save_figure(cplots.plot_ost_mst(frame, pretrained=lines), f"{FIGURES_DIR}/01_ost_vs_mst"))
     display(frame.groupby(["method", "metric", "regime"])["value"].agg(["mean", "std"]).unstack().round(1))
@@ -166,11 +167,11 @@ if OST_SCENARIO and trained:
 headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE,
                  "overrides": settings},
-    "methods": {label: sh.headline_numbers(results) for label, results in runs.items()},
-    "one_session": {label: sh.headline_numbers(results) for label, results in ost_runs.items()},
+    "methods": {label: study.headline_numbers(results) for label, results in runs.items()},
+    "one_session": {label: study.headline_numbers(results) for label, results in ost_runs.items()},
     "figures": [str(path) for path in saved],
 }
-write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
 pd.DataFrame(headline["methods"]).T.round(1)
 
 # %% [markdown]

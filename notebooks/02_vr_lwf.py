@@ -74,16 +74,17 @@ INTERACTIVE = True
 # %%
 import pandas as pd
 
-from cliplab import study_helpers as sh
+from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
+from cliplab.results import views
 from cliplab.plots.style import save_figure, set_theme
 
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
+settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
                    jobs=JOBS)
 settings
@@ -92,20 +93,20 @@ settings
 # ## Train (or reuse) every method on every scenario
 
 # %%
-requests = sh.grid(SCENARIOS, METHODS, seeds)
+requests = study.grid(SCENARIOS, METHODS, seeds)
 ablation_runs = []  # VR-LwF variants, trained in the same pool (shown at the end)
 if ABLATION_SCENARIO and ABLATION:
-    base = sh.grid([ABLATION_SCENARIO], ["finetune", "vr_lwf"], seeds)
-    ablation_runs = base + sh.ablation(ABLATION_SCENARIO, "vr_lwf", ABLATION, seeds, smoke=SMOKE)
-sh.run_requests(requests + ablation_runs, runs_dir, settings=settings, **run_options)
-df = sh.tidy_runs(requests, runs_dir)
-results = sh.load_results(requests, runs_dir)
+    base = study.grid([ABLATION_SCENARIO], ["finetune", "vr_lwf"], seeds)
+    ablation_runs = base + study.ablation(ABLATION_SCENARIO, "vr_lwf", ABLATION, seeds, smoke=SMOKE)
+study.run_requests(requests + ablation_runs, runs_dir, settings=settings, **run_options)
+df = study.tidy_runs(requests, runs_dir)
+results = study.load_results(requests, runs_dir)
 
 # %% [markdown]
 # ## Transfer / Avg / Last (mean ± std over seeds)
 
 # %%
-sh.method_table(df, quantities=("transfer", "avg", "last", "forgetting")).unstack("scenario")
+study.method_table(df, quantities=("transfer", "avg", "last", "forgetting")).unstack("scenario")
 
 # %% [markdown]
 # The same runs, measured on the held-out probes: the change from the pretrained model after the
@@ -113,13 +114,13 @@ sh.method_table(df, quantities=("transfer", "avg", "last", "forgetting")).unstac
 
 # %%
 deltas = ("zero_shot_delta", "retrieval_delta/*/i2t_r1", "retrieval_delta/*/t2i_r1")
-sh.method_table(df, quantities=deltas).unstack("scenario").T
+study.method_table(df, quantities=deltas).unstack("scenario").T
 
 # %% [markdown]
 # ## Stability vs plasticity
 
 # %%
-points = cplots.stability_plasticity_frame(df, by="label")
+points = views.stability_plasticity_frame(df, by="label")
 fig = cplots.plot_stability_plasticity(points, by="label")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/02_stability_plasticity"))
 
@@ -135,11 +136,11 @@ for scenario in SCENARIOS:
 # %%
 def show_matrix(scenario=SCENARIOS[0], method="vr_lwf" if "vr_lwf" in METHODS else METHODS[0]):
     """Accuracy matrix of one method on one scenario, mean over seeds (widget callback)."""
-    chosen = sh.by_label(results, scenario)[method]
-    cplots.plot_accuracy_matrix(*cplots.accuracy_matrix_frame(chosen), title=f"{method} on {scenario}")
+    chosen = study.by_label(results, scenario)[method]
+    cplots.plot_accuracy_matrix(*views.accuracy_matrix_frame(chosen), title=f"{method} on {scenario}")
 
 
-sh.explore(show_matrix, enabled=INTERACTIVE, scenario=list(SCENARIOS), method=list(METHODS))
+study.explore(show_matrix, enabled=INTERACTIVE, scenario=list(SCENARIOS), method=list(METHODS))
 
 # %% [markdown]
 # ## Ablation of VR-LwF's open choices
@@ -149,9 +150,9 @@ sh.explore(show_matrix, enabled=INTERACTIVE, scenario=list(SCENARIOS), method=li
 
 # %%
 if ablation_runs:
-    ablation_df = sh.tidy_runs(ablation_runs, runs_dir)
-    display(sh.method_table(ablation_df, by=("label",), quantities=("avg", "last", "zero_shot_delta")))
-    fig = cplots.plot_stability_plasticity(cplots.stability_plasticity_frame(ablation_df, by="label"), by="label",
+    ablation_df = study.tidy_runs(ablation_runs, runs_dir)
+    display(study.method_table(ablation_df, by=("label",), quantities=("avg", "last", "zero_shot_delta")))
+    fig = cplots.plot_stability_plasticity(views.stability_plasticity_frame(ablation_df, by="label"), by="label",
                                            title="VR-LwF ablation: one option changed at a time")
     saved.append(save_figure(fig, f"{FIGURES_DIR}/02_ablation_stability_plasticity"))
 
@@ -166,12 +167,12 @@ if ablation_runs:
 headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE,
                  "overrides": settings},
-    "methods": {s: {m: sh.headline_numbers(r) for m, r in sh.by_label(results, s).items()} for s in SCENARIOS},
-    "ablation": {m: sh.headline_numbers(r) for m, r in
-                 sh.by_label(sh.load_results(ablation_runs, runs_dir)).items()},
+    "methods": {s: {m: study.headline_numbers(r) for m, r in study.by_label(results, s).items()} for s in SCENARIOS},
+    "ablation": {m: study.headline_numbers(r) for m, r in
+                 study.by_label(study.load_results(ablation_runs, runs_dir)).items()},
     "figures": [str(path) for path in saved],
 }
-write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
 pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T[
     ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]].round(1)
 

@@ -70,9 +70,9 @@ INTERACTIVE = True
 # %%
 import pandas as pd
 
-from cliplab import study_helpers as sh
+from cliplab import study
 from cliplab.alignment import cross_version_matrix
-from cliplab.embed import model_temperature
+from cliplab.evaluation.embed import model_temperature
 from cliplab.io import write_json_atomic
 from cliplab.models import load_model
 from cliplab.plots import alignment as aplots
@@ -81,9 +81,9 @@ from cliplab.plots.style import save_figure, set_theme
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = sh.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-probe_size = min(PROBE_SIZE, sh.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
-settings = sh.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
+probe_size = min(PROBE_SIZE, study.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
+settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
                    jobs=JOBS)
 focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
@@ -94,15 +94,15 @@ focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 # (`embeddings/`), so re-executing this notebook only recomputes the metrics.
 
 # %%
-requests = sh.grid([SCENARIO], METHODS, seeds)
-sh.run_requests(requests, runs_dir, settings=settings, **run_options)
+requests = study.grid([SCENARIO], METHODS, seeds)
+study.run_requests(requests, runs_dir, settings=settings, **run_options)
 bundle = load_model(MODEL, pretrained=PRETRAINED, device=DEVICE)
 temperature = model_temperature(bundle.model)
-probe = sh.alignment_probe(SCENARIO, bundle.eval_transform, probe_size, DATA_ROOT, SCENARIO_OPTIONS)
-reference = sh.encode_probe(bundle.model, bundle.tokenizer, probe)
-versions = {(r.label, r.seed): sh.embed_run(r.folder(runs_dir), probe, bundle.tokenizer, DEVICE, SCENARIO)
+probe = study.alignment_probe(SCENARIO, bundle.eval_transform, probe_size, DATA_ROOT, SCENARIO_OPTIONS)
+reference = study.encode_probe(bundle.model, bundle.tokenizer, probe)
+versions = {(r.label, r.seed): study.embed_run(r.folder(runs_dir), probe, bundle.tokenizer, DEVICE, SCENARIO)
             for r in requests}
-table = sh.alignment_frame(reference, versions, temperature)
+table = study.alignment_frame(reference, versions, temperature)
 print(f"{len(probe[1])} probe pairs, temperature {temperature:.4f}, {len(versions)} runs")
 
 # %% [markdown]
@@ -132,7 +132,7 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_invariant"))
 # %%
 HEADLINE_METRICS = ["gap_l2m", "unif_joint", "cka_img_txt", "i2t_r1", "t2i_r1", "angle_img_mean", "angle_txt_mean",
                     "angle_mismatch", "offdiag_drift", "cka_img", "cka_txt", "newI_oldT_i2t_r1"]
-final = sh.final_alignment(table, HEADLINE_METRICS)
+final = study.final_alignment(table, HEADLINE_METRICS)
 final.round(2)
 
 # %% [markdown]
@@ -140,7 +140,7 @@ final.round(2)
 
 # %%
 angles = pd.concat([
-    aplots.rotation_angle_table(reference, {t + 1: v for t, v in enumerate(versions[(m, seeds[0])])}, method=m)
+    study.rotation_angle_table(reference, {t + 1: v for t, v in enumerate(versions[(m, seeds[0])])}, method=m)
     for m in METHODS])
 fig = aplots.plot_rotation_violins(angles, hue="method")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/03_rotation_violins"))
@@ -176,7 +176,7 @@ def show_version(method=focus[0], task=len(versions[(focus[0], seeds[0])])):
     aplots.plot_joint_projection(projection, {"pretrained": reference, f"{method} after task {task}": chain[task - 1]})
 
 
-sh.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, len(versions[(focus[0], seeds[0])])))
+study.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, len(versions[(focus[0], seeds[0])])))
 
 # %% [markdown]
 # ## Record the headline numbers
@@ -193,7 +193,7 @@ headline = {
     "final": final.to_dict(orient="index"),
     "figures": [str(path) for path in saved],
 }
-write_json_atomic(f"{OUT_DIR}/metrics.json", sh.jsonable(headline))
+write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
 
 # %% [markdown]
 # ## The answer, in the default setting

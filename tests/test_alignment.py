@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from cliplab import alignment as A  # noqa: E402
-from cliplab.retrieval import retrieval_metrics  # noqa: E402
+from cliplab.evaluation.retrieval import retrieval_metrics  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -307,7 +307,7 @@ def tiny_clip():
 
 
 def test_encode_images_and_texts(tiny_clip):
-    from cliplab.embed import encode_images, encode_texts, model_temperature
+    from cliplab.evaluation.embed import encode_images, encode_texts, model_temperature
 
     model, tokenizer = tiny_clip
     model.train()
@@ -331,7 +331,7 @@ def test_encode_images_and_texts(tiny_clip):
 
 
 def test_embedding_cache_round_trip(tmp_path):
-    from cliplab.embed import EmbeddingCache
+    from cliplab.evaluation.embed import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path / "emb")
     calls = []
@@ -373,7 +373,9 @@ def test_similarity_histogram_and_violins(tmp_path, versions):
 
     (I0, T0), (I1, T1) = versions["pretrained"], versions["task 2"]
     _saved(plots.plot_similarity_histograms(I0, T0, I1, T1, max_negatives=100), tmp_path, "hist")
-    table = plots.rotation_angle_table(versions["pretrained"], versions, method="finetune")
+    from cliplab.study.alignment import rotation_angle_table
+
+    table = rotation_angle_table(versions["pretrained"], versions, method="finetune")
     assert list(table.columns) == ["task", "modality", "angle", "method"] and len(table) == 3 * 2 * 24
     task1_img = table[(table.task == "task 1") & (table.modality == "image")].angle
     assert np.allclose(task1_img, 25.0, atol=1e-3)

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from cliplab import study_helpers as sh
+import cliplab.study as sh
 from cliplab.models import TOYCLIP_CHECKPOINT
 
 FLOOR = 10.0  # points of held-out zero-shot accuracy fine-tuning must lose

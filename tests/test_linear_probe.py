@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from cliplab.linear_probe import linear_probe
+from cliplab.evaluation.linear_probe import linear_probe
 
 CS = (0.01, 1.0, 100.0)
 

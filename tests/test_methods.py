@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cliplab.data import TensorImageDataset
-from cliplab.engine.config import TrainConfig
-from cliplab.engine.loop import train_task
+from cliplab.engine.config import TrainConfig, apply_overrides
+from cliplab.engine.loop import bind_services, train_task
 from cliplab.engine.runner import run_scenario
-from cliplab.engine.scenario import ReferenceData, Scenario, Task
+from cliplab.scenarios.base import ReferenceData, Scenario, Task
 from cliplab.engine.student import ClipStudent, frozen_copy, student_forward
 from cliplab.methods import (
     METHODS, TaskContext, WeightEnsemble, distillation_losses, get_method, herding, interpolate_,
@@ -98,20 +98,19 @@ def make_ctx(scenario, tokenizer, task_index=0, model=None, initial=None, config
     """What `runner._run_task` builds: frozen, independent copies of the model as teachers."""
     model = model if model is not None else tiny_clip()
     task = scenario.tasks[task_index]
-    return TaskContext(
+    return bind_services(TaskContext(
         model=model, tokenizer=tokenizer, train_transform=to_tensor, eval_transform=to_tensor, scenario=scenario,
         task=task, task_index=task_index, config=config or make_config(), device=CPU,
         initial_model=initial if initial is not None else frozen_copy(model), start_model=frozen_copy(model),
         train_data=task.train_data(to_tensor), steps=steps, seed=1000 + task_index,
         class_tokens=tokenizer([TEMPLATE.format(c) for c in task.classnames]),
-    )
+    ))
 
 
 def hook_step(method, ctx, step: int, ce_images: torch.Tensor):
     """One step of the loop's hook protocol without the optimiser: extra inputs, one forward, losses."""
     extra = method.extra_inputs(ctx, step)
     out = student_forward(ClipStudent(ctx.model), ce_images, ctx.class_tokens, extra.images, extra.tokens)
-    ctx.state["ce_images"] = ce_images
     return extra, out, method.losses(ctx, out)
 
 
@@ -278,15 +277,17 @@ def test_kd_weights_per_direction_scale_each_term(scenario, tokenizer):
     assert values[1]["kd_t2i"].item() == pytest.approx(0.5 * values[0]["kd_t2i"].item(), rel=1e-5)
 
 
-def test_kd_batch_size_comes_from_the_option_or_the_training_config(scenario, tokenizer):
-    """The distillation batch: method option `kd_batch_size`, else `TrainConfig.kd_batch_size`, else the CE batch."""
+def test_kd_batch_size_comes_from_the_method_option_else_the_ce_batch(scenario, tokenizer):
+    """The distillation batch: method option `kd_batch_size` (its one home), else the CE batch size."""
     sizes = []
-    for options, config in (({}, make_config()), ({}, make_config(kd_batch_size=3)), ({"kd_batch_size": 5}, make_config(kd_batch_size=3))):
+    for options in ({}, {"kd_batch_size": 5}):
         method = get_method("lwf", options)
-        ctx = make_ctx(scenario, tokenizer, config=config)
+        ctx = make_ctx(scenario, tokenizer, config=make_config())
         method.begin_task(ctx)
         sizes.append(len(method.extra_inputs(ctx, 0).images))
-    assert sizes == [8, 3, 5]
+    assert sizes == [8, 5]
+    with pytest.raises(ValueError, match="unknown setting 'kd_batch_size'"):
+        apply_overrides(TrainConfig(), {"kd_batch_size": 3})
 
 
 def test_memory_kd_images_without_a_memory_is_an_error(scenario, tokenizer):
@@ -685,7 +686,6 @@ def test_each_accumulation_micro_batch_is_distilled_against_its_own_teacher_imag
         for micro in range(2):
             kd = extra.images[micro * 4:(micro + 1) * 4]
             out = student_forward(ClipStudent(ctx.model), images[micro * 4:(micro + 1) * 4], ctx.class_tokens, kd, None)
-            ctx.state["ce_images"] = images[micro * 4:(micro + 1) * 4]
             terms = method.losses(ctx, out)
             entropy = teacher_entropy_t2(method.teacher, kd, method.teacher_texts, method.options.T)
             for key in terms:

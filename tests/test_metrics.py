@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cliplab.metrics import (
+from cliplab.evaluation.metrics import (
     average_forgetting,
     backward_transfer,
     class_incremental_summary,

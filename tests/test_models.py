@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from cliplab.checkpoints import save_model
-from cliplab.evaluate import toyworld_zero_shot
+from cliplab.evaluation.reports import toyworld_zero_shot
 from cliplab.models import TOYCLIP, PretrainedWeightsUnavailable, load_model
 
 # A probe seed used nowhere else (all probe seeds are outside the pretraining stream by design).

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cliplab import study_helpers as sh
+import cliplab.study as sh
 from cliplab.models import TOYCLIP_CHECKPOINT
-from cliplab.study import NOTEBOOKS, notebooks_dir, parse_params, read_notebook, run_study
+from cliplab.study.notebooks import NOTEBOOKS, notebooks_dir, parse_params, read_notebook, run_study
 
 STEMS = [name.split(".")[0] for name in NOTEBOOKS]
 REQUIRED_PARAMETERS = {"MODEL", "PRETRAINED", "METHODS", "SEEDS", "STEPS_PER_TASK", "DEVICE", "OUT_DIR", "RUNS_DIR",

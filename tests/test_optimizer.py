@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from cliplab.engine.config import TrainConfig, apply_overrides
-from cliplab.engine.loop import adamw
+from cliplab.engine.optim import adamw
 
 
 def _trained_copy(impl: str) -> list[torch.Tensor]:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
-    optimizer = adamw(list(net.parameters()), TrainConfig(optimizer_impl=impl, weight_decay=0.1), lr=1e-2)
+    optimizer = adamw(list(net.parameters()), lr=1e-2, weight_decay=0.1, impl=impl)
     data = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
     for _ in range(10):
         optimizer.zero_grad()
@@ -22,7 +22,7 @@ def _trained_copy(impl: str) -> list[torch.Tensor]:
 
 
 def test_fused_is_the_default_and_is_used_on_cpu():
-    optimizer = adamw([torch.nn.Parameter(torch.zeros(3))], TrainConfig(), lr=1e-3)
+    optimizer = adamw([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
     assert optimizer.defaults["fused"] is True
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from cliplab import study_helpers as sh
-from cliplab.engine.pool import cpu_cores, resolve_jobs, run_parallel
+import cliplab.study as sh
+from cliplab.study.pool import cpu_cores, resolve_jobs, run_parallel
 from cliplab.models import TOYCLIP_CHECKPOINT
 
 needs_toyclip = pytest.mark.skipif(not TOYCLIP_CHECKPOINT.exists(), reason="the shipped ToyCLIP checkpoint is missing")

@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import cliplab.engine.evaluation as evaluation
+import cliplab.evaluation.evaluator as evaluation
+from cliplab.evaluation import RETRIEVAL_KEYS
 from cliplab.cli import main as cli_main
 from cliplab.data import CIFAR100_CLASS_ORDER, MTIL_ORDER_1, MTIL_ORDER_2, DatasetNotFoundError, load_metadata
-from cliplab.engine.real_scenarios import CIL_TEMPLATE
+from cliplab.scenarios.published import CIL_TEMPLATE
 from cliplab.engine.runner import build_config, run_scenario
-from cliplab.engine.scenario import ClassSubset, get_scenario
-from cliplab.metrics import SUMMARY_KEYS
+from cliplab.scenarios import ClassSubset, get_scenario
+from cliplab.evaluation.metrics import SUMMARY_KEYS
 from cliplab.results import load_run
 from fakedata import patch_checksums, write_mtil_root, write_reference_data
 
@@ -278,7 +279,7 @@ def test_zscl_with_probes_retrieval_and_reference_data(fake_root, reference, tmp
     assert metrics["config"]["train_mode"] == "whole" and metrics["config"]["lr"] == 7.1e-6
     assert list(metrics["zero_shot"]) == ["cifar10"] and len(metrics["zero_shot"]["cifar10"]) == 3
     assert list(metrics["retrieval"]) == ["coco_karpathy"]
-    assert set(metrics["retrieval"]["coco_karpathy"]) == set(evaluation.RETRIEVAL_KEYS)
+    assert set(metrics["retrieval"]["coco_karpathy"]) == set(RETRIEVAL_KEYS)
     curves = list(metrics["zero_shot"].values()) + list(metrics["retrieval"]["coco_karpathy"].values())
     assert all(len(c) == 3 and all(0.0 <= v <= 100.0 for v in c) for c in curves)
     # Per evaluation: the 2 task columns among the seen classes, then the 10-class CIFAR-10 probe.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 
 from cliplab.cli import main
-from cliplab.report import results_table
+from cliplab.study.tables import results_table
 from cliplab.results import save_run
 from test_results import make_run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 import os
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cliplab import results
+from cliplab.evaluation.metrics import SUMMARY_KEYS
 from cliplab.results import (
     RunResult,
     append_loss_log,
@@ -68,11 +70,13 @@ def test_failed_write_keeps_previous_metrics(tmp_path, monkeypatch):
     save_run(make_run(seed=1), tmp_path)
     before = (tmp_path / "metrics.json").read_text()
 
-    def broken_dump(data, handle, **kwargs):
-        handle.write('{"method": "half-written')
+    real_write = Path.write_text
+
+    def broken_write(path, text, *args, **kwargs):
+        real_write(path, text[: len(text) // 2], *args, **kwargs)
         raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(results.json, "dump", broken_dump)
+    monkeypatch.setattr(Path, "write_text", broken_write)
     with pytest.raises(RuntimeError, match="mid-write"):
         save_run(make_run(seed=2), tmp_path)
     monkeypatch.undo()
@@ -112,7 +116,7 @@ def test_save_rejects_mutated_or_unserialisable_results(tmp_path):
         save_run(make_run(accuracy_matrix=[[40.0, None], [20.0, 60.0]]), tmp_path)
     assert not (tmp_path / "metrics.json").exists()
     nan = float("nan")
-    partial = make_run(accuracy_matrix=[[40.0, nan], [20.0, 60.0]], summary=dict.fromkeys(results.SUMMARY_KEYS, nan))
+    partial = make_run(accuracy_matrix=[[40.0, nan], [20.0, 60.0]], summary=dict.fromkeys(SUMMARY_KEYS, nan))
     save_run(partial, tmp_path)
     assert load_run(tmp_path) == partial
 

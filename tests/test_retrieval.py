@@ -1,4 +1,4 @@
-"""Oracle tests for cliplab.retrieval: torchmetrics, a naive argsort reference, hand cases."""
+"""Oracle tests for cliplab.evaluation.retrieval: torchmetrics, a naive argsort reference, hand cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.retrieval import retrieval_hit_rate, retrieval_recall
 
-from cliplab.retrieval import positive_ranks, recall_at_k, retrieval_metrics
+from cliplab.evaluation.retrieval import positive_ranks, recall_at_k, retrieval_metrics
 
 torch.set_num_threads(1)
 

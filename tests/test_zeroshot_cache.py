@@ -9,12 +9,12 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from cliplab import zeroshot
-from cliplab.engine.evaluation import ScenarioEvaluator
+from cliplab.evaluation import zeroshot
+from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.engine.runner import build_config
-from cliplab.engine.scenario import get_scenario
+from cliplab.scenarios import get_scenario
 from cliplab.models import load_model
-from cliplab.zeroshot import clear_classifier_cache, text_tower_fingerprint, zero_shot_classifier
+from cliplab.evaluation.zeroshot import clear_classifier_cache, text_tower_fingerprint, zero_shot_classifier
 
 _CONTENT_HASH = zeroshot._content_hash  # unpatched, for the expected values
 

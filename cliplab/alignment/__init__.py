@@ -1,7 +1,7 @@
 """Embedding-space alignment metrics for CLIP under continual fine-tuning.
 
 Pure functions on L2-normalised embedding matrices `I`, `T` (N x d; row i of each is a matched
-image-caption pair) of a FIXED probe set, encoded once per model version (`cliplab.embed`).
+image-caption pair) of a FIXED probe set, encoded once per model version (`cliplab.evaluation.embed`).
 
 * `geometry` — one version: modality gap (L2M, L2I, RMG, direction), cone, alignment and
   uniformity, matched vs unmatched similarity + AUROC, effective rank, linear CKA.

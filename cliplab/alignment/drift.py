@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliplab.retrieval import retrieval_metrics
+from cliplab.evaluation.retrieval import retrieval_metrics
 
 __all__ = [
     "rotation_angles", "self_angle_change", "offdiag_drift", "cross_version_retrieval",
@@ -120,7 +120,7 @@ def cross_version_retrieval(
     """Retrieval across versions: new images vs old texts, and old images vs new texts.
 
     Keys `newI_oldT_<metric>` and `oldI_newT_<metric>` for every metric of
-    `cliplab.retrieval.retrieval_metrics` (e.g. `newI_oldT_i2t_r1`, percent). If the two
+    `cliplab.evaluation.retrieval.retrieval_metrics` (e.g. `newI_oldT_i2t_r1`, percent). If the two
     modalities rotated together, within-version recall is kept but these drop; a model that
     did not move keeps them equal to the within-version numbers.
     """

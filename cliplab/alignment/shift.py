@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cliplab.alignment.geometry import gap_direction, modality_gap
-from cliplab.retrieval import retrieval_metrics
+from cliplab.evaluation.retrieval import retrieval_metrics
 
 __all__ = ["clip_loss", "shift_along_gap", "shift_experiment"]
 

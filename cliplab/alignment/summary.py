@@ -18,7 +18,7 @@ from cliplab.alignment.geometry import (
     relative_modality_gap, similarity_stats, uniformity_loss,
 )
 from cliplab.alignment.shift import clip_loss
-from cliplab.retrieval import retrieval_metrics
+from cliplab.evaluation.retrieval import retrieval_metrics
 
 __all__ = ["alignment_summary", "version_drift"]
 

@@ -28,7 +28,7 @@ from cliplab.data.metadata import (
     available_metadata,
     load_metadata,
 )
-from cliplab.data.registry import get_dataset, list_datasets, register_dataset
+from cliplab.data.registry import get_dataset, list_datasets, register_dataset, require_local_dataset
 from cliplab.data.splits import seeded_split_indices
 from cliplab.data.tensor import TensorImageDataset, to_pil
 
@@ -40,5 +40,5 @@ __all__ = [
     "CaptionDataset", "ClassListMismatchError", "ClassificationDataset", "CorruptFileError", "CorruptImageError",
     "CorruptImageWarning", "DatasetMetadata", "DatasetNotFoundError", "FileImageDataset", "TensorImageDataset",
     "UnknownDatasetError", "available_metadata", "caption_collate", "get_dataset", "list_datasets",
-    "load_metadata", "register_dataset", "seeded_split_indices", "to_pil",
+    "load_metadata", "register_dataset", "require_local_dataset", "seeded_split_indices", "to_pil",
 ]

@@ -1,15 +1,13 @@
 """The one place that maps dataset names to factories, and `get_dataset`, the single entry point.
 
 A factory is called as `factory(root=..., split=..., transform=..., download=..., on_corrupt=...,
-**options)` and returns a dataset. Other modules add names with `register_dataset` (e.g.
-`cliplab/data/toyworld.py` registers `toyworld-*`); that module is imported lazily the first time
-a name is not found, so a problem in it never breaks the built-in datasets.
+**options)` and returns a dataset. Code outside the package adds names with `register_dataset`.
+`require_local_dataset` checks that a dataset's files are in place without opening them (what
+published scenarios do when they are built).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,7 +20,8 @@ from cliplab.data.cifar import load_cifar
 from cliplab.data.errors import UnknownDatasetError
 from cliplab.data.folders import load_image_folder
 from cliplab.data.integrity import check_on_corrupt
-from cliplab.data.torchvision_sets import TORCHVISION_DATASETS, load_torchvision
+from cliplab.data.layouts import require_layout, resolve_root
+from cliplab.data.torchvision_sets import TORCHVISION_DATASETS, load_torchvision, require_torchvision_files
 
 Factory = Callable[..., Dataset]
 
@@ -41,10 +40,6 @@ _REGISTRY: dict[str, Factory] = {
 _ALIASES = {"fgvc_aircraft": "aircraft", "flowers": "flowers102", "food": "food101", "oxfordpet": "oxford_pet",
             "pets": "oxford_pet", "stanfordcars": "stanford_cars", "cars": "stanford_cars"}
 
-_PLUGINS = ("cliplab.data.toyworld",)
-_plugins_loaded = False
-
-
 def register_dataset(name: str, factory: Factory, *, overwrite: bool = False) -> None:
     """Make `get_dataset(name, ...)` call `factory`; refuses to replace a name unless `overwrite=True`."""
     if not callable(factory):
@@ -56,7 +51,6 @@ def register_dataset(name: str, factory: Factory, *, overwrite: bool = False) ->
 
 def list_datasets() -> list[str]:
     """All names `get_dataset` accepts (aliases excluded)."""
-    _load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -92,23 +86,26 @@ def get_dataset(
     return dataset
 
 
+def _lookup_name(name: str) -> str:
+    return _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+
+
 def _lookup(name: str) -> Factory:
-    key = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
-    if key not in _REGISTRY:
-        _load_plugins()
+    key = _lookup_name(name)
     if key not in _REGISTRY:
         raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in _PLUGINS:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+def require_local_dataset(name: str, root: str | Path | None, split: str = "test") -> None:
+    """Raise `DatasetNotFoundError` (naming the missing path and the layout) unless the files of a
+    file-based dataset's `split` are under `root`. Nothing is opened or parsed: a cheap check for
+    code that must fail early (building a published scenario) but loads the data later."""
+    key = _lookup_name(name)
+    if key in ("cifar10", "cifar100"):
+        require_layout(key, resolve_root(root), split)
+    elif key in TORCHVISION_DATASETS:
+        require_torchvision_files(key, root, split)
 
 
 def _require(dataset: Dataset, method: str, name: str, option: str) -> Any:

@@ -80,6 +80,11 @@ def load_torchvision(
                             templates=load_metadata(name).templates, transform=transform, corrupt=dropped)
 
 
+def require_torchvision_files(name: str, root: Any, split: str) -> None:
+    """Raise `DatasetNotFoundError` unless the files of `name`'s `split` are under `root` (nothing is opened)."""
+    require_layout(name, resolve_root(root), _tv_split(name, _SPECS[name], split))
+
+
 def _tv_split(name: str, spec: _Spec, split: str) -> str:
     if spec.splits is None:
         if split not in ("train", "test", "all"):

@@ -11,6 +11,8 @@ import ast
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from cliplab.engine.optim import OPTIMIZER_IMPLS
+
 
 @dataclass
 class TrainConfig:
@@ -19,7 +21,6 @@ class TrainConfig:
     steps_per_task: int = 1000  # [ZSCL MTIL: 1,000 iterations per task]
     epochs_per_task: float | None = None  # if set, overrides steps: ceil(epochs * N / batch) [ZSCL CIL: 1 epoch]
     batch_size: int = 64  # [ZSCL]
-    kd_batch_size: int | None = None  # distillation batch (None = batch_size) [ZSCL: 64]
     lr: float = 1e-5  # [ZSCL MTIL]
     lr_per_task: dict[str, float] = field(default_factory=dict)  # [ZSCL: 5e-5 for Aircraft and MNIST]
     weight_decay: float = 0.0  # [ZSCL]
@@ -59,7 +60,7 @@ class TrainConfig:
 _TRAIN_MODES = ("whole", "image", "text")
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """'1e-4' → 0.0001, 'true' → True, '[1,2]' → [1, 2]; anything else stays a string."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
@@ -76,12 +77,12 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | dict[str, Any] |
     """Apply `key=value` strings (or a dict); `method.key=value` sets a method option."""
     if not overrides:
         return config
-    pairs = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
+    pairs = overrides.items() if isinstance(overrides, dict) else (split_assignment(o, "--set") for o in overrides)
     known = {f.name for f in fields(TrainConfig)}
     updates: dict[str, Any] = {}
     method = dict(config.method)
     for key, value in pairs:
-        value = _parse_value(value) if isinstance(value, str) else value
+        value = parse_value(value) if isinstance(value, str) else value
         if key.startswith("method."):
             method[key[len("method."):]] = value
         elif key in known:
@@ -93,14 +94,12 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | dict[str, Any] |
     return config
 
 
-def _split(item: str) -> tuple[str, str]:
+def split_assignment(item: str, option: str = "--set", form: str = "key=value") -> tuple[str, str]:
+    """"key=value" -> ("key", "value"); anything else is a ValueError naming `option` and the `form`."""
     if "=" not in item:
-        raise ValueError(f"--set expects key=value, got {item!r}")
+        raise ValueError(f"{option} expects {form}, got {item!r}")
     key, value = item.split("=", 1)
     return key.strip(), value
-
-
-OPTIMIZER_IMPLS = ("fused", "foreach", "for_loop")
 
 
 def validate(config: TrainConfig) -> None:

@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
-from cliplab.engine.config import TrainConfig
+from cliplab.engine.optim import adamw, cosine_with_warmup
 from cliplab.engine.sampling import cycle_steps
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
+from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
-from cliplab.pretrain import cosine_with_warmup
-from cliplab.results import append_loss_log
+from cliplab.results.layout import RunFolder
+from cliplab.results.loss_log import append_loss_log
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -63,16 +64,16 @@ def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) 
         )
 
 
-def adamw(params: list[torch.nn.Parameter], config: TrainConfig, lr: float) -> torch.optim.AdamW:
-    """AdamW with the kernel `config.optimizer_impl` names; "fused" falls back to "foreach" on a
-    device or dtype without a fused kernel (the update is the same, only the float order differs)."""
-    kwargs = dict(lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
-    if config.optimizer_impl == "fused":
-        try:
-            return torch.optim.AdamW(params, fused=True, **kwargs)
-        except RuntimeError:
-            return torch.optim.AdamW(params, foreach=True, **kwargs)
-    return torch.optim.AdamW(params, foreach=config.optimizer_impl == "foreach", **kwargs)
+def bind_services(ctx: TaskContext) -> TaskContext:
+    """Give the context the engine services a method may use (`ctx.batches`, `ctx.encode_images`)."""
+    rank, world = distributed.rank_and_world()
+    workers = ctx.config.num_workers
+
+    def batch_source(dataset, batch_size: int, seed: int, start: int, end: int):
+        return cycle_steps(dataset, batch_size, seed, start, end, workers, rank, world)
+
+    ctx.batch_source, ctx.image_encoder = batch_source, image_features
+    return ctx
 
 
 def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
@@ -82,18 +83,20 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         method.end_task(ctx)
         return
     params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
-    optimizer = adamw(params, config, config.lr_for(ctx.task.name))
+    optimizer = adamw(params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl)
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
-    mid_path = run_dir / "checkpoints" / "mid_task.safetensors"
+    mid_path = RunFolder(run_dir).mid_task
     start = _resume_step(mid_path, ctx.task_index)
-    ctx.state["start_step"] = start
+    ctx.start_step = start
+    if ctx.batch_source is None or ctx.image_encoder is None:
+        bind_services(ctx)
     method.begin_task(ctx)
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
         _, extra = load_training_state(mid_path, model, optimizer, scheduler)
         method.load_state_tensors(extra)
     student = distributed.wrap(ClipStudent(model))
-    rank, world = distributed.rank_and_world()
-    batches = cycle_steps(ctx.train_data, config.batch_size, ctx.seed, start, ctx.steps, config.num_workers, rank, world)
+    rank, _ = distributed.rank_and_world()
+    batches = ctx.batches(ctx.train_data, config.batch_size, ctx.seed)
     scale = model.logit_scale.exp().detach()
     bar = tqdm(range(start, ctx.steps), initial=start, total=ctx.steps, desc=f"{method.name} · {ctx.task.name}",
                disable=not config.progress or rank != 0, leave=False)
@@ -128,7 +131,6 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
             out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)
             logits = scale * out.ce_images.float() @ out.class_texts.float().T
             losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
-            ctx.state["ce_images"] = images[part]
             losses.update(method.losses(ctx, out))
         _check_finite(losses, ctx, step + 1)
         (sum(losses.values()) / accum).backward()
@@ -147,9 +149,7 @@ def _log(run_dir: Path, ctx: TaskContext, step: int, lr: float, losses: dict[str
 
 def clear_mid_task(run_dir: Path) -> None:
     """Remove the mid-task state once the task's own checkpoint is written."""
-    path = run_dir / "checkpoints" / "mid_task.safetensors"
-    if path.exists():
-        path.unlink()
+    RunFolder(run_dir).mid_task.unlink(missing_ok=True)
 
 
-__all__ = ["NonFiniteLossError", "clear_mid_task", "task_steps", "train_task"]
+__all__ = ["NonFiniteLossError", "bind_services", "clear_mid_task", "task_steps", "train_task"]

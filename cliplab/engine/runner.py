@@ -1,18 +1,20 @@
-"""Run a method through a scenario and write the results layout (`cliplab.results`).
+"""Run a method through a scenario and write the run folder (`cliplab.results.layout`).
 
-The run folder holds `metrics.json` + `accuracy_matrix.csv` (when finished), `loss_log.csv`,
-`progress.json` (what is finished so far, written atomically after every task) and
-`checkpoints/` (`task_<i>.safetensors` after each task, `mid_task.safetensors` during one).
 Calling `run_scenario` again on the same folder resumes: finished tasks are not redone, a task
-that was interrupted continues from its last mid-task checkpoint.
+that was interrupted continues from its last mid-task checkpoint. A folder holding a run of
+another identity (`RunIdentity`: scenario, method, model and weights, seed, resolved settings,
+engine revision) is never resumed into.
+
+Planning needs no data: `plan_run` resolves a run's configuration and identity from the
+scenario's spec alone, which is how the study decides whether a finished folder can be reused.
 """
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +23,57 @@ from safetensors.torch import load_file, save_file
 from cliplab.checkpoints import load_state_dict, save_model
 from cliplab.engine import distributed
 from cliplab.engine.config import TrainConfig, apply_overrides
-from cliplab.engine.evaluation import Evaluation, ScenarioEvaluator
-from cliplab.engine.loop import clear_mid_task, task_steps, train_task
-from cliplab.engine.scenario import Scenario, get_scenario
+from cliplab.engine.loop import bind_services, clear_mid_task, task_steps, train_task
 from cliplab.engine.student import frozen_copy
+from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
 from cliplab.io import atomic_path, write_json_atomic
 from cliplab.methods import Method, TaskContext, get_method
-from cliplab.models import TOYCLIP, ClipBundle, load_model
-from cliplab.results import RunResult, save_run
+from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
+from cliplab.results.layout import RunFolder, RunIdentity
+from cliplab.results.record import RunResult, save_run
+from cliplab.scenarios import Scenario, ScenarioSpec, get_scenario, scenario_spec
 from cliplab.utils import resolve_device, seed_everything
 
-
-@dataclass
-class RunSpec:
-    """What identifies a run; a folder holding a different spec is never resumed into."""
-
-    scenario: str
-    method: str
-    model: str
-    pretrained: str | None
-    seed: int
-    config: dict[str, Any]
+# Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
+# (2: fused AdamW). Part of a run's identity, so the study never reuses a run of an older engine.
+ENGINE_REVISION = 2
 
 
-def build_config(scenario: Scenario, method: str, overrides: list[str] | dict | None, seed: int | None) -> TrainConfig:
-    """Protocol defaults of the scenario, then its method defaults, then the user's overrides."""
-    config = apply_overrides(TrainConfig(), {k: v for k, v in scenario.defaults.items()})
-    method_defaults = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
-    config = apply_overrides(config, method_defaults)
+def build_config(scenario: Scenario | ScenarioSpec, method: str, overrides: list[str] | dict | None,
+                 seed: int | None) -> TrainConfig:
+    """Protocol defaults of the scenario, then its method presets, then the user's overrides."""
+    config = apply_overrides(TrainConfig(), dict(scenario.defaults))
+    presets = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
+    config = apply_overrides(config, presets)
     config = apply_overrides(config, overrides)
     return apply_overrides(config, {"seed": seed}) if seed is not None else config
 
 
-_PROBE_SETTINGS = ("probe_size", "retrieval_size", "probe_seed")
+def _spec_of(scenario: str | Scenario | ScenarioSpec, options: dict) -> ScenarioSpec:
+    if isinstance(scenario, str):
+        return scenario_spec(scenario, **options)
+    return scenario if isinstance(scenario, ScenarioSpec) else scenario.spec()
 
 
-def _scenario_and_config(scenario, method: str, overrides, seed, options: dict) -> tuple[Scenario, TrainConfig]:
-    """Build the config from the scenario's defaults, then the scenario with the config's probe sizes."""
-    built = get_scenario(scenario, **options) if isinstance(scenario, str) else scenario
-    config = build_config(built, method, overrides, seed)
-    wanted = {k: getattr(config, k) for k in _PROBE_SETTINGS}
-    if isinstance(scenario, str) and set(built.options) >= set(wanted) and any(built.options[k] != v for k, v in wanted.items()):
-        built = get_scenario(scenario, **options, **wanted)
-    if config.max_tasks is not None:
-        built.tasks = built.tasks[: config.max_tasks]
-    return built, config
+def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> dict:
+    """The scenario options, plus the probe sizes of `config` where the scenario builds its probes."""
+    probe = {k: getattr(config, k) for k in ("probe_size", "retrieval_size", "probe_seed") if k in spec.build_options}
+    return {**options, **probe}
+
+
+def plan_run(scenario: str | Scenario | ScenarioSpec, method: str, model: str = "toyclip", pretrained: str | None = None,
+             seed: int | None = None, overrides: list[str] | dict | None = None,
+             scenario_options: dict | None = None) -> tuple[TrainConfig, RunIdentity]:
+    """The resolved configuration and the identity of a run, from the scenario's spec (no data is built)."""
+    options = dict(scenario_options or {})
+    spec = _spec_of(scenario, options)
+    config = build_config(spec, method, overrides, seed)
+    get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
+    identity = RunIdentity(spec.name, method, model, pretrained, config.seed, config.to_dict(),
+                           weights=weights_fingerprint(model, pretrained), engine=ENGINE_REVISION,
+                           extra={"scenario_options": build})
+    return config, identity
 
 
 def _architecture(bundle: ClipBundle) -> str:
@@ -87,36 +95,21 @@ class _Clock:
             self.seconds[what] += time.perf_counter() - began
 
 
-# Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
-# (2: fused AdamW). The study records it, so it never reuses a run made by an older engine.
-ENGINE_REVISION = 2
-
-# Settings that change how a run is executed or shown, not its numbers: a run folder written
-# with other values of these is still the same run (and is resumed / reused).
-RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
-
-
-def _identity(spec: dict) -> dict:
-    spec = json.loads(json.dumps(spec))
-    spec["config"] = {k: v for k, v in spec.get("config", {}).items() if k not in RUNTIME_ONLY}
-    return spec
-
-
 class _Progress:
-    """The atomically written record of finished tasks (and the before-training evaluation)."""
+    """The atomically written record of the run's identity and of every evaluation finished so far."""
 
-    def __init__(self, path: Path, spec: RunSpec) -> None:
-        self.path, self.spec = path, spec
-        self.data: dict[str, Any] = {"spec": asdict(spec), "evaluations": [], "method_state": None}
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if _identity(stored["spec"]) != _identity(asdict(spec)):
+    def __init__(self, folder: RunFolder, identity: RunIdentity) -> None:
+        self.path, self.identity = folder.progress, identity
+        self.data: dict[str, Any] = {"spec": identity.to_dict(), "evaluations": []}
+        stored = folder.identity()
+        if stored is not None:
+            if not stored.same_numbers(identity):
+                differences = "; ".join(identity.differences(stored)[:5])
                 raise ValueError(
-                    f"{path.parent} already holds a different run ({stored['spec']['method']} on "
-                    f"{stored['spec']['scenario']}, seed {stored['spec']['seed']}, or other settings); "
-                    "use a new --out folder, or delete this one to start over."
+                    f"{folder.path} already holds a different run ({stored.method} on {stored.scenario}, seed "
+                    f"{stored.seed}; differs in {differences}); use a new --out folder, or delete this one to start over."
                 )
-            self.data = stored
+            self.data = json.loads(self.path.read_text())
 
     @property
     def evaluations(self) -> list[dict]:
@@ -137,10 +130,18 @@ def run_scenario(
     overrides: list[str] | dict | None = None,
     scenario_options: dict | None = None,
     bundle: ClipBundle | None = None,
-) -> RunResult:
-    """Train `method` through `scenario`, evaluating before training and after every task."""
+) -> RunResult | None:
+    """Train `method` through `scenario`, evaluating before training and after every task.
+
+    Returns the result on rank 0 (None on the other ranks of a torchrun job)."""
     method_name = method if isinstance(method, str) else method.name
-    scenario, config = _scenario_and_config(scenario, method_name, overrides, seed, scenario_options or {})
+    options = dict(scenario_options or {})
+    model_name = bundle.name if bundle is not None else model
+    config, identity = plan_run(scenario, method_name, model_name, pretrained, seed, overrides, options)
+    if isinstance(scenario, str):
+        scenario = get_scenario(scenario, **_build_options(scenario_spec(scenario, **options), config, options))
+    if config.max_tasks is not None:
+        scenario.tasks = scenario.tasks[: config.max_tasks]
     method = get_method(method_name, config.method) if isinstance(method, str) else method
     device = resolve_device(config.device)
     distributed.init_from_env(device)
@@ -148,9 +149,8 @@ def run_scenario(
     rank, _ = distributed.rank_and_world()
     seed_everything(config.seed)  # random-weight models start identical across runs and ranks
     bundle = bundle or load_model(model, pretrained=pretrained, device=device)
-    run_dir = Path(out_dir)
-    spec = RunSpec(scenario.name, method_name, bundle.name, pretrained, config.seed, config.to_dict())
-    progress = _Progress(run_dir / "progress.json", spec)
+    folder = RunFolder(out_dir)
+    progress = _Progress(folder, identity)
     net = bundle.model.to(device)
     initial = frozen_copy(net)
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
@@ -159,39 +159,35 @@ def run_scenario(
         with clock("evaluate"):
             progress.add(evaluator.evaluate(net, after_task=-1))
     distributed.barrier()
-    first = _completed(run_dir)
+    first = max(0, len(progress.evaluations) - 1)
     if first > 0:
-        _restore(net, method, run_dir, first - 1)
+        _restore(net, method, folder, first - 1)
     for index in range(first, len(scenario.tasks)):
         with clock("train"):
-            _run_task(scenario, method, bundle, config, device, initial, index, run_dir)
+            _run_task(scenario, method, bundle, config, device, initial, index, folder.path)
         distributed.barrier()
         if rank == 0:
-            _save_task(net, method, bundle, run_dir, index, config)
+            _save_task(net, method, bundle, folder, index, config)
             with clock("evaluate"):
                 evaluation = evaluator.evaluate(net, after_task=index)
             progress.add(evaluation)
-            clear_mid_task(run_dir)
+            clear_mid_task(folder.path)
         distributed.barrier()
-    return _finish(progress, scenario, spec, run_dir) if rank == 0 else None
-
-
-def _completed(run_dir: Path) -> int:
-    path = run_dir / "progress.json"
-    return len(json.loads(path.read_text())["evaluations"]) - 1 if path.exists() else 0
+    return _finish(progress, scenario, identity, config, folder) if rank == 0 else None
 
 
 def _run_task(scenario, method, bundle, config, device, initial, index: int, run_dir: Path) -> None:
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
-    class_tokens = bundle.tokenizer([_prompt(task.train_template, c) for c in task.classnames]).to(device)
+    class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
     ctx = TaskContext(
         model=bundle.model, tokenizer=bundle.tokenizer, train_transform=bundle.train_transform,
         eval_transform=bundle.eval_transform, scenario=scenario, task=task, task_index=index, config=config,
         device=device, initial_model=initial, start_model=frozen_copy(bundle.model), train_data=train_data,
         steps=task_steps(config, len(train_data)), seed=config.seed * 1000 + index, class_tokens=class_tokens,
     )
+    bind_services(ctx)
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
     else:
@@ -199,31 +195,25 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
     bundle.model.eval()
 
 
-def _prompt(template, classname: str) -> str:
-    return template(classname) if callable(template) else template.format(classname)
-
-
-def _save_task(net, method: Method, bundle: ClipBundle, run_dir: Path, index: int, config: TrainConfig) -> None:
-    folder = run_dir / "checkpoints"
-    save_model(net, folder / f"task_{index}.safetensors", _architecture(bundle), extra={"task_index": index})
+def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index: int, config: TrainConfig) -> None:
+    save_model(net, folder.task_checkpoint(index), _architecture(bundle), extra={"task_index": index})
     if method.persists_across_tasks:  # e.g. an exemplar memory; a weight ensemble restarts each task
-        with atomic_path(folder / f"method_{index}.safetensors") as tmp:
+        with atomic_path(folder.method_state(index)) as tmp:
             save_file({k: v.contiguous() for k, v in method.state_tensors().items()}, str(tmp))
     if config.keep_checkpoints == "last" and index > 0:
-        for old in (folder / f"task_{index - 1}.safetensors", folder / f"method_{index - 1}.safetensors"):
+        for old in (folder.task_checkpoint(index - 1), folder.method_state(index - 1)):
             old.unlink(missing_ok=True)
 
 
-def _restore(net, method: Method, run_dir: Path, index: int) -> None:
+def _restore(net, method: Method, folder: RunFolder, index: int) -> None:
     """Load the model (and method memory) as they were after task `index`."""
-    folder = run_dir / "checkpoints"
-    net.load_state_dict(load_state_dict(folder / f"task_{index}.safetensors"))
-    method_path = folder / f"method_{index}.safetensors"
-    if method_path.exists():
-        method.load_state_tensors(load_file(str(method_path)))
+    net.load_state_dict(load_state_dict(folder.task_checkpoint(index)))
+    if folder.method_state(index).exists():
+        method.load_state_tensors(load_file(str(folder.method_state(index))))
 
 
-def _finish(progress: _Progress, scenario: Scenario, spec: RunSpec, run_dir: Path) -> RunResult:
+def _finish(progress: _Progress, scenario: Scenario, identity: RunIdentity, config: TrainConfig,
+            folder: RunFolder) -> RunResult:
     evaluations = progress.evaluations
     before, after = evaluations[0], evaluations[1:]
     zero_shot = {k: [e["zero_shot"][k] for e in evaluations] for k in before["zero_shot"]}
@@ -231,17 +221,17 @@ def _finish(progress: _Progress, scenario: Scenario, spec: RunSpec, run_dir: Pat
         probe: {m: [e["retrieval"][probe][m] for e in evaluations] for m in before["retrieval"][probe]}
         for probe in before["retrieval"]
     }
-    extra = {"protocol": scenario.protocol, "pretrained": spec.pretrained, "zero_shot_row": before["accuracy"],
+    extra = {"protocol": scenario.protocol, "pretrained": identity.pretrained, "zero_shot_row": before["accuracy"],
              "seconds": {k: round(v, 2) for k, v in progress.data.get("seconds", {}).items()}}
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
     result = RunResult(
-        method=spec.method, scenario=spec.scenario, model=spec.model, seed=spec.seed, tasks=scenario.task_names,
-        accuracy_matrix=[e["accuracy"] for e in after], config=spec.config, zero_shot=zero_shot, retrieval=retrieval,
-        extra=extra,
+        method=identity.method, scenario=identity.scenario, model=identity.model, seed=identity.seed,
+        tasks=scenario.task_names, accuracy_matrix=[e["accuracy"] for e in after], config=config.to_dict(),
+        zero_shot=zero_shot, retrieval=retrieval, extra=extra,
     )
-    save_run(result, run_dir)
+    save_run(result, folder.path)
     return result
 
 
-__all__ = ["RunSpec", "build_config", "run_scenario"]
+__all__ = ["ENGINE_REVISION", "build_config", "plan_run", "run_scenario"]

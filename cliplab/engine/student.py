@@ -23,6 +23,7 @@ class StudentOutput:
     extra_images: Tensor | None
     class_texts: Tensor
     extra_texts: Tensor | None
+    ce_inputs: Tensor | None = None  # the CE images as fed to the student (a teacher may need them)
 
 
 class ClipStudent(nn.Module):
@@ -51,6 +52,7 @@ def student_forward(
         extra_images=None if extra_images is None else image_features[n_img:],
         class_texts=text_features[:n_txt],
         extra_texts=None if extra_tokens is None else text_features[n_txt:],
+        ce_inputs=ce_images,
     )
 
 

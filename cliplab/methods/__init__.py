@@ -1,4 +1,8 @@
-"""Continual-learning methods as plug-ins of the one training loop (`cliplab.engine.loop`)."""
+"""Continual-learning methods as plug-ins of the one training loop (`cliplab.engine.loop`).
+
+One file per method; each imports only `methods.base` (and the method it specialises). To add a
+method: write `methods/<name>.py` with a `Method` subclass, then list it in `METHODS` below.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,13 @@ from typing import Any
 
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
+from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
 from cliplab.methods.lwf import LwF
 from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
 from cliplab.methods.wise_ft import WiseFT, interpolate_
+from cliplab.methods.zeroshot import ZeroShot
 from cliplab.methods.zscl import ZSCL, WeightEnsemble
-
-
-class ZeroShot(Method):
-    """No training: the pretrained model evaluated after every 'task' (the reference row)."""
-
-    name = "zeroshot"
-    trains = False
-
-
-class FineTune(Method):
-    """Plain continual fine-tuning: cross-entropy on the current task only."""
-
-    name = "finetune"
-
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)

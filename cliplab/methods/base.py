@@ -9,15 +9,21 @@ cross-entropy term. A method only says what is different about it, through hooks
 - `after_step(ctx, step)`: parameter-space updates (weight ensembles);
 - `end_task(ctx)`: interpolation, memory updates;
 - `state_tensors()` / `load_state_tensors()`: what a mid-task checkpoint must hold to resume.
+
+A plug-in imports only this module (and its parent method, if it specialises one). Everything it
+needs from the engine comes through the `TaskContext`: the models, the data, and two services the
+loop binds: `ctx.batches(...)` (step-addressable batches of any dataset for the task's remaining
+steps, sharded across ranks) and `ctx.encode_images(...)` (the evaluation image encoder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 
 @dataclass
@@ -47,7 +53,27 @@ class TaskContext:
     steps: int
     seed: int
     class_tokens: Tensor | None = None
+    start_step: int = 0  # first step still to run (> 0 when resuming inside the task)
     state: dict[str, Any] = field(default_factory=dict)  # scratch space of the method
+    # Services bound by the engine (see the module docstring); a method calls the methods below.
+    batch_source: Callable[..., Iterator] | None = field(default=None, repr=False)
+    image_encoder: Callable[..., tuple[Tensor, Tensor | None]] | None = field(default=None, repr=False)
+
+    def batches(self, dataset: Dataset, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """`(images, labels)` batches of `dataset` for steps `start_step..steps` of this task.
+
+        The batch of step s depends only on (seed, s), so a resumed task sees the batches an
+        uninterrupted one would; under torchrun each rank gets its share of every batch.
+        """
+        if self.batch_source is None:
+            raise RuntimeError("ctx.batches is bound by the training loop; this context has no batch source")
+        return self.batch_source(dataset, batch_size, seed, self.start_step, self.steps)
+
+    def encode_images(self, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
+        """Normalised image features (and labels) of `dataset` under the current model, in eval mode."""
+        if self.image_encoder is None:
+            raise RuntimeError("ctx.encode_images is bound by the engine; this context has no image encoder")
+        return self.image_encoder(self.model, dataset, self.config.eval_batch_size, self.device)
 
 
 @dataclass

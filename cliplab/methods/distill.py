@@ -11,6 +11,10 @@ share this one implementation of the ZSCL loss (§1.2–1.3 of the reference not
 
 The soft-target cross-entropy has KL's gradient; its value exceeds KL by the teacher entropy
 (pitfall P5). Teacher text embeddings of a fixed text set are computed once per task (P4).
+
+Subclasses choose the texts (`distill_tokens`) and possibly the images (`distill_images`). During a
+step they may read the step's distillation batch: `kd_batch_images` and `kd_batch_labels` (None when there is
+none) and `kd_part`, the slice of them in the current micro-batch.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cliplab.engine.distributed import rank_and_world
-from cliplab.engine.sampling import cycle_steps
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
 
 DIRECTIONS = ("both", "i2t", "t2i")
@@ -108,8 +110,8 @@ class DistillationMethod(Method):
         self.kd_data = self.distill_images(ctx)
         self.kd_iter = None
         if self.kd_data is not None and len(self.kd_data) > 0:
-            batch = self.options.kd_batch_size or getattr(ctx.config, "kd_batch_size", None) or ctx.config.batch_size
-            self.kd_iter = cycle_steps(self.kd_data, batch, ctx.seed + 7919, ctx.state.get("start_step", 0), ctx.steps, ctx.config.num_workers, *rank_and_world())
+            batch = self.options.kd_batch_size or ctx.config.batch_size
+            self.kd_iter = ctx.batches(self.kd_data, batch, ctx.seed + 7919)
         self.tokens, self.teacher_texts = None, None
         if not self.texts_per_step:
             self._set_texts(ctx, step=0)
@@ -125,26 +127,26 @@ class DistillationMethod(Method):
     def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
         if self.texts_per_step or not self.options.cache_teacher_texts:
             self._set_texts(ctx, step)
-        images, self._kd_labels = None, None
+        images, self.kd_batch_labels = None, None
         if self.kd_iter is not None:
-            images, self._kd_labels = next(self.kd_iter)
+            images, self.kd_batch_labels = next(self.kd_iter)
             images = images.to(ctx.device)
-        self._kd_images, self._kd_offset, self._kd_part = images, 0, slice(None)
+        self.kd_batch_images, self._kd_offset, self.kd_part = images, 0, slice(None)
         tokens = self.tokens if self.options.student_text_side == "student" and self.distilling() else None
         return ExtraInputs(images=images, tokens=tokens)
 
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         if not self.distilling():
             return {}
-        if self._kd_images is not None:
+        if self.kd_batch_images is not None:
             # With grad_accum > 1 the loop sends consecutive slices of the step's extra images through
             # successive forwards: the teacher must see the same slice as the student.
             student_images = out.extra_images
-            self._kd_part = slice(self._kd_offset, self._kd_offset + len(student_images))
+            self.kd_part = slice(self._kd_offset, self._kd_offset + len(student_images))
             self._kd_offset += len(student_images)
-            teacher_input = self._kd_images[self._kd_part]
+            teacher_input = self.kd_batch_images[self.kd_part]
         else:
-            student_images, teacher_input = out.ce_images, ctx.state["ce_images"]
+            student_images, teacher_input = out.ce_images, out.ce_inputs
         with torch.no_grad():
             teacher_images = self.teacher.encode_image(teacher_input, normalize=True)
         if self.options.student_text_side == "student":  # subclasses may append texts after the distilled ones

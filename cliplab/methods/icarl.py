@@ -21,10 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cliplab.engine.sampling import cycle_steps
 from cliplab.methods.base import ExtraInputs, TaskContext
 from cliplab.methods.distill import DistillationMethod, DistillOptions
-from cliplab.zeroshot import image_features
 
 
 @dataclass
@@ -106,14 +104,14 @@ class ICaRL(DistillationMethod):
         super().begin_task(ctx)
         self.seen_tokens = None
         if self.options.variant == "classical" and len(self.memory):
-            names = _seen_prompts(ctx.scenario, ctx.task_index)
-            self.seen_tokens = ctx.tokenizer(names).to(ctx.device)
+            prompts = [p for task in ctx.scenario.tasks[: ctx.task_index + 1] for p in task.train_prompts()]
+            self.seen_tokens = ctx.tokenizer(prompts).to(ctx.device)
 
     def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
         extra = super().extra_inputs(ctx, step)
         self._labels = None
         if self.seen_tokens is not None and extra.images is not None:
-            self._labels = self._kd_labels
+            self._labels = self.kd_batch_labels
             extra.tokens = self.seen_tokens if extra.tokens is None else torch.cat([extra.tokens, self.seen_tokens])
         return extra
 
@@ -122,7 +120,7 @@ class ICaRL(DistillationMethod):
         if self._labels is not None:
             seen = out.extra_texts[-len(self.seen_tokens) :]
             logits = ctx.model.logit_scale.exp().detach() * out.extra_images @ seen.T
-            labels = self._labels[self._kd_part].to(ctx.device)  # this micro-batch's exemplars
+            labels = self._labels[self.kd_part].to(ctx.device)  # this micro-batch's exemplars
             terms["rehearsal_ce"] = self.options.rehearsal_weight * F.cross_entropy(
                 logits, labels, label_smoothing=ctx.config.label_smoothing
             )
@@ -137,7 +135,7 @@ class ICaRL(DistillationMethod):
         n = min(len(data), self.options.max_candidates)
         candidates = torch.randperm(len(data), generator=torch.Generator().manual_seed(ctx.seed))[:n]
         subset = torch.utils.data.Subset(data, candidates.tolist())
-        feats, labels = image_features(ctx.model, subset, ctx.config.eval_batch_size, ctx.device)
+        feats, labels = ctx.encode_images(subset)
         offset = ctx.scenario.classes_up_to(ctx.task_index)[1][-1]
         if self.options.variant == "zscl":
             per_task = self.options.memory_size // (ctx.task_index + 1)
@@ -167,12 +165,3 @@ class ICaRL(DistillationMethod):
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         if "memory" in tensors:
             self.memory = tensors["memory"].long()
-
-
-def _seen_prompts(scenario, task_index: int) -> list[str]:
-    """Training prompts of every class of tasks 0..task_index, each with its task's template."""
-    prompts = []
-    for task in scenario.tasks[: task_index + 1]:
-        template = task.train_template
-        prompts.extend(template(c) if callable(template) else template.format(c) for c in task.classnames)
-    return prompts

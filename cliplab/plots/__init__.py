@@ -1,4 +1,7 @@
-"""Figures for cliplab notebooks. Every function takes data and returns a matplotlib Figure.
+"""Figures for cliplab notebooks. Every function takes data and returns a matplotlib Figure; the
+numbers behind a figure come from `cliplab.results` (runs) or `cliplab.study.alignment` (embeddings).
+
+* `continual` — the accuracy matrix, task curves, probe curves, stability–plasticity, OST vs MST.
 
 * `style` — `set_theme()` (call once per notebook) and `save_figure(fig, path)` (PNG, 150 dpi).
 * `alignment` — embedding-geometry figures: similarity histograms of two versions, rotation-angle
@@ -16,7 +19,6 @@ from cliplab.plots.alignment import (
     plot_rotation_violins,
     plot_shift_experiment,
     plot_similarity_histograms,
-    rotation_angle_table,
 )
 from cliplab.plots.style import save_figure, set_theme
 
@@ -30,7 +32,6 @@ __all__ = [
     "plot_rotation_violins",
     "plot_shift_experiment",
     "plot_similarity_histograms",
-    "rotation_angle_table",
     "save_figure",
     "set_theme",
 ]

@@ -24,12 +24,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from cliplab.alignment.drift import rotation_angles
 from cliplab.plots.style import IMAGE_COLOR, TEXT_COLOR, method_palette, modality_palette
 
 __all__ = [
     "PCAProjection", "UMAPProjection", "fit_projection", "plot_joint_projection",
-    "plot_similarity_histograms", "rotation_angle_table", "plot_rotation_violins",
+    "plot_similarity_histograms", "plot_rotation_violins",
     "plot_cross_version_matrix", "plot_metrics_across_tasks", "plot_shift_experiment",
 ]
 
@@ -74,28 +73,6 @@ def plot_similarity_histograms(
 
 
 # --- rotation angles ------------------------------------------------------------------------
-
-def rotation_angle_table(
-    reference: tuple[Tensor, Tensor],
-    versions: Mapping[str, tuple[Tensor, Tensor]],
-    method: str | None = None,
-) -> pd.DataFrame:
-    """Long table (task, modality, angle[, method]) of per-sample rotation from `reference`.
-
-    `reference` = (I₀, T₀) of the pretrained model; `versions` maps a task label to (I_t, T_t)
-    on the same probe set. Angles in degrees from `cliplab.alignment.rotation_angles`.
-    """
-    I0, T0 = reference
-    frames = []
-    for task, (I, T) in versions.items():
-        for modality, old, new in (("image", I0, I), ("text", T0, T)):
-            angles = rotation_angles(old, new).numpy()
-            frames.append(pd.DataFrame({"task": task, "modality": modality, "angle": angles}))
-    table = pd.concat(frames, ignore_index=True)
-    if method is not None:
-        table["method"] = method
-    return table
-
 
 def plot_rotation_violins(angles: pd.DataFrame, hue: str | None = None) -> Figure:
     """Violins of per-sample rotation angle (degrees) per task.

@@ -120,6 +120,17 @@ DOWNSTREAM_DOMAINS = ("novel_shapes", "textures", "nonce_shapes")
 _SPLIT_SEEDS = {"train": 0, "test": 1}
 
 
+def downstream_classnames(domain: str) -> list[str]:
+    """Class names of a downstream domain, without rendering anything."""
+    if domain not in DOWNSTREAM_DOMAINS:
+        raise ValueError(f"unknown ToyWorld domain {domain!r}; use one of {DOWNSTREAM_DOMAINS}")
+    if domain == "novel_shapes":
+        return [NOVEL_SHAPES[s][0] for s in NOVEL_SHAPES]
+    if domain == "textures":
+        return list(TEXTURES)
+    return [NONCE_NAMES[s] for s in SHAPE_NAMES]
+
+
 def downstream_task(domain: str, split: str = "train", n: int = 600, image_size: int = 32) -> LabelledImages:
     """A ToyWorld classification domain for continual fine-tuning (never a pretraining target).
 
@@ -127,8 +138,7 @@ def downstream_task(domain: str, split: str = "train", n: int = 600, image_size:
     - textures: the 6 background textures, named as in captions ("a striped background");
     - nonce_shapes: the 8 pretraining shapes under made-up names (dax, wug, ...).
     """
-    if domain not in DOWNSTREAM_DOMAINS:
-        raise ValueError(f"unknown ToyWorld domain {domain!r}; use one of {DOWNSTREAM_DOMAINS}")
+    classnames = downstream_classnames(domain)
     if split not in _SPLIT_SEEDS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     world, seed = ToyWorld(image_size=image_size), 100 * DOWNSTREAM_DOMAINS.index(domain) + _SPLIT_SEEDS[split]
@@ -136,12 +146,10 @@ def downstream_task(domain: str, split: str = "train", n: int = 600, image_size:
         names = list(NOVEL_SHAPES)
         scene = world.novel_shape_scenes(seed, n, names)
         labels = torch.as_tensor(scene.shape) - len(SHAPE_NAMES)
-        classnames = [NOVEL_SHAPES[s][0] for s in names]
         return LabelledImages(domain, world.render(scene), labels, classnames, SHAPE_TEMPLATES)
     scene = world.probe_scenes(seed, n, "train", stream=TASK_STREAM)
     if domain == "textures":
-        return LabelledImages(domain, world.render(scene), torch.as_tensor(scene.texture), list(TEXTURES), TEXTURE_TEMPLATES)
-    classnames = [NONCE_NAMES[s] for s in SHAPE_NAMES]
+        return LabelledImages(domain, world.render(scene), torch.as_tensor(scene.texture), classnames, TEXTURE_TEMPLATES)
     return LabelledImages(domain, world.render(scene), torch.as_tensor(scene.shape), classnames, SHAPE_TEMPLATES)
 
 
@@ -156,6 +164,6 @@ def normalise_uint8(images: Tensor, mean: tuple, std: tuple) -> Tensor:
 
 
 __all__ = [
-    "DOWNSTREAM_DOMAINS", "LabelledImages", "NONCE_NAMES", "RetrievalProbe", "downstream_task", "Template", "ZERO_SHOT_TASKS", "normalise_uint8",
+    "DOWNSTREAM_DOMAINS", "LabelledImages", "downstream_classnames", "NONCE_NAMES", "RetrievalProbe", "downstream_task", "Template", "ZERO_SHOT_TASKS", "normalise_uint8",
     "retrieval_probe", "shape_colour_classnames", "zero_shot_tasks",
 ]

@@ -30,7 +30,6 @@ from cliplab.toyworld.vocabulary import (
     SIZE_SYNONYMS,
     SIZES,
     TEXTURES,
-    article,
 )
 
 # Seed namespaces: the first entropy word of every SeedSequence drawn by ToyWorld.

@@ -22,13 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from cliplab.engine.config import parse_value, split_assignment
+
 NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py")
 KERNEL = "python3"
 
 
 def notebooks_dir() -> Path:
     """`notebooks/` of the source checkout this package is installed from (editable install)."""
-    folder = Path(__file__).resolve().parents[1] / "notebooks"
+    folder = Path(__file__).resolve().parents[2] / "notebooks"
     if not folder.is_dir():
         raise FileNotFoundError(
             f"no notebooks/ next to the cliplab package ({folder}); run the study from a source checkout "
@@ -169,48 +171,12 @@ def _kernel_threads(threads: int | None) -> Iterator[None]:
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
     """["SEEDS=[0,1]", "MODEL=ViT-B-16"] -> {"SEEDS": [0, 1], "MODEL": "ViT-B-16"} (CLI value rules)."""
-    from cliplab.engine.config import _parse_value
-
     params = {}
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"--params expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        params[key.strip()] = _parse_value(value)
+        key, value = split_assignment(item, "--params", "KEY=VALUE")
+        params[key] = parse_value(value)
     return params
 
 
-def add_study_command(sub) -> None:
-    p = sub.add_parser("study", help="run the study notebooks headlessly (papermill) on the embedded default")
-    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="notebook parameters for every notebook, e.g. SEEDS=[0,1] STEPS_PER_TASK=30 DEVICE=cuda")
-    p.add_argument("--out", default=None, help="executed notebooks, metrics and runs (default runs/study, "
-                                               "runs/study-smoke with --smoke)")
-    p.add_argument("--figures", default=None, help="PNG figures (default figures/, <out>/figures with --smoke)")
-    p.add_argument("--root", default=None, help="folder of local datasets for real scenarios (sets DATA_ROOT)")
-    p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
-    p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the terminal")
-    p.set_defaults(func=_cmd_study)
-
-
-def _cmd_study(args) -> int:
-    out = Path(args.out or ("runs/study-smoke" if args.smoke else "runs/study"))
-    figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
-    from papermill.exceptions import PapermillExecutionError
-
-    params = parse_params(args.params)
-    if args.root:
-        params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
-    try:
-        executed = run_study(out, params, figures=figures, smoke=args.smoke,
-                             log_output=args.log_output)
-    except PapermillExecutionError as error:
-        print(f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
-              f"the executed notebook (with the traceback) is under {out}", file=sys.stderr)
-        return 1
-    print(f"executed {len(executed)} notebooks into {out}; figures in {figures}")
-    return 0
-
-
-__all__ = ["NOTEBOOKS", "add_study_command", "ensure_kernel", "execute_notebook", "notebook_parameters", "parse_params",
+__all__ = ["NOTEBOOKS", "ensure_kernel", "execute_notebook", "notebook_parameters", "parse_params",
            "read_notebook", "run_study", "study_parameters"]

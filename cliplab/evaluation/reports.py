@@ -1,4 +1,6 @@
-"""Evaluation entry points that combine models, datasets and metrics (used by the CLI and notebooks).
+"""One model, evaluated once: ToyWorld's headline numbers and zero-shot / retrieval on a dataset.
+
+`cliplab eval` prints these. (A model state inside a scenario is evaluated by `evaluator`.)
 
 Everything goes through the model's own eval transform, so ToyCLIP on ToyWorld and ViT-B-16 on a
 local dataset are evaluated by the same code path.
@@ -6,18 +8,15 @@ local dataset are evaluated by the same code path.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
-from cliplab.data import TensorImageDataset
-from cliplab.embed import encode_texts
+from cliplab.data import TensorImageDataset, get_dataset
+from cliplab.evaluation.embed import encode_texts, image_features
+from cliplab.evaluation.retrieval import retrieval_metrics, retrieval_scores
+from cliplab.evaluation.zeroshot import zero_shot_accuracy
 from cliplab.models import ClipBundle
-from cliplab.retrieval import retrieval_metrics
 from cliplab.toyworld.tasks import RetrievalProbe, retrieval_probe, zero_shot_tasks
-from cliplab.zeroshot import image_features, zero_shot_accuracy
-
-RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
 
 def _image_size(bundle: ClipBundle) -> int:
@@ -35,28 +34,25 @@ def toyworld_zero_shot(bundle: ClipBundle, probe_seed: int = 0, n: int = 1000, s
     return results
 
 
-def probe_retrieval(bundle: ClipBundle, probe: RetrievalProbe, keys: Sequence[str] = RETRIEVAL_KEYS) -> dict[str, float]:
-    """Image↔text recall (percent) of the model on a retrieval probe."""
+def toyworld_retrieval(bundle: ClipBundle, probe: RetrievalProbe) -> dict[str, float]:
+    """Image↔text recall (percent, `RETRIEVAL_KEYS`) of the model on a ToyWorld retrieval probe."""
     n = len(probe.images)
     data = TensorImageDataset(probe.images, torch.zeros(n, dtype=torch.long), ["_"], ["{}"], transform=bundle.eval_transform)
     image_feats, _ = image_features(bundle.model, data)
     text_feats = encode_texts(bundle.model, bundle.tokenizer, probe.captions)
-    metrics = retrieval_metrics(image_feats, text_feats, probe.text_image_index)
-    return {k: metrics[k] for k in keys}
+    return retrieval_scores(image_feats, text_feats, probe.text_image_index)
 
 
 def toyworld_report(bundle: ClipBundle, probe_seed: int = 0, n_zero_shot: int = 1000, n_retrieval: int = 500) -> dict:
     """The foundation's headline numbers: held-out zero-shot accuracies and retrieval recalls."""
     report: dict = {k: round(v, 2) for k, v in toyworld_zero_shot(bundle, probe_seed, n_zero_shot).items()}
     probe = retrieval_probe(seed=probe_seed, n_images=n_retrieval)
-    report["retrieval"] = {k: round(v, 2) for k, v in probe_retrieval(bundle, probe).items()}
+    report["retrieval"] = {k: round(v, 2) for k, v in toyworld_retrieval(bundle, probe).items()}
     return report
 
 
 def evaluate_dataset(bundle: ClipBundle, name: str, root: str | None = None, split: str = "test") -> dict:
     """Zero-shot top-1/top-5 on a classification dataset, or retrieval on a caption dataset."""
-    from cliplab.data import get_dataset
-
     data = get_dataset(name, root=root, split=split, transform=bundle.eval_transform)
     if hasattr(data, "classnames"):
         scores = zero_shot_accuracy(bundle.model, bundle.tokenizer, data, data.classnames, data.templates)

@@ -1,16 +1,18 @@
-"""Encode a fixed probe set once per checkpoint and cache the embeddings on disk.
+"""Run the towers over images and texts: the one encoding loop, and an on-disk embedding cache.
 
-Every alignment metric compares tensors computed on the SAME probe images and captions for
-each model version, so the expensive step (running the towers) happens once per checkpoint.
-Embeddings are L2-normalised float32 CPU tensors; the cache stores one safetensors file per
-key, written atomically so a killed run never leaves a truncated file behind.
+`image_features` is the single image-encoding loop of cliplab (zero-shot accuracy, the scenario
+evaluator, retrieval, iCaRL's herding and the alignment probes all go through it): eval mode, no
+gradients, L2-normalised float32 features on the CPU, labels kept when the data yields them.
+`encode_texts` is its text twin. `EmbeddingCache` stores one safetensors file per key, written
+atomically, so every alignment metric compares tensors computed once per checkpoint on the same
+probe.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cliplab.io import atomic_path
 
-__all__ = ["encode_images", "encode_texts", "model_temperature", "EmbeddingCache"]
+__all__ = ["EmbeddingCache", "encode_images", "encode_texts", "image_features", "model_temperature"]
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
@@ -32,17 +34,8 @@ def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.
     return first.device if first is not None else torch.device("cpu")
 
 
-def _image_batches(images: Tensor | Dataset, batch_size: int) -> Iterator[Tensor]:
-    """Yield image tensors from a preprocessed N x 3 x H x W tensor or an (image, ...) dataset."""
-    if isinstance(images, Tensor):
-        yield from images.split(batch_size)
-        return
-    for batch in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0):
-        yield batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
 def _encode(model: nn.Module, batches: Iterator[Tensor], encode: Callable, device: torch.device) -> Tensor:
-    """Run `encode` on each batch in eval mode under no_grad; restore the model's mode after."""
+    """Run `encode` on each batch of token ids in eval mode under no_grad; restore the model's mode after."""
     was_training = model.training
     model.eval()
     try:
@@ -55,19 +48,54 @@ def _encode(model: nn.Module, batches: Iterator[Tensor], encode: Callable, devic
     return torch.cat(chunks)
 
 
+def image_features(
+    model: nn.Module, images: Dataset | Iterable | Tensor, batch_size: int = 256, device=None
+) -> tuple[Tensor, Tensor | None]:
+    """L2-normalised image features (N x d, float32, CPU) and the labels when the data yields them.
+
+    `images`: a preprocessed N x 3 x H x W tensor, a Dataset of (image, label, ...) tuples, or an
+    iterable of such batches. Runs in eval mode under no_grad and restores the model's mode.
+    """
+    device = _model_device(model, device)
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    try:
+        with torch.no_grad():
+            for batch in _batches(images, batch_size):
+                x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+                feats.append(model.encode_image(x.to(device), normalize=True).float().cpu())
+                if y is not None and torch.is_tensor(y):
+                    labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("nothing to encode: the input is empty")
+    return torch.cat(feats), (torch.cat(labels) if labels else None)
+
+
+def _batches(images, batch_size: int):
+    """Batches of a preprocessed N x 3 x H x W tensor, of a Dataset, or an iterable of batches as given."""
+    if torch.is_tensor(images):
+        return images.split(batch_size)
+    if isinstance(images, Dataset):
+        return DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0)
+    return images
+
+
 def encode_images(
     model: nn.Module,
-    images: Tensor | Dataset,
+    images: Tensor | Dataset | Iterable,
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> Tensor:
-    """L2-normalised image embeddings (N x d, float32, CPU) from `model.encode_image`.
+    """L2-normalised image embeddings (N x d, float32, CPU): `image_features` without the labels.
 
     `images` is a preprocessed N x 3 x H x W tensor or a Dataset yielding (image, ...) tuples
     (extra items such as labels are ignored). `device` defaults to the model's device.
     """
-    dev = _model_device(model, device)
-    return _encode(model, _image_batches(images, batch_size), model.encode_image, dev)
+    features, _ = image_features(model, images, batch_size, device)
+    return features
 
 
 def encode_texts(

@@ -26,7 +26,9 @@ import open_clip
 import torch
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+
+from cliplab.evaluation.embed import image_features
 
 _TEXT_PREFIXES = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
 _CACHE: "OrderedDict[tuple, Tensor]" = OrderedDict()
@@ -125,33 +127,6 @@ def clear_classifier_cache() -> None:
     writing weights in a way that bypasses version counters, e.g. through `.data`)."""
     _CACHE.clear()
     _FINGERPRINTS.clear()
-
-
-@torch.no_grad()
-def image_features(
-    model: torch.nn.Module, images: Dataset | Iterable | Tensor, batch_size: int = 256, device=None
-) -> tuple[Tensor, Tensor | None]:
-    """L2-normalised image features (and labels when the data yields them), in eval mode."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    batches = _batches(images, batch_size)
-    feats, labels = [], []
-    for batch in batches:
-        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
-        feats.append(model.encode_image(x.to(device), normalize=True).float().cpu())
-        if y is not None and torch.is_tensor(y):
-            labels.append(y.cpu())
-    model.train(was_training)
-    return torch.cat(feats), (torch.cat(labels) if labels else None)
-
-
-def _batches(images, batch_size: int):
-    if torch.is_tensor(images):
-        return images.split(batch_size)
-    if isinstance(images, Dataset):
-        return DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0)
-    return images
 
 
 def accuracy_from_logits(logits: Tensor, labels: Tensor, topk: Sequence[int] = (1, 5)) -> dict[str, float]:

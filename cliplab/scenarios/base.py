@@ -1,4 +1,10 @@
-"""Scenarios: an ordered list of tasks plus the probes that measure forgetting of pretraining.
+"""Scenario types: an ordered list of tasks plus the probes that measure forgetting of pretraining.
+
+A `ScenarioSpec` says what a scenario *is* without building any data: its protocol, task names and
+class names, the training defaults of its protocol and its per-method presets. Planning runs
+(resolving a run's configuration, ordering runs by cost, checking a run store) needs only the spec.
+A `Scenario` is the built thing: the spec's facts plus data factories for every task, probe,
+retrieval set and reference set.
 
 Protocols:
 - `class_incremental` (CIL): cross-entropy over the current task's classes only; a task's test
@@ -39,6 +45,11 @@ class Task:
     def n_classes(self) -> int:
         return len(self.classnames)
 
+    def train_prompts(self) -> list[str]:
+        """One training prompt per class: the single training template filled with its name."""
+        template = self.train_template
+        return [template(c) if callable(template) else template.format(c) for c in self.classnames]
+
 
 @dataclass
 class ProbeSet:
@@ -73,9 +84,43 @@ class ReferenceData:
     captions: list[str]
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is, without its data."""
+
+    name: str
+    classnames: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classnames)
+
+
+@dataclass
+class ScenarioSpec:
+    """A scenario's facts, cheap to make: no image is rendered and no file is opened."""
+
+    name: str
+    protocol: str
+    tasks: list[TaskSpec]
+    defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of the protocol
+    method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method option presets
+    description: str = ""
+    needs_root: bool = False  # reads local datasets (`root=`)
+    build_options: tuple[str, ...] = ()  # options `get_scenario` passes on to the builder
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; use one of {PROTOCOLS}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
 @dataclass
 class Scenario:
-    """A named continual-learning benchmark with its protocol defaults."""
+    """A built continual-learning benchmark: tasks with data, probes, and its protocol defaults."""
 
     name: str
     protocol: str
@@ -96,6 +141,20 @@ class Scenario:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    @classmethod
+    def from_spec(cls, spec: ScenarioSpec, tasks: list[Task], **parts: Any) -> "Scenario":
+        """The built scenario of `spec` (probes, retrieval, reference and options in `parts`)."""
+        if [t.name for t in tasks] != spec.task_names:
+            raise ValueError(f"{spec.name}: built tasks {[t.name for t in tasks]} differ from the spec's {spec.task_names}")
+        return cls(spec.name, spec.protocol, tasks, defaults=dict(spec.defaults),
+                   method_defaults={k: dict(v) for k, v in spec.method_defaults.items()},
+                   description=spec.description, **parts)
+
+    def spec(self) -> ScenarioSpec:
+        """The spec of this scenario (for scenarios built by hand as well as registered ones)."""
+        return ScenarioSpec(self.name, self.protocol, [TaskSpec(t.name, tuple(t.classnames)) for t in self.tasks],
+                            dict(self.defaults), dict(self.method_defaults), self.description)
+
     def classes_up_to(self, index: int) -> tuple[list[str], list[int]]:
         """Class names of tasks 0..index and the offset of every task's first class."""
         names, offsets = [], []
@@ -103,31 +162,6 @@ class Scenario:
             offsets.append(len(names))
             names.extend(task.classnames)
         return names, offsets
-
-
-_REGISTRY: dict[str, Callable[..., Scenario]] = {}
-
-
-def register_scenario(name: str, factory: Callable[..., Scenario]) -> None:
-    """Make `get_scenario(name)` build a scenario with `factory(**options)`."""
-    _REGISTRY[name] = factory
-
-
-def scenario_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_scenario(name: str, **options: Any) -> Scenario:
-    """Build a registered scenario; real-data scenarios take `root=` (a folder of local datasets)."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown scenario {name!r}; known scenarios: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
-
-
-def _load_builtin() -> None:
-    from cliplab.engine import real_scenarios, toy_scenarios  # noqa: F401  (they register themselves)
 
 
 class ClassSubset(Dataset):

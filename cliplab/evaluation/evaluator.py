@@ -14,7 +14,7 @@ numbers are unchanged; only repeated work goes): the transformed image batches o
 set while they fit in `ScenarioEvaluator.cache_bytes` (the eval transform is deterministic, so these
 are the very tensors the DataLoader would produce again), and the tokens of every prompt and
 caption batch. Retrieval caption embeddings are reused while the text tower is unchanged (same
-fingerprint as the zero-shot classifier cache, `cliplab.zeroshot.text_tower_fingerprint`).
+fingerprint as the zero-shot classifier cache, `cliplab.evaluation.zeroshot.text_tower_fingerprint`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from cliplab.embed import encode_texts
-from cliplab.engine.scenario import Scenario
-from cliplab.retrieval import retrieval_metrics
-from cliplab.zeroshot import accuracy_from_logits, image_features, text_tower_fingerprint, zero_shot_classifier
-
-RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
+from cliplab.scenarios import Scenario
+from cliplab.evaluation.embed import encode_texts, image_features
+from cliplab.evaluation.retrieval import retrieval_scores
+from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
 
 
 @dataclass
@@ -170,8 +168,7 @@ class ScenarioEvaluator:
         for index, (probe, data) in enumerate(self.retrieval):
             images, _ = self._features(model, data)
             texts = self._caption_features(model, index, probe.captions)
-            metrics = retrieval_metrics(images, texts, probe.text_image_index)
-            out[probe.name] = {k: metrics[k] for k in RETRIEVAL_KEYS}
+            out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
         return out
 
     @torch.no_grad()

@@ -31,7 +31,10 @@ from torch import Tensor
 # Upper bound on the number of scores held at once (query chunk x gallery): 16M floats = 64 MiB.
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
-__all__ = ["positive_ranks", "recall_at_k", "retrieval_metrics"]
+__all__ = ["RETRIEVAL_KEYS", "positive_ranks", "recall_at_k", "retrieval_metrics", "retrieval_scores"]
+
+#: The recalls every retrieval probe reports (percent), in this order.
+RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
 
 def _auto_chunk(n_gallery: int, chunk_size: int | None) -> int:
@@ -169,3 +172,9 @@ def retrieval_metrics(
         chunk_size,
     )
     return {**_rank_summary("i2t", i2t, ks), **_rank_summary("t2i", t2i, ks)}
+
+
+def retrieval_scores(image_features: Tensor, text_features: Tensor, text_image_index: Tensor | None = None) -> dict[str, float]:
+    """The `RETRIEVAL_KEYS` recalls of `retrieval_metrics` (what every probe reports)."""
+    metrics = retrieval_metrics(image_features, text_features, text_image_index)
+    return {k: metrics[k] for k in RETRIEVAL_KEYS}

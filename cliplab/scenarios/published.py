@@ -6,8 +6,10 @@ weight-ensemble interval 10, iCaRL memory 5,000; MTIL — 1,000 iterations per t
 (5e-5 for Aircraft and MNIST), 100 warm-up steps, single training template, ensembled evaluation
 templates, iCaRL memory 10,000.
 
-Datasets are read from `root` in their torchvision layouts (see docs/datasets.md). Optional
-scenario options add what the papers used beside the tasks:
+Datasets are read from `root` in their torchvision layouts (see docs/datasets.md). A spec takes its
+class names and templates from the shipped metadata; building checks that every dataset's files
+are in place (a missing one names the path and the layout) but opens nothing: the data is read
+when a run needs it. Optional scenario options add what the papers used beside the tasks:
 - `reference_images` (an ImageFolder root, e.g. ImageNet train) and `reference_captions` (a CSV of
   filepath,caption like Conceptual Captions) — ZSCL's reference data;
 - `probes` (dataset names under `root` never trained on, e.g. ["cifar10"]) — zero-shot retention;
@@ -16,15 +18,14 @@ scenario options add what the papers used beside the tasks:
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from cliplab.data import CIFAR100_CLASS_ORDER, MTIL_ORDER_1, MTIL_ORDER_2, get_dataset
-from cliplab.engine.scenario import ClassSubset, ProbeSet, ReferenceData, RetrievalSet, Scenario, Task, register_scenario
+from cliplab.data import CIFAR100_CLASS_ORDER, get_dataset, load_metadata, require_local_dataset
+from cliplab.scenarios.base import ClassSubset, ProbeSet, ReferenceData, RetrievalSet, Scenario, ScenarioSpec, Task, TaskSpec
 
 CIFAR_CIL_DEFAULTS = {
     "epochs_per_task": 1.0, "batch_size": 64, "lr": 7.1e-6, "warmup_steps": 30, "weight_decay": 0.0,
@@ -43,7 +44,8 @@ MTIL_METHODS = {"icarl": {"memory_size": 10000, "max_candidates": 30000, "varian
 CIL_TEMPLATE = "a bad photo of a {}."
 
 
-def _root(root: str | Path | None, scenario: str) -> Path:
+def require_root(root: str | Path | None, scenario: str) -> Path:
+    """The one policy for a published scenario without `root`: a ValueError saying how to pass it."""
     if root is None:
         raise ValueError(f"scenario {scenario!r} reads local datasets: pass root=<folder> (CLI: --root), see docs/datasets.md")
     return Path(root).expanduser()
@@ -94,41 +96,57 @@ def _extras(scenario: Scenario, root: Path, reference_images=None, reference_cap
     return scenario
 
 
-def cifar100_cil(increment: int, root=None, **extras) -> Scenario:
-    """CIFAR-100 in 100/increment tasks with ZSCL's class order."""
-    name = f"cifar100-cil-{100 // increment}"
-    folder = _root(root, name)
-    classnames = get_dataset("cifar100", root=folder, split="test").classnames
+EXTRA_OPTIONS = ("root", "reference_images", "reference_captions", "probes", "retrieval")
+
+
+def cifar100_cil_spec(increment: int) -> ScenarioSpec:
+    """CIFAR-100 in 100/increment tasks with ZSCL's class order (names from the shipped metadata)."""
+    names = load_metadata("cifar100").classnames
+    tasks = [TaskSpec(f"classes_{k * increment:02d}-{(k + 1) * increment - 1:02d}",
+                      tuple(names[c] for c in CIFAR100_CLASS_ORDER[k * increment:(k + 1) * increment]))
+             for k in range(100 // increment)]
+    return ScenarioSpec(f"cifar100-cil-{100 // increment}", "class_incremental", tasks, defaults=dict(CIFAR_CIL_DEFAULTS),
+                        method_defaults={k: dict(v) for k, v in CIFAR_CIL_METHODS.items()},
+                        description="ZSCL's CIFAR-100 class-incremental protocol.", needs_root=True,
+                        build_options=EXTRA_OPTIONS)
+
+
+def build_cifar100_cil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
+    folder = require_root(root, spec.name)
+    for split in ("train", "test"):
+        require_local_dataset("cifar100", folder, split)
+    increment = len(spec.tasks[0].classnames)
     tasks = []
-    for k in range(100 // increment):
+    for k, task in enumerate(spec.tasks):
         ids = CIFAR100_CLASS_ORDER[k * increment:(k + 1) * increment]
-        tasks.append(Task(
-            name=f"classes_{k * increment:02d}-{(k + 1) * increment - 1:02d}",
-            classnames=[classnames[c] for c in ids], train_template=CIL_TEMPLATE, templates=[CIL_TEMPLATE],
-            train_data=_dataset("cifar100", folder, "train", ids), test_data=_dataset("cifar100", folder, "test", ids),
-        ))
-    scenario = Scenario(name, "class_incremental", tasks, defaults=dict(CIFAR_CIL_DEFAULTS),
-                        method_defaults=dict(CIFAR_CIL_METHODS), description="ZSCL's CIFAR-100 class-incremental protocol.")
-    return _extras(scenario, folder, **extras)
+        tasks.append(Task(task.name, list(task.classnames), CIL_TEMPLATE, [CIL_TEMPLATE],
+                          _dataset("cifar100", folder, "train", ids), _dataset("cifar100", folder, "test", ids)))
+    return _extras(Scenario.from_spec(spec, tasks), folder, **extras)
 
 
-def mtil(order: list[str], name: str, root=None, datasets: Sequence[str] | None = None, **extras) -> Scenario:
+def mtil_spec(order: Sequence[str], name: str, datasets: Sequence[str] | None = None) -> ScenarioSpec:
     """MTIL: the datasets in `order` (or the subset `datasets`, kept in that order), task-incremental."""
-    folder = _root(root, name)
-    chosen = [d for d in order if datasets is None or d in datasets]
     if datasets is not None and set(datasets) - set(order):
-        raise ValueError(f"unknown MTIL dataset(s) {sorted(set(datasets) - set(order))}; known: {order}")
+        raise ValueError(f"unknown MTIL dataset(s) {sorted(set(datasets) - set(order))}; known: {list(order)}")
+    chosen = [d for d in order if datasets is None or d in datasets]
+    return ScenarioSpec(name, "task_incremental", [TaskSpec(d, tuple(load_metadata(d).classnames)) for d in chosen],
+                        defaults=dict(MTIL_DEFAULTS), method_defaults={k: dict(v) for k, v in MTIL_METHODS.items()},
+                        description="ZSCL's multi-domain task-incremental benchmark.", needs_root=True,
+                        build_options=EXTRA_OPTIONS)
+
+
+def build_mtil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
+    folder = require_root(root, spec.name)
+    for task in spec.tasks:  # every dataset present before anything trains
+        for split in ("train", "test"):
+            require_local_dataset(task.name, folder, split)
     tasks = []
-    for dataset in chosen:
-        meta = get_dataset(dataset, root=folder, split="test")
-        tasks.append(Task(dataset, list(meta.classnames), meta.train_template, list(meta.templates),
-                          _dataset(dataset, folder, "train"), _dataset(dataset, folder, "test")))
-    scenario = Scenario(name, "task_incremental", tasks, defaults=dict(MTIL_DEFAULTS), method_defaults=dict(MTIL_METHODS),
-                        description="ZSCL's multi-domain task-incremental benchmark.")
-    return _extras(scenario, folder, **extras)
+    for task in spec.tasks:
+        meta = load_metadata(task.name)
+        tasks.append(Task(task.name, list(task.classnames), meta.train_template, list(meta.templates),
+                          _dataset(task.name, folder, "train"), _dataset(task.name, folder, "test")))
+    return _extras(Scenario.from_spec(spec, tasks), folder, **extras)
 
 
-for _increment in (10, 5, 2):
-    register_scenario(f"cifar100-cil-{100 // _increment}", partial(cifar100_cil, _increment))
-register_scenario("mtil-order1", partial(mtil, list(MTIL_ORDER_1), "mtil-order1"))
-register_scenario("mtil-order2", partial(mtil, list(MTIL_ORDER_2), "mtil-order2"))
+__all__ = ["CIFAR_CIL_DEFAULTS", "CIFAR_CIL_METHODS", "CIL_TEMPLATE", "MTIL_DEFAULTS", "MTIL_METHODS", "build_cifar100_cil",
+           "build_mtil", "cifar100_cil_spec", "mtil_spec", "require_root"]

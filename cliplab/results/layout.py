@@ -1,0 +1,142 @@
+"""The run folder: every file a run writes, named in one place, and the record of what the run is.
+
+    <run>/metrics.json              the results (written last: its presence marks a finished run)
+    <run>/accuracy_matrix.csv       a human-readable copy of the task matrix
+    <run>/loss_log.csv              per-step loss terms, appended during training
+    <run>/progress.json             the run's identity and every evaluation finished so far
+    <run>/checkpoints/task_<i>.safetensors     the model after task i
+    <run>/checkpoints/method_<i>.safetensors   method state that outlives a task (e.g. a memory)
+    <run>/checkpoints/mid_task.safetensors     the resumable state inside a task
+    <run>/embeddings/<key>.safetensors         cached probe embeddings (notebook 03)
+
+A run's *identity* is what determines its numbers: scenario, method, model and the hash of its
+starting weights, seed, the fully resolved training configuration and the engine revision.
+Settings that only change how a run executes (device, progress bars, data-loader workers,
+evaluation batch size) are not part of it, so a run made on a GPU is resumed or reused on a CPU.
+The runner writes the identity into progress.json and never resumes a folder holding another
+one; the study compares it to decide whether a finished folder can be reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+MATRIX_FILE = "accuracy_matrix.csv"
+LOSS_LOG_FILE = "loss_log.csv"
+PROGRESS_FILE = "progress.json"
+CHECKPOINTS_DIR = "checkpoints"
+EMBEDDINGS_DIR = "embeddings"
+MID_TASK_FILE = "mid_task.safetensors"
+
+# Settings that change how a run is executed or shown, not its numbers.
+RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (nothing is created until something is written)."""
+
+    path: Path
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def matrix(self) -> Path:
+        return self.path / MATRIX_FILE
+
+    @property
+    def loss_log(self) -> Path:
+        return self.path / LOSS_LOG_FILE
+
+    @property
+    def progress(self) -> Path:
+        return self.path / PROGRESS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def mid_task(self) -> Path:
+        return self.checkpoints / MID_TASK_FILE
+
+    @property
+    def embeddings(self) -> Path:
+        return self.path / EMBEDDINGS_DIR
+
+    def task_checkpoint(self, index: int) -> Path:
+        return self.checkpoints / f"task_{index}.safetensors"
+
+    def method_state(self, index: int) -> Path:
+        return self.checkpoints / f"method_{index}.safetensors"
+
+    def task_checkpoints(self) -> list[Path]:
+        """The per-task model checkpoints that exist, in task order."""
+        paths = list(self.checkpoints.glob("task_*.safetensors"))
+        return sorted(paths, key=lambda p: int(p.stem.split("_")[1]))
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics.exists()
+
+    def identity(self) -> "RunIdentity | None":
+        """The identity recorded in progress.json (None when the run never started)."""
+        if not self.progress.exists():
+            return None
+        return RunIdentity.from_dict(json.loads(self.progress.read_text())["spec"])
+
+
+@dataclass
+class RunIdentity:
+    """What identifies a run's numbers; a folder holding a different identity is never resumed into."""
+
+    scenario: str
+    method: str
+    model: str
+    pretrained: str | None
+    seed: int
+    config: dict[str, Any]
+    weights: str | None = None  # content hash of local starting weights (None: a download tag or random)
+    engine: int = 0  # the engine revision that made the run
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. scenario build options
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunIdentity":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def numbers_key(self) -> dict[str, Any]:
+        """The identity without the settings that do not change numbers."""
+        data = self.to_dict()
+        data["config"] = {k: v for k, v in data["config"].items() if k not in RUNTIME_ONLY}
+        return data
+
+    def same_numbers(self, other: "RunIdentity") -> bool:
+        return self.numbers_key() == other.numbers_key()
+
+    def differences(self, other: "RunIdentity") -> list[str]:
+        """Human-readable list of what differs (for refusing to resume into a folder)."""
+        mine, theirs = self.numbers_key(), other.numbers_key()
+        out = [f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in mine if k != "config" and mine[k] != theirs.get(k)]
+        a, b = mine["config"], theirs.get("config", {})
+        out += [f"{k}: {b.get(k)!r} there, {a.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        return out
+
+
+__all__ = [
+    "CHECKPOINTS_DIR", "EMBEDDINGS_DIR", "LOSS_LOG_FILE", "MATRIX_FILE", "METRICS_FILE", "MID_TASK_FILE",
+    "PROGRESS_FILE", "RUNTIME_ONLY", "RunFolder", "RunIdentity",
+]

@@ -1,0 +1,143 @@
+"""Numbers of runs shaped for reading and drawing: per-run quantities and the frames figures draw.
+
+* `final_accuracy`, `final_zero_shot`, `final_retrieval`: one number of one run after its last task;
+* `accuracy_matrix_frame`: the T x T accuracy matrix (mean over seeds) and the before-training row;
+* `task_curves_frame`: each task's accuracy before training and after every task;
+* `stability_plasticity_frame`: new-task accuracy (the matrix diagonal) against held-out zero-shot
+  accuracy after the last task, per run;
+* `ost_mst_frame`: Ding et al.'s one-session vs multi-session comparison.
+
+`cliplab.plots` draws these frames; it computes nothing of its own. Percent throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cliplab.results.record import RunResult
+
+BEFORE = "before"  # label of the before-training evaluation on step axes
+
+
+def _same_tasks(results: Sequence[RunResult]) -> list[str]:
+    if not results:
+        raise ValueError("no runs given")
+    tasks = results[0].tasks
+    if any(r.tasks != tasks for r in results):
+        raise ValueError("runs cover different task lists; average only runs of one scenario and setting")
+    return tasks
+
+
+def step_labels(tasks: Sequence[str]) -> list[str]:
+    """Axis labels of the evaluation points: before training, then after each task."""
+    return [BEFORE] + [f"after {t}" for t in tasks]
+
+
+def accuracy_matrix_frame(results: Sequence[RunResult]) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Mean over runs (seeds) of the accuracy matrix and of the before-training row.
+
+    Returns (matrix, zero_shot_row): matrix rows "after <task i>", columns tasks; the row is
+    None when the runs do not store `zero_shot_row` (runs written before it existed).
+    """
+    tasks = _same_tasks(results)
+    matrix = np.mean([np.asarray(r.accuracy_matrix, dtype=float) for r in results], axis=0)
+    frame = pd.DataFrame(matrix, index=step_labels(tasks)[1:], columns=tasks)
+    rows = [r.extra.get("zero_shot_row") for r in results]
+    if any(row is None for row in rows):
+        return frame, None
+    return frame, pd.Series(np.mean(np.asarray(rows, dtype=float), axis=0), index=tasks, name=BEFORE)
+
+
+def task_curves_frame(results: Sequence[RunResult]) -> pd.DataFrame:
+    """Long table (seed, task, step, point, accuracy): each task's accuracy at every evaluation.
+
+    `step` 0 is before training (from `zero_shot_row`, when stored), step i after task i;
+    `point` is the matching axis label.
+    """
+    tasks = _same_tasks(results)
+    labels = step_labels(tasks)
+    rows = []
+    for result in results:
+        before = result.extra.get("zero_shot_row")
+        curve_rows = ([before] if before is not None else []) + list(result.accuracy_matrix)
+        first = 0 if before is not None else 1
+        for step, row in enumerate(curve_rows, start=first):
+            rows += [(result.seed, task, step, labels[step], value) for task, value in zip(tasks, row)]
+    return pd.DataFrame(rows, columns=["seed", "task", "step", "point", "accuracy"])
+
+
+def _diagonal_mean(run: pd.DataFrame) -> float:
+    """Mean of A[i, i] from one run's tidy accuracy rows (task order = order of appearance)."""
+    tasks = list(dict.fromkeys(run["task"]))
+    cells = run[run["step"] == run["task"].map({t: i + 1 for i, t in enumerate(tasks)})]
+    return float(cells["value"].mean())
+
+
+def stability_plasticity_frame(df: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per run: `plasticity` = mean of the accuracy-matrix diagonal (each task right after
+    training it) and `retention` = held-out zero-shot accuracy after the last task (mean over
+    probes); `retention_before` is the pretrained value. Columns: by, scenario, seed, these three.
+    """
+    records = []
+    for run, rows in df.groupby("run", sort=False):
+        zs = rows[rows["kind"] == "zero_shot"]
+        head = rows.iloc[0]
+        records.append({
+            by: head[by], "scenario": head["scenario"], "seed": int(head["seed"]),
+            "plasticity": _diagonal_mean(rows[rows["kind"] == "accuracy"]),
+            "retention": float(zs[zs["step"] == zs["step"].max()]["value"].mean()),
+            "retention_before": float(zs[zs["step"] == 0]["value"].mean()),
+        })
+    return pd.DataFrame(records)
+
+
+def final_accuracy(result: RunResult) -> float:
+    """Accuracy on everything learned, after the last task.
+
+    Class-incremental runs: accuracy on all seen classes (`class_incremental_accuracy[-1]`);
+    others: mean of the last row of the matrix. For the digits, both mean "10-way accuracy".
+    """
+    cil = result.extra.get("class_incremental_accuracy")
+    if cil:
+        return float(cil[-1])
+    return float(np.nanmean(result.accuracy_matrix[-1]))
+
+
+def final_zero_shot(result: RunResult, step: int = -1) -> float:
+    """Held-out zero-shot accuracy (mean over the run's probes) at `step` (0 = pretrained)."""
+    if not result.zero_shot:
+        return math.nan
+    return float(np.mean([curve[step] for curve in result.zero_shot.values()]))
+
+
+def final_retrieval(result: RunResult, metric: str = "i2t_r1") -> float:
+    values = [curves[metric][-1] for curves in result.retrieval.values() if metric in curves]
+    return float(np.mean(values)) if values else math.nan
+
+
+def ost_mst_frame(runs: Mapping[str, Mapping[str, Sequence[RunResult]]]) -> pd.DataFrame:
+    """Long table (method, regime, seed, metric, value) from `{regime: {method: [runs]}}`.
+
+    Metrics: learned-task accuracy after training (`final_accuracy`), held-out zero-shot and
+    retrieval I→T R@1 after training; regimes are e.g. "one session" and "multi session".
+    """
+    rows = []
+    for regime, by_method in runs.items():
+        for method, results in by_method.items():
+            for r in results:
+                rows += [
+                    (method, regime, r.seed, "accuracy on learned classes", final_accuracy(r)),
+                    (method, regime, r.seed, "held-out zero-shot", final_zero_shot(r)),
+                    (method, regime, r.seed, "retrieval I→T R@1", final_retrieval(r)),
+                ]
+    return pd.DataFrame(rows, columns=["method", "regime", "seed", "metric", "value"])
+
+
+__all__ = [
+    "BEFORE", "accuracy_matrix_frame", "final_accuracy", "final_retrieval", "final_zero_shot", "ost_mst_frame",
+    "stability_plasticity_frame", "step_labels", "task_curves_frame",
+]

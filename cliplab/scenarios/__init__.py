@@ -1,0 +1,25 @@
+"""Continual-learning scenarios: what a benchmark is (`ScenarioSpec`) and its data (`Scenario`).
+
+- `base`: the types (`Task`, `ProbeSet`, `RetrievalSet`, `ReferenceData`, `Scenario`, `ScenarioSpec`);
+- `toy`: the built-in scenarios on ToyWorld and digits (offline);
+- `published`: CIFAR-100 class-incremental and MTIL on local data (ZSCL's protocols);
+- `registry`: the catalogue of names, `scenario_spec` and `get_scenario`.
+"""
+
+from cliplab.scenarios.base import (
+    PROTOCOLS,
+    ClassSubset,
+    ProbeSet,
+    ReferenceData,
+    RetrievalSet,
+    Scenario,
+    ScenarioSpec,
+    Task,
+    TaskSpec,
+)
+from cliplab.scenarios.registry import get_scenario, register_scenario, scenario_names, scenario_spec
+
+__all__ = [
+    "PROTOCOLS", "ClassSubset", "ProbeSet", "ReferenceData", "RetrievalSet", "Scenario", "ScenarioSpec", "Task",
+    "TaskSpec", "get_scenario", "register_scenario", "scenario_names", "scenario_spec",
+]

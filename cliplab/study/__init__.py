@@ -1,0 +1,42 @@
+"""The study: what the notebooks call, and the papermill runner that executes them.
+
+- `settings`: the SMOKE preset and the overrides shared by every run of a notebook;
+- `store`: the run store (`grid`, `ablation`, `run_requests`: train what is missing, reuse the rest);
+- `pool`: independent runs side by side, one per CPU core;
+- `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
+- `alignment`: a fixed probe embedded after every task, alignment tables;
+- `widgets`: optional ipywidgets controls;
+- `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
+
+The notebooks use it as ``from cliplab import study``: the names below are the notebook-facing ones.
+"""
+
+from cliplab.io import jsonable
+from cliplab.study.alignment import (
+    alignment_frame,
+    alignment_probe,
+    embed_run,
+    encode_probe,
+    final_alignment,
+    rotation_angle_table,
+)
+from cliplab.study.settings import (
+    SMOKE_ALIGNMENT_PROBE,
+    SMOKE_METHOD_OPTIONS,
+    SMOKE_SETTINGS,
+    one_session_settings,
+    runs_root,
+    scenario_options,
+    study_settings,
+)
+from cliplab.study.store import RunRequest, ablation, by_label, grid, load_results, run_batches, run_requests, tidy_runs
+from cliplab.study.tables import headline_numbers, method_table, zero_shot_summary
+from cliplab.study.widgets import explore
+
+__all__ = [
+    "SMOKE_ALIGNMENT_PROBE", "SMOKE_METHOD_OPTIONS", "SMOKE_SETTINGS", "RunRequest", "ablation", "alignment_frame",
+    "alignment_probe", "by_label", "embed_run", "encode_probe", "explore", "final_alignment", "grid",
+    "headline_numbers", "jsonable", "load_results", "method_table", "one_session_settings", "rotation_angle_table",
+    "run_batches", "run_requests", "runs_root", "scenario_options", "study_settings", "tidy_runs",
+    "zero_shot_summary",
+]

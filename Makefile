@@ -4,15 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cliplab-installed
 
-.PHONY: test study bench toyclip clean-venv
+.PHONY: test study bench toyclip clean-venv lint format
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-## make test: the test suite (offline, CPU, a few minutes)
+## make test: lint and format check (ruff), then the test suite (offline, CPU, a few minutes)
 test: $(STAMP)
+	$(VENV)/bin/ruff check cliplab tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check cliplab tests benchmarks notebooks
 	$(PY) -m pytest -q
 
 ## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
@@ -32,3 +34,8 @@ toyclip: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+## make format: apply ruff's fixes and formatting (what `make test` checks)
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix cliplab tests benchmarks notebooks
+	$(VENV)/bin/ruff format cliplab tests benchmarks notebooks

@@ -37,8 +37,8 @@ atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_err
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from cliplab.data import TensorImageDataset
-from cliplab.toyworld.tasks import zero_shot_tasks
+from cliplab.data import TensorImageDataset  # noqa: E402
+from cliplab.toyworld.tasks import zero_shot_tasks  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine_info, timed, write_json  # noqa: E402
@@ -62,6 +62,7 @@ def bf16_encoder(model):
     def encode(x):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return model.encode_image(x)
+
     return encode
 
 
@@ -82,18 +83,27 @@ def main(argv: list[str] | None = None) -> None:
     bundle = toyclip(torch.device("cpu"))
     model = bundle.model.eval()
     batches = probe_batches(bundle, args.images, args.batch_size)
-    result: dict[str, Any] = {"benchmark": "eval_levers", "machine": machine_info(torch.device("cpu")),
-                              "images": args.images, "batch_size": args.batch_size,
-                              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    result: dict[str, Any] = {
+        "benchmark": "eval_levers",
+        "machine": machine_info(torch.device("cpu")),
+        "images": args.images,
+        "batch_size": args.batch_size,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     reference = encode_all(model.encode_image, batches)
     compiled = torch.compile(model.encode_image)
     compile_s = timed(lambda: encode_all(compiled, batches))  # first call compiles (every batch shape)
-    encoders = {"fp32 eager (cliplab)": model.encode_image, "torch.compile (inductor)": compiled,
-                "bf16 autocast": bf16_encoder(model)}
+    encoders = {
+        "fp32 eager (cliplab)": model.encode_image,
+        "torch.compile (inductor)": compiled,
+        "bf16 autocast": bf16_encoder(model),
+    }
     fns = {name: (lambda encode=encode: encode_all(encode, batches)) for name, encode in encoders.items()}
     times = interleaved_s(fns, args.repeats, lambda: None)  # alternated call by call: load hits all alike
-    rows = {name: {"images_per_s": args.images / times[name]["median"], **compare(reference, fn())}
-            for name, fn in fns.items()}
+    rows = {
+        name: {"images_per_s": args.images / times[name]["median"], **compare(reference, fn())}
+        for name, fn in fns.items()
+    }
     rows["torch.compile (inductor)"]["first_call_s"] = compile_s
     result["levers"] = rows
     result["wall_seconds"] = round(time.perf_counter() - began, 1)

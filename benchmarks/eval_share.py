@@ -32,26 +32,34 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cliplab.data import TensorImageDataset
-from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.engine.runner import build_config, run_scenario
-from cliplab.scenarios import get_scenario
+from cliplab.evaluation import zeroshot
+from cliplab.evaluation.evaluator import ScenarioEvaluator
+from cliplab.evaluation.zeroshot import (
+    _TEXT_PREFIXES,
+    clear_classifier_cache,
+    image_features,
+    text_tower_fingerprint,
+    zero_shot_accuracy,
+    zero_shot_classifier,
+)
 from cliplab.models import TOYCLIP_CHECKPOINT, ClipBundle, load_model
 from cliplab.results import METRICS_FILE, RunFolder
+from cliplab.scenarios import get_scenario
 from cliplab.toyworld.tasks import zero_shot_tasks
-from cliplab.evaluation import zeroshot
-from cliplab.evaluation.zeroshot import (_TEXT_PREFIXES, clear_classifier_cache, image_features, text_tower_fingerprint,
-                              zero_shot_accuracy, zero_shot_classifier)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, summary, synchronizer, timed, write_json  # noqa: E402
-from report import eval_share as eval_share_tables, run_shares  # noqa: E402
+from common import RESULTS, machine_info, summary, synchronizer, timed, write_json
+from report import eval_share as eval_share_tables
+from report import run_shares
 
 SHARE_TARGET = 0.20
 
@@ -79,19 +87,38 @@ def interleaved_s(fns: dict[str, Callable[[], Any]], repeats: int, sync) -> dict
     return {name: summary(t) for name, t in times.items()}
 
 
-def throughput(bundle: ClipBundle, n_images: int, repeats: int, batch_size: int, device: torch.device) -> dict[str, Any]:
+def throughput(
+    bundle: ClipBundle, n_images: int, repeats: int, batch_size: int, device: torch.device
+) -> dict[str, Any]:
     """images/s of zero_shot_accuracy (classifier cached) and of the image tower alone."""
     task = zero_shot_tasks(seed=0, n=n_images)["shape_colour"]
     data = TensorImageDataset(task.images, task.labels, task.classnames, ["{}"], transform=bundle.eval_transform)
     tensors = torch.stack([data[i][0] for i in range(len(data))])
-    got = interleaved_s({
-        "full": lambda: zero_shot_accuracy(bundle.model, bundle.tokenizer, data, task.classnames, task.templates,
-                                           batch_size=batch_size, device=device),
-        "tower": lambda: image_features(bundle.model, tensors, batch_size, device),
-    }, repeats, synchronizer(device))
-    return {"n_images": n_images, "batch_size": batch_size, "classes": len(task.classnames),
-            "zero_shot_accuracy_images_per_s": n_images / got["full"]["median"], "zero_shot_accuracy_s": got["full"],
-            "image_tower_only_images_per_s": n_images / got["tower"]["median"], "image_tower_only_s": got["tower"]}
+    got = interleaved_s(
+        {
+            "full": lambda: zero_shot_accuracy(
+                bundle.model,
+                bundle.tokenizer,
+                data,
+                task.classnames,
+                task.templates,
+                batch_size=batch_size,
+                device=device,
+            ),
+            "tower": lambda: image_features(bundle.model, tensors, batch_size, device),
+        },
+        repeats,
+        synchronizer(device),
+    )
+    return {
+        "n_images": n_images,
+        "batch_size": batch_size,
+        "classes": len(task.classnames),
+        "zero_shot_accuracy_images_per_s": n_images / got["full"]["median"],
+        "zero_shot_accuracy_s": got["full"],
+        "image_tower_only_images_per_s": n_images / got["tower"]["median"],
+        "image_tower_only_s": got["tower"],
+    }
 
 
 def classifier_cost(bundle: ClipBundle, repeats: int, device: torch.device) -> dict[str, Any]:
@@ -99,14 +126,23 @@ def classifier_cost(bundle: ClipBundle, repeats: int, device: torch.device) -> d
     sync, out = synchronizer(device), {}
     for name, task in zero_shot_tasks(seed=0, n=8).items():
         args = (bundle.model, bundle.tokenizer, task.classnames, task.templates)
-        uncached = median_s(lambda: zero_shot_classifier(*args, device=device, use_cache=False), repeats, sync)
-        cached = median_s(lambda: zero_shot_classifier(*args, device=device, use_cache=True), repeats, sync)
-        out[name] = {"prompts": len(task.classnames) * len(task.templates), "uncached_ms": 1000 * uncached["median"],
-                     "cached_ms": 1000 * cached["median"], "speedup": uncached["median"] / cached["median"]}
+        uncached = median_s(
+            lambda args=args: zero_shot_classifier(*args, device=device, use_cache=False), repeats, sync
+        )
+        cached = median_s(lambda args=args: zero_shot_classifier(*args, device=device, use_cache=True), repeats, sync)
+        out[name] = {
+            "prompts": len(task.classnames) * len(task.templates),
+            "uncached_ms": 1000 * uncached["median"],
+            "cached_ms": 1000 * cached["median"],
+            "speedup": uncached["median"] / cached["median"],
+        }
     fingerprint = median_s(lambda: text_tower_fingerprint(bundle.model), repeats, sync)
     full = median_s(lambda: (clear_classifier_cache(), text_tower_fingerprint(bundle.model)), repeats, sync)
-    return {"probes": out, "text_tower_fingerprint_ms": 1000 * fingerprint["median"],
-            "text_tower_fingerprint_full_ms": 1000 * full["median"]}
+    return {
+        "probes": out,
+        "text_tower_fingerprint_ms": 1000 * fingerprint["median"],
+        "text_tower_fingerprint_full_ms": 1000 * full["median"],
+    }
 
 
 def _evaluation_parts(evaluator: ScenarioEvaluator, model, last_task: int) -> dict[str, Callable[[], Any]]:
@@ -134,8 +170,9 @@ def matmul_ceiling(device: torch.device, repeats: int) -> float:
     return 20 * 2 * a.shape[0] * a.shape[1] * b.shape[1] / 1e9 / seconds
 
 
-def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, device: torch.device,
-                         profile_path: Path) -> dict[str, Any]:
+def evaluation_breakdown(
+    bundle: ClipBundle, scenario_name: str, repeats: int, device: torch.device, profile_path: Path
+) -> dict[str, Any]:
     """Where one evaluation of the scenario's last task spends its time, and how many images it encodes.
 
     Every repeat follows a change of the text tower (as after a task of whole-model training), so
@@ -145,7 +182,9 @@ def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, d
     to `profile_path`.
     """
     scenario = get_scenario(scenario_name)
-    evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, build_config(scenario, "finetune", None, 0))
+    evaluator = ScenarioEvaluator(
+        scenario, bundle.eval_transform, bundle.tokenizer, build_config(scenario, "finetune", None, 0)
+    )
     model, sync = bundle.model, synchronizer(device)
     parts = _evaluation_parts(evaluator, model, len(scenario.tasks) - 1)
     times: dict[str, list[float]] = {name: [] for name in parts}
@@ -168,8 +207,10 @@ def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, d
             part()
         flops[name] = counter.get_total_flops()
     threads = torch.get_num_threads()
-    profile_path.write_text(f"one evaluation of {scenario_name}, ToyCLIP, {threads} thread(s), after a change of the "
-                            f"text tower (classifiers rebuilt, captions re-encoded)\n\n{text}\n")
+    profile_path.write_text(
+        f"one evaluation of {scenario_name}, ToyCLIP, {threads} thread(s), after a change of the "
+        f"text tower (classifiers rebuilt, captions re-encoded)\n\n{text}\n"
+    )
     probe_sets = {id(data): len(data) for _, data in evaluator.probes}  # the evaluator encodes each once
     return {
         "seconds": {k: summary(v)["median"] for k, v in times.items()},
@@ -177,10 +218,14 @@ def evaluation_breakdown(bundle: ClipBundle, scenario_name: str, repeats: int, d
         "gflop_per_s": {k: flops[k] / 1e9 / summary(v)["median"] for k, v in times.items()},
         "matmul_ceiling_gflop_per_s": matmul_ceiling(device, repeats),
         "after": "a change of the text tower (classifiers rebuilt, captions re-encoded)",
-        "images_encoded": {"tests": sum(len(d) for d in evaluator.tests), "zero_shot_probes": sum(probe_sets.values()),
-                           "retrieval_probe": sum(len(d) for _, d in evaluator.retrieval)},
+        "images_encoded": {
+            "tests": sum(len(d) for d in evaluator.tests),
+            "zero_shot_probes": sum(probe_sets.values()),
+            "retrieval_probe": sum(len(d) for _, d in evaluator.retrieval),
+        },
         "captions_encoded": sum(len(r.captions) for r, _ in evaluator.retrieval),
-        "zero_shot_probes": len(evaluator.probes), "distinct_probe_image_sets": len(probe_sets),
+        "zero_shot_probes": len(evaluator.probes),
+        "distinct_probe_image_sets": len(probe_sets),
         "classifier_lookups": len(evaluator.tests) + len(evaluator.probes),
     }
 
@@ -196,7 +241,7 @@ class FingerprintMeter:
         self.calls, self.seconds = 0, 0.0
         self._original = zeroshot.text_tower_fingerprint
 
-    def __enter__(self) -> "FingerprintMeter":
+    def __enter__(self) -> FingerprintMeter:
         def counted(model):
             began = time.perf_counter()
             try:
@@ -221,9 +266,18 @@ def scenario_share(scenario: str, method: str, seed: int, device: str) -> dict[s
         metrics = json.loads(RunFolder(out).metrics.read_text())
     seconds = metrics.get("seconds") or metrics.get("extra", {}).get("seconds")
     share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
-    return {"scenario": scenario, "method": method, "seed": seed, "seconds": seconds, "call_wall_s": round(wall, 2),
-            "evaluate_share": share, "target": SHARE_TARGET, "holds": bool(share <= SHARE_TARGET),
-            "classifier_lookups": meter.calls, "fingerprint_seconds": round(meter.seconds, 2)}
+    return {
+        "scenario": scenario,
+        "method": method,
+        "seed": seed,
+        "seconds": seconds,
+        "call_wall_s": round(wall, 2),
+        "evaluate_share": share,
+        "target": SHARE_TARGET,
+        "holds": bool(share <= SHARE_TARGET),
+        "classifier_lookups": meter.calls,
+        "fingerprint_seconds": round(meter.seconds, 2),
+    }
 
 
 def run_store_shares(runs: Path) -> dict[str, Any]:
@@ -243,11 +297,22 @@ def run_store_shares(runs: Path) -> dict[str, Any]:
         share = seconds["evaluate"] / (seconds["train"] + seconds["evaluate"])
         shares.setdefault((metrics["scenario"], metrics["method"]), []).append(share)
     if not shares:
-        raise SystemExit(f"no finished runs (metrics.json with 'seconds') under {runs}; run `make study` first "
-                         "or pass the run store of your own study")
-    rows = [{"scenario": sc, "method": m, "runs": len(v), "median_share": float(statistics.median(v)),
-             "min_share": min(v), "max_share": max(v), "holds": bool(statistics.median(v) <= SHARE_TARGET)}
-            for (sc, m), v in sorted(shares.items())]
+        raise SystemExit(
+            f"no finished runs (metrics.json with 'seconds') under {runs}; run `make study` first "
+            "or pass the run store of your own study"
+        )
+    rows = [
+        {
+            "scenario": sc,
+            "method": m,
+            "runs": len(v),
+            "median_share": float(statistics.median(v)),
+            "min_share": min(v),
+            "max_share": max(v),
+            "holds": bool(statistics.median(v) <= SHARE_TARGET),
+        }
+        for (sc, m), v in sorted(shares.items())
+    ]
     return {"benchmark": "eval_share_runs", "runs": str(runs), "target": SHARE_TARGET, "rows": rows}
 
 
@@ -259,10 +324,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--scenario", default="toy-digits-cil")
     p.add_argument("--skip-share", action="store_true", help="skip the scenario run")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on a shared machine; 0 = torch's default)")
-    p.add_argument("--from-runs", type=Path, default=None, metavar="RUNS",
-                   help="only summarise the evaluation share of the finished runs under RUNS (e.g. runs/study/runs) "
-                        "into results/eval_share_runs.json; measures nothing")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: robust on a shared machine; 0 = torch's default)",
+    )
+    p.add_argument(
+        "--from-runs",
+        type=Path,
+        default=None,
+        metavar="RUNS",
+        help="only summarise the evaluation share of the finished runs under RUNS (e.g. runs/study/runs) "
+        "into results/eval_share_runs.json; measures nothing",
+    )
     p.add_argument("--out", type=Path, default=None, help="default results/eval_share_<device>.json")
     return p.parse_args(argv)
 
@@ -279,8 +354,12 @@ def main(argv: list[str] | None = None) -> None:
     began, device = time.perf_counter(), torch.device(args.device)
     out = args.out or RESULTS / f"eval_share_{device.type}.json"
     bundle = toyclip(device)
-    result: dict[str, Any] = {"benchmark": "eval_share", "machine": machine_info(device), "model": "toyclip",
-                              "weights": bundle.pretrained}
+    result: dict[str, Any] = {
+        "benchmark": "eval_share",
+        "machine": machine_info(device),
+        "model": "toyclip",
+        "weights": bundle.pretrained,
+    }
     result["throughput"] = throughput(bundle, args.images, args.repeats, args.batch_size, device)
     result["classifier"] = classifier_cost(bundle, args.repeats, device)
     if not args.skip_share:

@@ -28,8 +28,8 @@ from cliplab.pretrain import PretrainConfig, pretrain_toyclip
 from cliplab.toyworld import ToyWorld
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, summary, timed, write_json  # noqa: E402
-from report import pretrain as pretrain_table  # noqa: E402
+from common import RESULTS, machine_info, summary, timed, write_json
+from report import pretrain as pretrain_table
 
 
 def pretrain_seconds(steps: int, batch_size: int) -> float:
@@ -37,7 +37,9 @@ def pretrain_seconds(steps: int, batch_size: int) -> float:
     config = PretrainConfig(steps=steps, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        pretrain_toyclip(config, out_path=Path(tmp) / "toyclip.safetensors", work_dir=Path(tmp) / "work", progress=False)
+        pretrain_toyclip(
+            config, out_path=Path(tmp) / "toyclip.safetensors", work_dir=Path(tmp) / "work", progress=False
+        )
         return time.perf_counter() - began
 
 
@@ -63,7 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base", type=int, default=2, help="steps of the shorter run")
     p.add_argument("--batch-size", type=int, default=PretrainConfig().batch_size)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on a shared machine; the recipe itself used 2; 0 = torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: robust on a shared machine; the recipe itself used 2; 0 = torch's default)",
+    )
     p.add_argument("--out", type=Path, default=None, help="default results/pretrain_throughput_cpu.json")
     return p.parse_args(argv)
 
@@ -78,12 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     render = summary(render_step_seconds(args.steps, args.batch_size))
     recipe = PretrainConfig()
     result: dict[str, Any] = {
-        "benchmark": "pretrain_throughput", "machine": info, "batch_size": args.batch_size, "timed_steps": args.steps,
+        "benchmark": "pretrain_throughput",
+        "machine": info,
+        "batch_size": args.batch_size,
+        "timed_steps": args.steps,
         "method": f"(T({args.base}+{args.steps} steps) - T({args.base} steps)) / {args.steps}, {args.repeats} repeat(s)",
-        "ms_per_step": 1000 * step["median"], "scenes_per_s": args.batch_size / step["median"],
-        "render_ms_per_step": 1000 * render["median"], "render_scenes_per_s": args.batch_size / render["median"],
+        "ms_per_step": 1000 * step["median"],
+        "scenes_per_s": args.batch_size / step["median"],
+        "render_ms_per_step": 1000 * render["median"],
+        "render_scenes_per_s": args.batch_size / render["median"],
         "render_share_of_step": render["median"] / step["median"],
-        "full_recipe_minutes_estimate": recipe.steps * step["median"] / 60, "recipe": asdict(recipe),
+        "full_recipe_minutes_estimate": recipe.steps * step["median"] / 60,
+        "recipe": asdict(recipe),
     }
     result["wall_seconds"] = round(time.perf_counter() - began, 1)
     print(pretrain_table(result))

@@ -25,9 +25,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,16 +36,19 @@ from cliplab.toyworld.render import render
 from cliplab.toyworld.world import _rng, caption_batch, combos_of, sample_scenes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, write_json  # noqa: E402
-from report import toyworld as toyworld_table  # noqa: E402
+from common import machine_info, write_json
+from report import toyworld as toyworld_table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "toyworld_generation.json"
 
 
 def machine() -> dict[str, object]:
     """Where the numbers were measured (`common.machine_info`), plus the CPU kernels torch picked."""
-    return {**machine_info(torch.device("cpu")), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "numpy": np.__version__}
+    return {
+        **machine_info(torch.device("cpu")),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "numpy": np.__version__,
+    }
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -34,11 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,18 +49,18 @@ from cliplab.data import TensorImageDataset
 from cliplab.engine.config import TrainConfig, apply_overrides
 from cliplab.engine.runner import _run_task
 from cliplab.engine.sampling import cycle_steps
-from cliplab.scenarios.base import ReferenceData, Scenario, Task
 from cliplab.engine.student import frozen_copy
 from cliplab.methods import Method, get_method
 from cliplab.methods.icarl import ICaRL
 from cliplab.methods.zscl import WeightEnsemble
 from cliplab.models import ClipBundle, load_model
 from cliplab.results import append_loss_log
+from cliplab.scenarios.base import ReferenceData, Scenario, Task
 from cliplab.toyworld import caption_batch, combos_of, sample_scenes
 from cliplab.utils import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, summary, synchronizer, table, timed, write_json  # noqa: E402
+from common import RESULTS, machine_info, summary, synchronizer, table, timed, write_json
 
 TIMED_TASK = 1  # the second task: iCaRL's memory holds exemplars of the first
 HOOKS = ("extra_inputs", "losses", "distill_tokens")  # method hooks timed inside each step
@@ -129,8 +130,13 @@ def _random_images(n: int, size: int, generator: torch.Generator) -> torch.Tenso
 
 def _random_task(index: int, n: int, size: int, generator: torch.Generator) -> Task:
     names = [f"class {2 * index}", f"class {2 * index + 1}"]
-    data = partial(TensorImageDataset, _random_images(n, size, generator), [i % 2 for i in range(n)], names,
-                   ["a photo of a {}.", "an image of a {}."])
+    data = partial(
+        TensorImageDataset,
+        _random_images(n, size, generator),
+        [i % 2 for i in range(n)],
+        names,
+        ["a photo of a {}.", "an image of a {}."],
+    )
     return Task(f"task{index}", names, "a photo of a {}.", ["a photo of a {}.", "an image of a {}."], data, data)
 
 
@@ -138,7 +144,9 @@ def bench_scenario(image_size: int, n_train: int, n_captions: int, seed: int) ->
     """Two 2-class tasks of random images; reference data = random images + ToyWorld captions."""
     generator = torch.Generator().manual_seed(seed)
     tasks = [_random_task(i, n_train, image_size, generator) for i in range(2)]
-    ref_images = partial(TensorImageDataset, _random_images(n_train, image_size, generator), [0] * n_train, ["_"], ["{}"])
+    ref_images = partial(
+        TensorImageDataset, _random_images(n_train, image_size, generator), [0] * n_train, ["_"], ["{}"]
+    )
     reference = ReferenceData(ref_images, toyworld_captions(n_captions, seed))
     return Scenario("bench-random", "class_incremental", tasks, reference=reference)
 
@@ -173,8 +181,15 @@ def build_bench(settings: Settings, restorable: bool = True) -> Bench:
 
 def train_config(settings: Settings, variant: Variant, steps: int) -> TrainConfig:
     """TrainConfig defaults (ZSCL's) with the bench's batch, length and device; no checkpoints."""
-    base = {"steps_per_task": steps, "batch_size": settings.batch_size, "checkpoint_every": 0, "progress": False,
-            "seed": settings.seed, "device": settings.device, "num_workers": settings.num_workers}
+    base = {
+        "steps_per_task": steps,
+        "batch_size": settings.batch_size,
+        "checkpoint_every": 0,
+        "progress": False,
+        "seed": settings.seed,
+        "device": settings.device,
+        "num_workers": settings.num_workers,
+    }
     return apply_overrides(TrainConfig(), {**base, **variant.overrides})
 
 
@@ -336,7 +351,7 @@ def time_variants(bench: Bench, settings: Settings, chosen: list[Variant]) -> di
         label = f"round {r + 1}/{settings.repeats}"
         this_round = [v for v in others if r < settings.reference_repeats or not v.reference_style]
         before = timed_run(bench, settings, finetune, samples[finetune.name], label)
-        for variant in this_round[r % max(1, len(this_round)):] + this_round[: r % max(1, len(this_round))]:
+        for variant in this_round[r % max(1, len(this_round)) :] + this_round[: r % max(1, len(this_round))]:
             mine = timed_run(bench, settings, variant, samples[variant.name], label)
             after = timed_run(bench, settings, finetune, samples[finetune.name], label)
             samples[variant.name].paired.append(2 * mine[0] / (before[0] + after[0]))
@@ -349,8 +364,12 @@ def _timing_row(s: Samples, is_finetune: bool) -> dict[str, Any]:
     stats = summary(s.steps)
     names = sorted({k for h in s.hooks for k in h})
     return {
-        "ms_per_step": stats["median"], "ms_per_step_q1": stats["q1"], "ms_per_step_q3": stats["q3"],
-        "ms_per_step_min": min(s.steps), "timed_steps": stats["n"], "cpu_ms_per_step": summary(s.cpu)["median"],
+        "ms_per_step": stats["median"],
+        "ms_per_step_q1": stats["q1"],
+        "ms_per_step_q3": stats["q3"],
+        "ms_per_step_min": min(s.steps),
+        "timed_steps": stats["n"],
+        "cpu_ms_per_step": summary(s.cpu)["median"],
         "ratio_to_finetune": 1.0 if is_finetune else summary(s.paired)["median"],
         "ratio_to_finetune_per_round": [round(x, 3) for x in s.paired],
         "cpu_ratio_to_finetune": 1.0 if is_finetune else summary(s.paired_cpu)["median"],
@@ -392,7 +411,7 @@ def probe_in_subprocess(settings: Settings, variant: Variant) -> dict[str, Any]:
     lines = [l for l in done.stdout.splitlines() if l.startswith(PROBE_MARK)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"memory probe of {variant.name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len(PROBE_MARK):])
+    return json.loads(lines[-1][len(PROBE_MARK) :])
 
 
 def probe_all(settings: Settings, chosen: list[Variant]) -> dict[str, dict[str, Any]]:
@@ -419,12 +438,17 @@ def overheads(bench: Bench, settings: Settings) -> dict[str, float]:
     next(batches)
     fetch = [timed(lambda: next(batches)) for _ in range(20)]
     with tempfile.TemporaryDirectory() as tmp:
-        row = [{"task": "t", "step": 1, "lr": 1e-5, "term": k, "value": 1.0} for k in ("ce", "kd_i2t", "kd_t2i", "total")]
+        row = [
+            {"task": "t", "step": 1, "lr": 1e-5, "term": k, "value": 1.0} for k in ("ce", "kd_i2t", "kd_t2i", "total")
+        ]
         log = [timed(lambda: append_loss_log(tmp, row)) for _ in range(50)]
     ensemble = WeightEnsemble(bench.bundle.model)
     snapshot = [timed(lambda: ensemble.add(bench.bundle.model), sync) for _ in range(5)]
-    return {"ce_batch_fetch_ms": 1000 * float(np.median(fetch)), "loss_log_append_ms": 1000 * float(np.median(log)),
-            "zscl_weight_ensemble_add_ms": 1000 * float(np.median(snapshot))}
+    return {
+        "ce_batch_fetch_ms": 1000 * float(np.median(fetch)),
+        "loss_log_append_ms": 1000 * float(np.median(log)),
+        "zscl_weight_ensemble_add_ms": 1000 * float(np.median(snapshot)),
+    }
 
 
 # -- profile (for targets that miss) ----------------------------------------------------------
@@ -461,8 +485,17 @@ def profile_variant(bench: Bench, settings: Settings, variant: Variant, steps: i
 # -- report -----------------------------------------------------------------------------------
 
 BF16_DENSE_TFLOPS = {  # vendor datasheets, dense (no sparsity)
-    "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "GH200": 989.0,
-    "A100": 312.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0,
+    "H200": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "GH200": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
 }
 
 
@@ -518,45 +551,80 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def print_report(rows: dict[str, dict[str, Any]], targets: list[dict[str, Any]], cuda: bool) -> None:
     """The results table and the targets, as markdown."""
-    header = ["variant", "ms/step", "q1-q3", "x finetune", "x finetune (CPU time)", "img/s", "extra_inputs ms", "losses ms",
-              "GFLOP/step", "peak MiB" + (" (CUDA)" if cuda else " (RSS)")] + (["% bf16 peak"] if cuda else [])
+    header = [
+        "variant",
+        "ms/step",
+        "q1-q3",
+        "x finetune",
+        "x finetune (CPU time)",
+        "img/s",
+        "extra_inputs ms",
+        "losses ms",
+        "GFLOP/step",
+        "peak MiB" + (" (CUDA)" if cuda else " (RSS)"),
+    ] + (["% bf16 peak"] if cuda else [])
     body = []
     for name, r in rows.items():
         hooks = r["hooks_ms_per_step"]
         peak = r.get("cuda_peak_mb") if cuda else r.get("peak_rss_mb")
-        cells = [name, _fmt(r["ms_per_step"]), f"{_fmt(r['ms_per_step_q1'])}-{_fmt(r['ms_per_step_q3'])}",
-                 _fmt(r["ratio_to_finetune"], 2), _fmt(r.get("cpu_ratio_to_finetune"), 2), _fmt(r["images_per_s"], 0), _fmt(hooks.get("extra_inputs")),
-                 _fmt(hooks.get("losses")), _fmt(r.get("gflop_per_step")), _fmt(peak, 0)]
+        cells = [
+            name,
+            _fmt(r["ms_per_step"]),
+            f"{_fmt(r['ms_per_step_q1'])}-{_fmt(r['ms_per_step_q3'])}",
+            _fmt(r["ratio_to_finetune"], 2),
+            _fmt(r.get("cpu_ratio_to_finetune"), 2),
+            _fmt(r["images_per_s"], 0),
+            _fmt(hooks.get("extra_inputs")),
+            _fmt(hooks.get("losses")),
+            _fmt(r.get("gflop_per_step")),
+            _fmt(peak, 0),
+        ]
         if cuda:
             cells.append(_fmt(100 * r["fraction_of_bf16_peak"], 1) if r.get("fraction_of_bf16_peak") else "-")
         body.append(cells)
     print(table(body, header))
     print()
-    print(table([[t["target"], t["value"], t["limit"], "yes" if t["holds"] else "NO"] for t in targets],
-                ["target", "measured", "limit", "holds"]))
+    print(
+        table(
+            [[t["target"], t["value"], t["limit"], "yes" if t["holds"] else "NO"] for t in targets],
+            ["target", "measured", "limit", "holds"],
+        )
+    )
 
 
 # -- entry points -----------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--model", default=None, help="toyclip (CPU default) or an open_clip architecture, e.g. ViT-B-16")
     p.add_argument("--batch-size", type=int, default=None, help="CE (and distillation) batch; default 32 CPU, 64 CUDA")
     p.add_argument("--steps", type=int, default=None, help="timed steps per run; default 5 CPU, 20 CUDA")
     p.add_argument("--warmup", type=int, default=1, help="further steps dropped after the first")
-    p.add_argument("--reference-steps", type=int, default=None, help="timed steps per reference-style run; default 2 CPU, 5 CUDA")
+    p.add_argument(
+        "--reference-steps", type=int, default=None, help="timed steps per reference-style run; default 2 CPU, 5 CUDA"
+    )
     p.add_argument("--repeats", type=int, default=4, help="rounds over all variants")
-    p.add_argument("--reference-repeats", type=int, default=None,
-                   help="rounds that include the reference-style variants; default 1 CPU (a zscl_reference "
-                        "step takes ~12 s there), all on CUDA")
+    p.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=None,
+        help="rounds that include the reference-style variants; default 1 CPU (a zscl_reference "
+        "step takes ~12 s there), all on CUDA",
+    )
     p.add_argument("--n-train", type=int, default=256, help="random images per task and reference images")
     p.add_argument("--captions", type=int, default=10_000, help="ZSCL reference captions")
     p.add_argument("--vocab-size", type=int, default=1000, help="VR-LwF pseudo-texts K")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers; default 0 CPU, 8 CUDA")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads; default 1 on CPU (robust on a shared machine), torch's default on CUDA; 0 = torch's")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads; default 1 on CPU (robust on a shared machine), torch's default on CUDA; 0 = torch's",
+    )
     p.add_argument("--variants", default=None, help="comma-separated subset of variant names")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory/FLOP processes")
     p.add_argument("--profile", default=None, help="only profile this variant (torch.profiler) and save the table")
@@ -571,11 +639,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
     cuda = args.device.startswith("cuda")
     model = args.model or ("ViT-B-16" if cuda else "toyclip")
     return Settings(
-        device=args.device, model=model, pretrained="random" if model.lower() == "toyclip" else None,
-        batch_size=args.batch_size or (64 if cuda else 32), steps=args.steps or (20 if cuda else 5),
-        warmup=args.warmup, reference_steps=args.reference_steps or (5 if cuda else 2), repeats=args.repeats,
+        device=args.device,
+        model=model,
+        pretrained="random" if model.lower() == "toyclip" else None,
+        batch_size=args.batch_size or (64 if cuda else 32),
+        steps=args.steps or (20 if cuda else 5),
+        warmup=args.warmup,
+        reference_steps=args.reference_steps or (5 if cuda else 2),
+        repeats=args.repeats,
         reference_repeats=args.reference_repeats or (args.repeats if cuda else 1),
-        n_train=args.n_train, n_captions=args.captions, vocab_size=args.vocab_size,
+        n_train=args.n_train,
+        n_captions=args.captions,
+        vocab_size=args.vocab_size,
         num_workers=args.num_workers if args.num_workers is not None else (8 if cuda else 0),
         threads=args.threads if args.threads is not None else (0 if cuda else 1),
     )
@@ -620,8 +695,11 @@ def main(argv: list[str] | None = None) -> None:
         path.write_text(text)
         print(text, f"\nwrote {path}")
         return
-    print(f"timing {len(chosen)} variants on {settings.device} ({settings.model}, batch {settings.batch_size}, "
-          f"{bench.image_size}px, {settings.repeats} rounds)", flush=True)
+    print(
+        f"timing {len(chosen)} variants on {settings.device} ({settings.model}, batch {settings.batch_size}, "
+        f"{bench.image_size}px, {settings.repeats} rounds)",
+        flush=True,
+    )
     info = machine_info(device)
     rows = time_variants(bench, settings, chosen)
     extra = overheads(bench, settings)
@@ -635,14 +713,20 @@ def main(argv: list[str] | None = None) -> None:
     targets = check_targets(rows)
     print_report(rows, targets, device.type == "cuda")
     result = {
-        "benchmark": "train_step", "machine": info, "settings": asdict(settings), "image_size": bench.image_size,
+        "benchmark": "train_step",
+        "machine": info,
+        "settings": asdict(settings),
+        "image_size": bench.image_size,
         "precision": "bf16 autocast (reference style: fp32)" if device.type == "cuda" else "fp32",
-        "bf16_peak_tflops": peak, "timed_task": TIMED_TASK,
+        "bf16_peak_tflops": peak,
+        "timed_task": TIMED_TASK,
         "timing": "ms_per_step: median over all timed steps of all runs; a step = one after_step timestamp to "
-                  "the next (step 1 of each run and `warmup` more dropped). ratio_to_finetune: median over rounds "
-                  "of the run's median step / the mean of the finetune runs just before and after it (paired). "
-                  "images/s counts CE-batch images.",
-        "methods": rows, "overheads_ms": extra, "targets": targets,
+        "the next (step 1 of each run and `warmup` more dropped). ratio_to_finetune: median over rounds "
+        "of the run's median step / the mean of the finetune runs just before and after it (paired). "
+        "images/s counts CE-batch images.",
+        "methods": rows,
+        "overheads_ms": extra,
+        "targets": targets,
         "wall_seconds": round(time.perf_counter() - began, 1),
     }
     write_json(args.out or RESULTS / f"train_step_{device.type}.json", result)

@@ -8,4 +8,4 @@ docs/design.md for the layers): `cliplab.scenarios`, `cliplab.methods`, `cliplab
 from cliplab.models import ClipBundle, PretrainedWeightsUnavailable, load_model
 
 __version__ = "0.1.0"
-__all__ = ["ClipBundle", "PretrainedWeightsUnavailable", "load_model", "__version__"]
+__all__ = ["ClipBundle", "PretrainedWeightsUnavailable", "__version__", "load_model"]

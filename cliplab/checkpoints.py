@@ -64,7 +64,7 @@ def load_state_dict(path: str | os.PathLike, dtype: torch.dtype = torch.float32)
     """Load a safetensors state dict, casting floating tensors to `dtype` (fp16-shipped → fp32)."""
     state = load_file(str(path))
     if any(key.startswith(_MODEL_PREFIX) for key in state):  # a training state: take the model part
-        state = {k[len(_MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(_MODEL_PREFIX)}
+        state = {k[len(_MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(_MODEL_PREFIX)}
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -83,7 +83,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], described: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        index, name = key[len(_OPT_PREFIX):].split("/", 1)
+        index, name = key[len(_OPT_PREFIX) :].split("/", 1)
         state.setdefault(int(index), {})[name] = value
     for key, value in described["scalars"].items():
         index, name = key.split("/", 1)
@@ -124,12 +124,12 @@ def load_training_state(
     """Restore what `save_training_state` wrote; returns (counters, extra tensors)."""
     tensors = load_file(str(path))
     described = read_metadata(path)["state"]
-    model.load_state_dict({k[len(_MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)})
+    model.load_state_dict({k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)})
     if optimizer is not None and "optimizer" in described:
         opt = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
         optimizer.load_state_dict(_unflatten_optimizer(opt, described["optimizer"]))
     if scheduler is not None and "scheduler" in described:
         scheduler.load_state_dict(described["scheduler"])
     torch.set_rng_state(torch.tensor(described["torch_rng"], dtype=torch.uint8))
-    extra = {k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")}
+    extra = {k[len("extra/") :]: v for k, v in tensors.items() if k.startswith("extra/")}
     return described["state"], extra

@@ -10,18 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
 
 # --- pretrain-toy -----------------------------------------------------------------------------
+
 
 def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain-toy", help="pretrain ToyCLIP on ToyWorld (regenerates the shipped checkpoint)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the shipped recipe)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", default=None, help="checkpoint path (default: the packaged cliplab/assets/toyclip.safetensors)")
+    p.add_argument(
+        "--out", default=None, help="checkpoint path (default: the packaged cliplab/assets/toyclip.safetensors)"
+    )
     p.add_argument("--work-dir", default="runs/pretrain-toy", help="resumable training state and log")
     p.set_defaults(func=_cmd_pretrain)
 
@@ -32,7 +34,11 @@ def _cmd_pretrain(args) -> int:
     from cliplab.models import TOYCLIP_CHECKPOINT
     from cliplab.pretrain import PretrainConfig, pretrain_toyclip
 
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
+        if v is not None
+    }
     config = replace(PretrainConfig(), **overrides)
     out = Path(args.out) if args.out else TOYCLIP_CHECKPOINT
     pretrain_toyclip(config, out_path=out, work_dir=args.work_dir)
@@ -42,10 +48,15 @@ def _cmd_pretrain(args) -> int:
 
 # --- eval -------------------------------------------------------------------------------------
 
+
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model: zero-shot accuracy and retrieval")
     p.add_argument("--model", default="toyclip", help="'toyclip', an open_clip architecture, or a checkpoint path")
-    p.add_argument("--pretrained", default=None, help="pretrained tag or local weights file ('random' for ToyCLIP without pretraining)")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="pretrained tag or local weights file ('random' for ToyCLIP without pretraining)",
+    )
     p.add_argument("--dataset", default="toyworld", help="'toyworld', 'digits', or a local dataset name (see README)")
     p.add_argument("--root", default=None, help="folder holding a local dataset")
     p.add_argument("--split", default="test")
@@ -86,6 +97,7 @@ def _report_table(report: dict) -> str:
 
 # --- run --------------------------------------------------------------------------------------
 
+
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a continual-learning method through a scenario")
     p.add_argument("--scenario", required=True, help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1")
@@ -95,10 +107,22 @@ def _add_run(sub) -> None:
     p.add_argument("--model", default="toyclip")
     p.add_argument("--pretrained", default=None)
     p.add_argument("--root", default=None, help="folder of local datasets (published scenarios)")
-    p.add_argument("--scenario-option", dest="scenario_options", action="append", default=[], metavar="KEY=VALUE",
-                   help="scenario option, e.g. probes=['cifar10'], reference_images=DIR, reference_captions=CSV, datasets=[...]")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training setting (e.g. lr=1e-4) or a method option (method.T=2)")
+    p.add_argument(
+        "--scenario-option",
+        dest="scenario_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scenario option, e.g. probes=['cifar10'], reference_images=DIR, reference_captions=CSV, datasets=[...]",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training setting (e.g. lr=1e-4) or a method option (method.T=2)",
+    )
     p.set_defaults(func=_cmd_run)
 
 
@@ -111,23 +135,47 @@ def _cmd_run(args) -> int:
     for item in args.scenario_options:
         key, value = split_assignment(item, "--scenario-option")
         options[key] = parse_value(value)
-    result = run_scenario(args.scenario, args.method, args.out, model=args.model, pretrained=args.pretrained,
-                          seed=args.seed, overrides=args.overrides, scenario_options=options)
+    result = run_scenario(
+        args.scenario,
+        args.method,
+        args.out,
+        model=args.model,
+        pretrained=args.pretrained,
+        seed=args.seed,
+        overrides=args.overrides,
+        scenario_options=options,
+    )
     if result is not None:
         summary = {k: round(v, 2) if v == v else None for k, v in load_run(args.out).summary.items()}
-        print(json.dumps({"out": args.out, "summary": summary,
-                          "zero_shot_final": {k: round(v[-1], 2) for k, v in result.zero_shot.items()}}))
+        print(
+            json.dumps(
+                {
+                    "out": args.out,
+                    "summary": summary,
+                    "zero_shot_final": {k: round(v[-1], 2) for k, v in result.zero_shot.items()},
+                }
+            )
+        )
     return 0
 
 
 # --- study ------------------------------------------------------------------------------------
 
+
 def _add_study(sub) -> None:
     p = sub.add_parser("study", help="run the study notebooks headlessly (papermill) on the embedded default")
-    p.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="notebook parameters for every notebook, e.g. SEEDS=[0,1] STEPS_PER_TASK=30 DEVICE=cuda")
-    p.add_argument("--out", default=None, help="executed notebooks, metrics and runs (default runs/study, "
-                                               "runs/study-smoke with --smoke)")
+    p.add_argument(
+        "--params",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="notebook parameters for every notebook, e.g. SEEDS=[0,1] STEPS_PER_TASK=30 DEVICE=cuda",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="executed notebooks, metrics and runs (default runs/study, runs/study-smoke with --smoke)",
+    )
     p.add_argument("--figures", default=None, help="PNG figures (default figures/, <out>/figures with --smoke)")
     p.add_argument("--root", default=None, help="folder of local datasets for real scenarios (sets DATA_ROOT)")
     p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
@@ -148,14 +196,18 @@ def _cmd_study(args) -> int:
     try:
         executed = run_study(out, params, figures=figures, smoke=args.smoke, log_output=args.log_output)
     except PapermillExecutionError as error:
-        print(f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
-              f"the executed notebook (with the traceback) is under {out}", file=sys.stderr)
+        print(
+            f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
+            f"the executed notebook (with the traceback) is under {out}",
+            file=sys.stderr,
+        )
         return 1
     print(f"executed {len(executed)} notebooks into {out}; figures in {figures}")
     return 0
 
 
 # --- table ------------------------------------------------------------------------------------
+
 
 def _add_table(sub) -> None:
     p = sub.add_parser("table", help="mean ± std table over seeds of a folder of runs (README's results table)")

@@ -12,10 +12,11 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import open_clip
 import torch
@@ -154,7 +155,9 @@ def _load_cliplab_file(path: Path) -> ClipBundle:
 def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) -> ClipBundle:
     if name not in open_clip.list_models():
         known = ", ".join(sorted(open_clip.list_models())[:12])
-        raise ValueError(f"unknown model {name!r}: use 'toyclip', a checkpoint path, or an open_clip architecture ({known}, ...)")
+        raise ValueError(
+            f"unknown model {name!r}: use 'toyclip', a checkpoint path, or an open_clip architecture ({known}, ...)"
+        )
     if pretrained and _is_path(pretrained):
         path = _existing(pretrained)
         return _bundle(name, str(path), _weights_file(path), name)

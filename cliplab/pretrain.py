@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from cliplab.engine.optim import adamw, cosine_with_warmup
 from cliplab.checkpoints import load_training_state, save_model, save_training_state
+from cliplab.engine.optim import adamw, cosine_with_warmup
+from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_classifier
 from cliplab.io import write_json_atomic
 from cliplab.models import TOYCLIP, TOYCLIP_CHECKPOINT, _register_toyclip, toyclip_config
 from cliplab.toyworld import ToyWorld
 from cliplab.toyworld.tasks import normalise_uint8, zero_shot_tasks
 from cliplab.utils import seed_everything
-from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_classifier
 
 
 @dataclass
@@ -89,19 +89,22 @@ class _Monitor:
 
 
 def pretrain_toyclip(
-    config: PretrainConfig = PretrainConfig(),
+    config: PretrainConfig | None = None,
     out_path: str | Path = TOYCLIP_CHECKPOINT,
     work_dir: str | Path = "runs/pretrain-toy",
     progress: bool = True,
 ) -> torch.nn.Module:
     """Pretrain ToyCLIP from scratch (resuming from `work_dir` if a state is there) and save it."""
+    config = config or PretrainConfig()
     work_dir = Path(work_dir)
     state_path, log_path = work_dir / "state.safetensors", work_dir / "log.json"
     seed_everything(config.seed)
     _register_toyclip()
     model = open_clip.create_model(TOYCLIP)
     tokenizer = open_clip.get_tokenizer(TOYCLIP)
-    optimizer = adamw(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6, impl="for_loop")
+    optimizer = adamw(
+        _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6, impl="for_loop"
+    )
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, log = 0, {"config": asdict(config), "history": [], "seconds": 0.0}
     if state_path.exists():
@@ -111,7 +114,9 @@ def pretrain_toyclip(
     monitor = _Monitor(config.monitor_seed, config.monitor_size, tokenizer, mean, std)
     world, token_cache = ToyWorld(image_size=model.visual.image_size[0]), {}
     model.train()
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="pretrain ToyCLIP", disable=not progress)
+    bar = tqdm(
+        range(start, config.steps), initial=start, total=config.steps, desc="pretrain ToyCLIP", disable=not progress
+    )
     began = time.perf_counter() - log["seconds"]
     for step in bar:
         images, texts, truth = world.training_batch(config.seed, step, config.batch_size)
@@ -131,10 +136,23 @@ def pretrain_toyclip(
             bar.set_postfix({k: v for k, v in log["history"][-1].items() if k != "step"})
         if done % config.checkpoint_every == 0 or done == config.steps:
             log["seconds"] = time.perf_counter() - began
-            save_training_state(state_path, model, optimizer, scheduler, {"step": done, "history": log["history"], "seconds": log["seconds"]})
+            save_training_state(
+                state_path,
+                model,
+                optimizer,
+                scheduler,
+                {"step": done, "history": log["history"], "seconds": log["seconds"]},
+            )
     log["seconds"] = time.perf_counter() - began
     write_json_atomic(log_path, log)
-    save_model(model, out_path, TOYCLIP, toyclip_config(), dtype=torch.float16, extra={"recipe": asdict(config), "seconds": log["seconds"]})
+    save_model(
+        model,
+        out_path,
+        TOYCLIP,
+        toyclip_config(),
+        dtype=torch.float16,
+        extra={"recipe": asdict(config), "seconds": log["seconds"]},
+    )
     return model
 
 

@@ -67,16 +67,17 @@ import pandas as pd
 from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
-from cliplab.results import views
 from cliplab.plots.style import save_figure, set_theme
+from cliplab.results import views
 
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
-                   jobs=JOBS)
+run_options = dict(
+    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
+)
 trained = [m for m in METHODS if m != "zeroshot"]
 focus = trained[0] if trained else METHODS[0]
 settings
@@ -165,8 +166,14 @@ if OST_SCENARIO and trained:
 
 # %%
 headline = {
-    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE,
-                 "overrides": settings},
+    "settings": {
+        "model": MODEL,
+        "pretrained": PRETRAINED,
+        "scenario": SCENARIO,
+        "seeds": seeds,
+        "smoke": SMOKE,
+        "overrides": settings,
+    },
     "methods": {label: study.headline_numbers(results) for label, results in runs.items()},
     "one_session": {label: study.headline_numbers(results) for label, results in ost_runs.items()},
     "figures": [str(path) for path in saved],

@@ -77,16 +77,17 @@ import pandas as pd
 from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
-from cliplab.results import views
 from cliplab.plots.style import save_figure, set_theme
+from cliplab.results import views
 
 set_theme()
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
-                   jobs=JOBS)
+run_options = dict(
+    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
+)
 settings
 
 # %% [markdown]
@@ -152,8 +153,11 @@ study.explore(show_matrix, enabled=INTERACTIVE, scenario=list(SCENARIOS), method
 if ablation_runs:
     ablation_df = study.tidy_runs(ablation_runs, runs_dir)
     display(study.method_table(ablation_df, by=("label",), quantities=("avg", "last", "zero_shot_delta")))
-    fig = cplots.plot_stability_plasticity(views.stability_plasticity_frame(ablation_df, by="label"), by="label",
-                                           title="VR-LwF ablation: one option changed at a time")
+    fig = cplots.plot_stability_plasticity(
+        views.stability_plasticity_frame(ablation_df, by="label"),
+        by="label",
+        title="VR-LwF ablation: one option changed at a time",
+    )
     saved.append(save_figure(fig, f"{FIGURES_DIR}/02_ablation_stability_plasticity"))
 
 # %% [markdown]
@@ -165,16 +169,24 @@ if ablation_runs:
 
 # %%
 headline = {
-    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE,
-                 "overrides": settings},
+    "settings": {
+        "model": MODEL,
+        "pretrained": PRETRAINED,
+        "scenarios": SCENARIOS,
+        "seeds": seeds,
+        "smoke": SMOKE,
+        "overrides": settings,
+    },
     "methods": {s: {m: study.headline_numbers(r) for m, r in study.by_label(results, s).items()} for s in SCENARIOS},
-    "ablation": {m: study.headline_numbers(r) for m, r in
-                 study.by_label(study.load_results(ablation_runs, runs_dir)).items()},
+    "ablation": {
+        m: study.headline_numbers(r) for m, r in study.by_label(study.load_results(ablation_runs, runs_dir)).items()
+    },
     "figures": [str(path) for path in saved],
 }
 write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
 pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T[
-    ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]].round(1)
+    ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]
+].round(1)
 
 # %% [markdown]
 # ## The answer, in the default setting

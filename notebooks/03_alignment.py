@@ -84,8 +84,9 @@ seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 probe_size = min(PROBE_SIZE, study.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS,
-                   jobs=JOBS)
+run_options = dict(
+    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
+)
 focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 
 # %% [markdown]
@@ -100,8 +101,9 @@ bundle = load_model(MODEL, pretrained=PRETRAINED, device=DEVICE)
 temperature = model_temperature(bundle.model)
 probe = study.alignment_probe(SCENARIO, bundle.eval_transform, probe_size, DATA_ROOT, SCENARIO_OPTIONS)
 reference = study.encode_probe(bundle.model, bundle.tokenizer, probe)
-versions = {(r.label, r.seed): study.embed_run(r.folder(runs_dir), probe, bundle.tokenizer, DEVICE, SCENARIO)
-            for r in requests}
+versions = {
+    (r.label, r.seed): study.embed_run(r.folder(runs_dir), probe, bundle.tokenizer, DEVICE, SCENARIO) for r in requests
+}
 table = study.alignment_frame(reference, versions, temperature)
 print(f"{len(probe[1])} probe pairs, temperature {temperature:.4f}, {len(versions)} runs")
 
@@ -121,7 +123,8 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/03_geometry_across_tasks"))
 
 # %%
 fig = aplots.plot_metrics_across_tasks(
-    table, metrics=("angle_img_mean", "angle_txt_mean", "offdiag_drift", "newI_oldT_i2t_r1"))
+    table, metrics=("angle_img_mean", "angle_txt_mean", "offdiag_drift", "newI_oldT_i2t_r1")
+)
 saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_sensitive"))
 fig = aplots.plot_metrics_across_tasks(table, metrics=("cka_img", "cka_txt", "sam_img", "sam_txt"))
 saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_invariant"))
@@ -130,8 +133,20 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_invariant"))
 # After the last task (mean over seeds; the first row is the pretrained model):
 
 # %%
-HEADLINE_METRICS = ["gap_l2m", "unif_joint", "cka_img_txt", "i2t_r1", "t2i_r1", "angle_img_mean", "angle_txt_mean",
-                    "angle_mismatch", "offdiag_drift", "cka_img", "cka_txt", "newI_oldT_i2t_r1"]
+HEADLINE_METRICS = [
+    "gap_l2m",
+    "unif_joint",
+    "cka_img_txt",
+    "i2t_r1",
+    "t2i_r1",
+    "angle_img_mean",
+    "angle_txt_mean",
+    "angle_mismatch",
+    "offdiag_drift",
+    "cka_img",
+    "cka_txt",
+    "newI_oldT_i2t_r1",
+]
 final = study.final_alignment(table, HEADLINE_METRICS)
 final.round(2)
 
@@ -139,9 +154,12 @@ final.round(2)
 # ## Per-sample rotation, per task
 
 # %%
-angles = pd.concat([
-    study.rotation_angle_table(reference, {t + 1: v for t, v in enumerate(versions[(m, seeds[0])])}, method=m)
-    for m in METHODS])
+angles = pd.concat(
+    [
+        study.rotation_angle_table(reference, {t + 1: v for t, v in enumerate(versions[(m, seeds[0])])}, method=m)
+        for m in METHODS
+    ]
+)
 fig = aplots.plot_rotation_violins(angles, hue="method")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/03_rotation_violins"))
 
@@ -187,8 +205,16 @@ study.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, 
 
 # %%
 headline = {
-    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE,
-                 "probe_size": len(probe[1]), "projection": PROJECTION, "overrides": settings},
+    "settings": {
+        "model": MODEL,
+        "pretrained": PRETRAINED,
+        "scenario": SCENARIO,
+        "seeds": seeds,
+        "smoke": SMOKE,
+        "probe_size": len(probe[1]),
+        "projection": PROJECTION,
+        "overrides": settings,
+    },
     "temperature": temperature,
     "final": final.to_dict(orient="index"),
     "figures": [str(path) for path in saved],

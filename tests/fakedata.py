@@ -17,40 +17,153 @@ import hashlib
 import io
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from cliplab.data import MTIL_ORDER_1, load_metadata
 
-EUROSAT_FOLDERS = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-                   "PermanentCrop", "Residential", "River", "SeaLake"]
+EUROSAT_FOLDERS = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+]
 
 #: Caltech101's 101 category folders (torchvision sorts them; BACKGROUND_Google is dropped).
 CALTECH101_FOLDERS = [
-    "Faces", "Faces_easy", "Leopards", "Motorbikes", "accordion", "airplanes", "anchor", "ant", "barrel", "bass",
-    "beaver", "binocular", "bonsai", "brain", "brontosaurus", "buddha", "butterfly", "camera", "cannon", "car_side",
-    "ceiling_fan", "cellphone", "chair", "chandelier", "cougar_body", "cougar_face", "crab", "crayfish", "crocodile",
-    "crocodile_head", "cup", "dalmatian", "dollar_bill", "dolphin", "dragonfly", "electric_guitar", "elephant", "emu",
-    "euphonium", "ewer", "ferry", "flamingo", "flamingo_head", "garfield", "gerenuk", "gramophone", "grand_piano",
-    "hawksbill", "headphone", "hedgehog", "helicopter", "ibis", "inline_skate", "joshua_tree", "kangaroo", "ketch",
-    "lamp", "laptop", "llama", "lobster", "lotus", "mandolin", "mayfly", "menorah", "metronome", "minaret", "nautilus",
-    "octopus", "okapi", "pagoda", "panda", "pigeon", "pizza", "platypus", "pyramid", "revolver", "rhino", "rooster",
-    "saxophone", "schooner", "scissors", "scorpion", "sea_horse", "snoopy", "soccer_ball", "stapler", "starfish",
-    "stegosaurus", "stop_sign", "strawberry", "sunflower", "tick", "trilobite", "umbrella", "watch", "water_lilly",
-    "wheelchair", "wild_cat", "windsor_chair", "wrench", "yin_yang",
+    "Faces",
+    "Faces_easy",
+    "Leopards",
+    "Motorbikes",
+    "accordion",
+    "airplanes",
+    "anchor",
+    "ant",
+    "barrel",
+    "bass",
+    "beaver",
+    "binocular",
+    "bonsai",
+    "brain",
+    "brontosaurus",
+    "buddha",
+    "butterfly",
+    "camera",
+    "cannon",
+    "car_side",
+    "ceiling_fan",
+    "cellphone",
+    "chair",
+    "chandelier",
+    "cougar_body",
+    "cougar_face",
+    "crab",
+    "crayfish",
+    "crocodile",
+    "crocodile_head",
+    "cup",
+    "dalmatian",
+    "dollar_bill",
+    "dolphin",
+    "dragonfly",
+    "electric_guitar",
+    "elephant",
+    "emu",
+    "euphonium",
+    "ewer",
+    "ferry",
+    "flamingo",
+    "flamingo_head",
+    "garfield",
+    "gerenuk",
+    "gramophone",
+    "grand_piano",
+    "hawksbill",
+    "headphone",
+    "hedgehog",
+    "helicopter",
+    "ibis",
+    "inline_skate",
+    "joshua_tree",
+    "kangaroo",
+    "ketch",
+    "lamp",
+    "laptop",
+    "llama",
+    "lobster",
+    "lotus",
+    "mandolin",
+    "mayfly",
+    "menorah",
+    "metronome",
+    "minaret",
+    "nautilus",
+    "octopus",
+    "okapi",
+    "pagoda",
+    "panda",
+    "pigeon",
+    "pizza",
+    "platypus",
+    "pyramid",
+    "revolver",
+    "rhino",
+    "rooster",
+    "saxophone",
+    "schooner",
+    "scissors",
+    "scorpion",
+    "sea_horse",
+    "snoopy",
+    "soccer_ball",
+    "stapler",
+    "starfish",
+    "stegosaurus",
+    "stop_sign",
+    "strawberry",
+    "sunflower",
+    "tick",
+    "trilobite",
+    "umbrella",
+    "watch",
+    "water_lilly",
+    "wheelchair",
+    "wild_cat",
+    "windsor_chair",
+    "wrench",
+    "yin_yang",
 ]
 
 #: The 12 cat breeds of Oxford-IIIT Pet (species 1; the other 25 breeds are dogs, species 2).
-PET_CATS = {"Abyssinian", "Bengal", "Birman", "Bombay", "British Shorthair", "Egyptian Mau", "Maine Coon", "Persian",
-            "Ragdoll", "Russian Blue", "Siamese", "Sphynx"}
+PET_CATS = {
+    "Abyssinian",
+    "Bengal",
+    "Birman",
+    "Bombay",
+    "British Shorthair",
+    "Egyptian Mau",
+    "Maine Coon",
+    "Persian",
+    "Ragdoll",
+    "Russian Blue",
+    "Siamese",
+    "Sphynx",
+}
 
 IMAGE_SIZE = 8  # pixels per side of every fake image file (the model's transform resizes)
 
 
 # ----------------------------------------------------------------------------- generic files
+
 
 def image_bytes(seed: int, fmt: str = "PNG", size: int = 6) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -89,6 +202,7 @@ def md5(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- CIFAR pickle batches
 
+
 def cifar_rows(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
 
@@ -99,28 +213,40 @@ def write_cifar10(root: Path) -> dict[str, np.ndarray]:
     rows = {}
     for i in range(1, 6):
         rows[f"data_batch_{i}"] = cifar_rows(2, i)
-        write_pickle(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5",
-                                                  "data": rows[f"data_batch_{i}"], "labels": [i, (i + 3) % 10]})
+        write_pickle(
+            folder / f"data_batch_{i}",
+            {"batch_label": f"training batch {i} of 5", "data": rows[f"data_batch_{i}"], "labels": [i, (i + 3) % 10]},
+        )
     rows["test_batch"] = cifar_rows(3, 0)
-    write_pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": rows["test_batch"],
-                                         "labels": [3, 8, 0]})
+    write_pickle(
+        folder / "test_batch", {"batch_label": "testing batch 1 of 1", "data": rows["test_batch"], "labels": [3, 8, 0]}
+    )
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 10000, "num_vis": 3072})
     return rows
 
 
-def write_cifar100(root: Path, train_labels: Sequence[int] = (1, 41, 99, 0),
-                   test_labels: Sequence[int] = (7, 1)) -> None:
+def write_cifar100(
+    root: Path, train_labels: Sequence[int] = (1, 41, 99, 0), test_labels: Sequence[int] = (7, 1)
+) -> None:
     """root/cifar-100-python/{train, test, meta} with the given fine labels (one image each)."""
     folder = root / "cifar-100-python"
     raw_names = [n.replace(" ", "_") for n in load_metadata("cifar100").classnames]  # as in the real meta file
     write_pickle(folder / "meta", {"fine_label_names": raw_names, "coarse_label_names": [f"c{i}" for i in range(20)]})
     for split, labels in (("train", list(train_labels)), ("test", list(test_labels))):
-        write_pickle(folder / split, {"filenames": [f"x{i}.png" for i in range(len(labels))], "fine_labels": labels,
-                                      "coarse_labels": [0] * len(labels), "data": cifar_rows(len(labels), 5)})
+        write_pickle(
+            folder / split,
+            {
+                "filenames": [f"x{i}.png" for i in range(len(labels))],
+                "fine_labels": labels,
+                "coarse_labels": [0] * len(labels),
+                "data": cifar_rows(len(labels), 5),
+            },
+        )
 
 
 # ----------------------------------------------------------------------------- torchvision layouts
+
 
 def write_eurosat(root: Path, per_class: int = 3) -> list[str]:
     """root/eurosat/2750/<Class>/<Class>_<n>.jpg; returns paths in torchvision's (sorted) order."""
@@ -144,8 +270,10 @@ def write_mnist(root: Path, per_class: int = 1) -> None:
     rng = np.random.default_rng(28)
     for prefix in ("train", "t10k"):
         labels = np.tile(np.arange(10), per_class)
-        write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte",
-                  rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8))
+        write_idx(
+            root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte",
+            rng.integers(0, 256, (len(labels), 28, 28), dtype=np.uint8),
+        )
         write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
 
 
@@ -165,8 +293,12 @@ def write_caltech101(root: Path, folders: Sequence[str] = CALTECH101_FOLDERS, pe
     """root/caltech101/101_ObjectCategories/<category>/image_0001.jpg (+ BACKGROUND_Google, which is dropped)."""
     for i, folder in enumerate(["BACKGROUND_Google", *folders]):
         for n in range(1, per_class + 1):
-            write_image(root / "caltech101" / "101_ObjectCategories" / folder / f"image_{n:04d}.jpg",
-                        100 * i + n, "JPEG", IMAGE_SIZE)
+            write_image(
+                root / "caltech101" / "101_ObjectCategories" / folder / f"image_{n:04d}.jpg",
+                100 * i + n,
+                "JPEG",
+                IMAGE_SIZE,
+            )
 
 
 def write_aircraft(root: Path, per_class: int = 1) -> None:
@@ -197,7 +329,7 @@ def write_dtd(root: Path, per_class: int = 1) -> None:
     n = 0
     for split in ("train", "val", "test"):
         rows = []
-        for c, cls in enumerate(classes):
+        for cls in classes:
             for _ in range(per_class):
                 n += 1
                 write_jpeg(folder / "images" / cls / f"{cls}_{n:04d}.jpg", n)
@@ -252,8 +384,10 @@ def write_stanford_cars(root: Path, per_class: int = 1) -> None:
     (folder / "devkit").mkdir(parents=True, exist_ok=True)
     savemat(folder / "devkit" / "cars_meta.mat", {"class_names": np.array([names], dtype=object)})
     fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), ("fname", "O")]
-    for split, mat in (("train", folder / "devkit" / "cars_train_annos.mat"),
-                       ("test", folder / "cars_test_annos_withlabels.mat")):
+    for split, mat in (
+        ("train", folder / "devkit" / "cars_train_annos.mat"),
+        ("test", folder / "cars_test_annos_withlabels.mat"),
+    ):
         records = []
         for c in range(len(names)):
             for _ in range(per_class):
@@ -281,6 +415,7 @@ def write_sun397(root: Path, per_class: int = 1) -> None:
 
 # ----------------------------------------------------------------------------- folders and captions
 
+
 def write_image_folder(root: Path) -> Path:
     """root/{train,test}/{cat,dog_breed}/*.png plus one corrupt PNG in test/cat (returned)."""
     for split in ("train", "test"):
@@ -292,13 +427,20 @@ def write_image_folder(root: Path) -> Path:
 
 def write_karpathy_json(root: Path, with_filepath: bool) -> None:
     """Karpathy's split file: dataset_coco.json (with filepath) or dataset_flickr30k.json (without)."""
-    entries = [("a.jpg", "test", ["a dog runs", "a brown dog"]), ("b.jpg", "train", ["a cat"]),
-               ("c.jpg", "test", ["two birds", "birds on a wire", "a pair of birds"]),
-               ("d.jpg", "restval", ["a car"])]
+    entries = [
+        ("a.jpg", "test", ["a dog runs", "a brown dog"]),
+        ("b.jpg", "train", ["a cat"]),
+        ("c.jpg", "test", ["two birds", "birds on a wire", "a pair of birds"]),
+        ("d.jpg", "restval", ["a car"]),
+    ]
     images = []
     for filename, split, sentences in entries:
-        item = {"filename": filename, "split": split, "imgid": len(images),
-                "sentences": [{"raw": s, "tokens": s.split()} for s in sentences]}
+        item = {
+            "filename": filename,
+            "split": split,
+            "imgid": len(images),
+            "sentences": [{"raw": s, "tokens": s.split()} for s in sentences],
+        }
         if with_filepath:
             item["filepath"] = "val2014"
         images.append(item)
@@ -323,16 +465,24 @@ def write_reference_data(folder: Path) -> tuple[Path, Path]:
     captions = folder / "cc" / "train.csv"
     for i in range(3):
         write_image(folder / "cc" / "img" / f"{i}.jpg", 70 + i, "JPEG")
-    captions.write_text("filepath\ttitle\nimg/0.jpg\ta dog on a beach\nimg/1.jpg\ta red car parked\n"
-                        "img/2.jpg\ta bowl of soup\nimg/0.jpg\ta puppy by the sea\n")
+    captions.write_text(
+        "filepath\ttitle\nimg/0.jpg\ta dog on a beach\nimg/1.jpg\ta red car parked\n"
+        "img/2.jpg\ta bowl of soup\nimg/0.jpg\ta puppy by the sea\n"
+    )
     return images, captions
 
 
 # ----------------------------------------------------------------------------- everything at once
 
 MTIL_WRITERS = {
-    "aircraft": write_aircraft, "caltech101": write_caltech101, "dtd": write_dtd, "flowers102": write_flowers102,
-    "mnist": write_mnist, "oxford_pet": write_oxford_pet, "stanford_cars": write_stanford_cars, "sun397": write_sun397,
+    "aircraft": write_aircraft,
+    "caltech101": write_caltech101,
+    "dtd": write_dtd,
+    "flowers102": write_flowers102,
+    "mnist": write_mnist,
+    "oxford_pet": write_oxford_pet,
+    "stanford_cars": write_stanford_cars,
+    "sun397": write_sun397,
 }
 
 

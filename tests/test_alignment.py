@@ -13,23 +13,24 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
 
-from cliplab import alignment as A  # noqa: E402
-from cliplab.evaluation.retrieval import retrieval_metrics  # noqa: E402
+from cliplab import alignment as A
+from cliplab.evaluation.retrieval import retrieval_metrics
 
 torch.set_num_threads(1)
 
 
 # --- synthetic data -------------------------------------------------------------------------
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -59,6 +60,7 @@ def uniform_rotation(d: int, degrees: float, seed: int) -> torch.Tensor:
 
 
 # --- single-version geometry vs naive references ----------------------------------------------
+
 
 def test_modality_gap_and_direction():
     I, T = clip_like()
@@ -150,7 +152,7 @@ def test_linear_cka_vs_hsic_and_invariances():
     Y = X @ torch.randn(6, 4, generator=_gen(5)) + 0.5 * torch.randn(30, 4, generator=_gen(6))
     H = torch.eye(30, dtype=torch.float64) - 1 / 30
     K, L = H @ (X.double() @ X.double().T) @ H, H @ (Y.double() @ Y.double().T) @ H
-    hsic = lambda a, b: (a * b).sum()  # noqa: E731  tr(KHLH) with K, L already centred
+    hsic = lambda a, b: (a * b).sum()
     expected = hsic(K, L) / torch.sqrt(hsic(K, K) * hsic(L, L))
     assert A.linear_cka(X, Y) == pytest.approx(expected.item(), rel=1e-6)
     assert A.linear_cka(X, Y) == pytest.approx(A.linear_cka(Y, X), rel=1e-9)
@@ -160,6 +162,7 @@ def test_linear_cka_vs_hsic_and_invariances():
 
 
 # --- rotation-invariant vs rotation-sensitive (Mod-X) ----------------------------------------
+
 
 def test_rotation_angles_identity_and_known_angle():
     I, _ = clip_like()
@@ -174,7 +177,7 @@ def test_rotation_angles_identity_and_known_angle():
 
 def test_self_angle_change_vs_naive_and_rotation_blindness():
     I, T = clip_like(n=10)
-    angle = lambda X, i, j: math.degrees(math.acos(max(-1.0, min(1.0, (X[i] @ X[j]).item()))))  # noqa: E731
+    angle = lambda X, i, j: math.degrees(math.acos(max(-1.0, min(1.0, (X[i] @ X[j]).item()))))
     changes = [abs(angle(I, i, j) - angle(T, i, j)) for i, j in itertools.permutations(range(10), 2)]
     assert A.self_angle_change(I, T) == pytest.approx(np.mean(changes), rel=1e-4)
     assert A.self_angle_change(I, T, reduction="max") == pytest.approx(max(changes), rel=1e-4)
@@ -203,6 +206,7 @@ def _naive_offdiag_drift(I0, T0, I1, T1, tau):
             p, q = torch.softmax(S0[i, others] / tau, 0), torch.softmax(S1[i, others] / tau, 0)
             total += (p * (p / q).log()).sum().item()
         return total / S0.shape[0]
+
     S0, S1 = I0.double() @ T0.double().T, I1.double() @ T1.double().T
     return 0.5 * (kl_rows(S0, S1) + kl_rows(S0.T, S1.T))
 
@@ -238,6 +242,7 @@ def test_cross_version_retrieval_detects_synchronised_rotation():
 
 
 # --- shift experiment and summaries ---------------------------------------------------------
+
 
 def test_clip_loss_vs_naive_and_chance():
     I, T = clip_like(n=8)
@@ -281,7 +286,15 @@ def test_alignment_summary_consistent_with_parts():
 def test_version_drift_identity_and_one_sided_rotation():
     I, T = clip_like(n=30)
     same = A.version_drift(I, T, I, T, 0.01)
-    zero_keys = ("angle_img_mean", "angle_txt_p90", "angle_mismatch", "offdiag_drift", "sam_img", "d_i2t_r1", "d_gap_l2m")
+    zero_keys = (
+        "angle_img_mean",
+        "angle_txt_p90",
+        "angle_mismatch",
+        "offdiag_drift",
+        "sam_img",
+        "d_i2t_r1",
+        "d_gap_l2m",
+    )
     for key in zero_keys:
         assert same[key] == pytest.approx(0.0, abs=1e-6), key
     assert same["cka_img"] == pytest.approx(1.0) and same["newI_oldT_i2t_r1"] == retrieval_metrics(I, T)["i2t_r1"]
@@ -293,6 +306,7 @@ def test_version_drift_identity_and_one_sided_rotation():
 
 
 # --- embedding helpers and cache ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_clip():
@@ -351,6 +365,7 @@ def test_embedding_cache_round_trip(tmp_path):
 
 # --- figures --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def versions():
     I0, T0 = clip_like(n=24)
@@ -389,8 +404,11 @@ def test_matrix_lines_and_shift_figures(tmp_path, versions):
 
     matrix = A.cross_version_matrix([v[0] for v in versions.values()], [v[1] for v in versions.values()])
     _saved(plots.plot_cross_version_matrix(matrix, list(versions)), tmp_path, "matrix")
-    rows = [{"task": t, "method": m, **A.alignment_summary(I, T, 0.01)}
-            for m in ("finetune", "vr-lwf") for t, (I, T) in versions.items()]
+    rows = [
+        {"task": t, "method": m, **A.alignment_summary(I, T, 0.01)}
+        for m in ("finetune", "vr-lwf")
+        for t, (I, T) in versions.items()
+    ]
     tidy = pd.DataFrame(rows).melt(id_vars=["task", "method"], var_name="metric", value_name="value")
     _saved(plots.plot_metrics_across_tasks(tidy), tmp_path, "lines")
     with pytest.raises(ValueError):

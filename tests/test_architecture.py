@@ -14,7 +14,8 @@ PACKAGE = Path(cliplab.__file__).parent
 
 # What each top-level part of cliplab may import (besides itself and the standard/third-party libraries).
 ALLOWED = {
-    "io": set(), "utils": set(),
+    "io": set(),
+    "utils": set(),
     "toyworld": {"io", "utils"},
     "data": {"io", "utils"},
     "checkpoints": {"io"},
@@ -27,8 +28,20 @@ ALLOWED = {
     "engine": {"methods", "results", "evaluation", "scenarios", "models", "checkpoints", "data", "io", "utils"},
     "pretrain": {"engine", "evaluation", "models", "checkpoints", "toyworld", "io", "utils"},
     "plots": {"results"},
-    "study": {"engine", "methods", "results", "alignment", "evaluation", "scenarios", "models", "checkpoints",
-              "data", "toyworld", "io", "utils"},
+    "study": {
+        "engine",
+        "methods",
+        "results",
+        "alignment",
+        "evaluation",
+        "scenarios",
+        "models",
+        "checkpoints",
+        "data",
+        "toyworld",
+        "io",
+        "utils",
+    },
     "cli": {"study", "engine", "evaluation", "results", "models", "pretrain", "io"},
 }
 
@@ -64,7 +77,11 @@ def test_every_import_points_down_the_layers():
     wrong = []
     for module, path in modules.items():
         for target in _imports(path) & set(modules):
-            if _part(target) != _part(module) and _part(module) != "cliplab" and _part(target) not in ALLOWED[_part(module)]:
+            if (
+                _part(target) != _part(module)
+                and _part(module) != "cliplab"
+                and _part(target) not in ALLOWED[_part(module)]
+            ):
                 wrong.append(f"{module} -> {target}")
     assert not wrong, "imports against the layers of docs/design.md:\n" + "\n".join(sorted(wrong))
 
@@ -77,14 +94,16 @@ def test_a_method_plug_in_imports_only_the_methods_package():
 
 def test_no_import_cycle_between_modules():
     modules = _modules()
-    graph = {m: {t for t in _imports(p) if t in modules and t != m and not m.startswith(t + ".")} for m, p in modules.items()}
+    graph = {
+        m: {t for t in _imports(p) if t in modules and t != m and not m.startswith(t + ".")} for m, p in modules.items()
+    }
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [nxt]))
+                pytest.fail("import cycle: " + " -> ".join(trail[trail.index(nxt) :] + [nxt]))
             if nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2
@@ -95,7 +114,9 @@ def test_no_import_cycle_between_modules():
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, f"split these modules by theme: {long}"
 
 

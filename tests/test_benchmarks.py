@@ -26,7 +26,9 @@ def _module(name: str):
 def _write_run(root: Path, folder: str, scenario: str, method: str, train: float, evaluate: float) -> None:
     path = root / folder / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"scenario": scenario, "method": method, "seconds": {"train": train, "evaluate": evaluate}}))
+    path.write_text(
+        json.dumps({"scenario": scenario, "method": method, "seconds": {"train": train, "evaluate": evaluate}})
+    )
 
 
 def test_run_store_shares_are_per_scenario_and_method(tmp_path: Path) -> None:

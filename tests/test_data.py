@@ -7,6 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakedata import (
+    write_caltech101,
+    write_cifar10,
+    write_cifar100,
+    write_eurosat,
+    write_food101,
+    write_idx,
+    write_image,
+    write_image_folder,
+    write_karpathy_json,
+    write_pickle,
+)
 from PIL import Image
 from torch.utils.data import DataLoader, random_split
 from torchvision.transforms import ToTensor
@@ -25,27 +37,16 @@ from cliplab.data import (
     UnknownDatasetError,
     get_dataset,
     load_metadata,
+    registry,
     seeded_split_indices,
     to_pil,
-)
-from cliplab.data import registry
-from fakedata import (
-    write_caltech101,
-    write_cifar10,
-    write_cifar100,
-    write_eurosat,
-    write_food101,
-    write_idx,
-    write_image,
-    write_image_folder,
-    write_karpathy_json,
-    write_pickle,
 )
 
 torch.set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------- digits
+
 
 def test_digits_shapes_labels_and_names():
     train = get_dataset("digits", split="train", transform=ToTensor())
@@ -76,13 +77,14 @@ def test_digits_split_is_deterministic_disjoint_and_stratified():
 
 def test_digits_are_white_on_dark():
     images = get_dataset("digits", split="test").images.float()  # N×3×32×32, 0..255
-    assert images[:, :, :3, :3].mean() < 5          # corners: background
-    assert images[:, :, 12:20, 12:20].mean() > 60   # centre: ink
+    assert images[:, :, :3, :3].mean() < 5  # corners: background
+    assert images[:, :, 12:20, 12:20].mean() > 60  # centre: ink
     assert images.max() == 255
     assert torch.equal(images[:, 0], images[:, 2])  # grey replicated to RGB
 
 
 # ----------------------------------------------------------------------------- CIFAR pickle format
+
 
 def test_cifar10_default_refuses_files_that_fail_md5(tmp_path):
     write_cifar10(tmp_path)
@@ -141,6 +143,7 @@ def test_missing_cifar_names_path_and_remedy(tmp_path):
 
 
 # ----------------------------------------------------------------------------- torchvision formats
+
 
 def test_missing_mtil_dataset_error_contains_the_path(tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
@@ -223,6 +226,7 @@ def test_caltech101_drops_background_and_uses_zscl_names(tmp_path):
 
 # ----------------------------------------------------------------------------- ImageFolder
 
+
 def test_imagefolder_skips_and_reports_a_corrupt_png(tmp_path):
     bad = write_image_folder(tmp_path)
     with pytest.warns(CorruptImageWarning) as record:
@@ -261,22 +265,35 @@ def test_imagefolder_missing_split_lists_what_is_there(tmp_path):
 
 # ----------------------------------------------------------------------------- class lists
 
+
 def test_classname_override_with_wrong_count_is_an_error(tmp_path):
     write_image_folder(tmp_path)
     with pytest.raises(ClassListMismatchError, match=r"3 class names but the dataset has 2 classes"):
         get_dataset("imagefolder", root=tmp_path, split="train", classnames=["a", "b", "c"])
     with pytest.raises(ClassListMismatchError, match=r"9 != 10"):
         get_dataset("digits", classnames=["x"] * 9)
-    renamed = get_dataset("imagefolder", root=tmp_path, split="train", classnames=["kitty", "doggo"],
-                          templates=["a sketch of a {}."])
+    renamed = get_dataset(
+        "imagefolder", root=tmp_path, split="train", classnames=["kitty", "doggo"], templates=["a sketch of a {}."]
+    )
     assert renamed.classnames == ["kitty", "doggo"] and renamed.train_template == "a sketch of a {}."
 
 
-@pytest.mark.parametrize("name, classes, templates", [
-    ("aircraft", 100, 2), ("caltech101", 101, 34), ("cifar100", 100, 18), ("dtd", 47, 8), ("eurosat", 10, 3),
-    ("flowers102", 102, 1), ("food101", 101, 1), ("mnist", 10, 1), ("oxford_pet", 37, 1),
-    ("stanford_cars", 196, 9), ("sun397", 397, 2),
-])
+@pytest.mark.parametrize(
+    "name, classes, templates",
+    [
+        ("aircraft", 100, 2),
+        ("caltech101", 101, 34),
+        ("cifar100", 100, 18),
+        ("dtd", 47, 8),
+        ("eurosat", 10, 3),
+        ("flowers102", 102, 1),
+        ("food101", 101, 1),
+        ("mnist", 10, 1),
+        ("oxford_pet", 37, 1),
+        ("stanford_cars", 196, 9),
+        ("sun397", 397, 2),
+    ],
+)
 def test_mtil_metadata_counts(name, classes, templates):
     meta = load_metadata(name)
     assert (meta.num_classes, len(meta.templates)) == (classes, templates)
@@ -297,12 +314,13 @@ def test_metadata_peculiarities_match_zscl():
 def test_benchmark_orders():
     assert len(CIFAR100_CLASS_ORDER) == 100 and sorted(CIFAR100_CLASS_ORDER) == list(range(100))
     assert CIFAR100_CLASS_ORDER[:5] == [87, 0, 52, 58, 44] and CIFAR100_CLASS_ORDER[-1] == 39
-    assert MTIL_ORDER_1[0] == "aircraft" and MTIL_ORDER_1 == sorted(MTIL_ORDER_1)
+    assert MTIL_ORDER_1[0] == "aircraft" and sorted(MTIL_ORDER_1) == MTIL_ORDER_1
     assert MTIL_ORDER_2[:3] == ["stanford_cars", "food101", "mnist"] and MTIL_ORDER_2[-1] == "cifar100"
     assert sorted(MTIL_ORDER_2) == sorted(MTIL_ORDER_1) and set(MTIL_ORDER_1) <= set(data.list_datasets())
 
 
 # ----------------------------------------------------------------------------- seeded split
+
 
 class _FakeDataset:
     def __init__(self, n: int) -> None:
@@ -327,6 +345,7 @@ def test_seeded_split_is_deterministic_and_equals_zscl_random_split():
 
 
 # ----------------------------------------------------------------------------- captions
+
 
 def test_coco_karpathy_captions_and_index(tmp_path):
     write_karpathy_json(tmp_path, with_filepath=True)
@@ -358,7 +377,8 @@ def test_csv_captions_groups_repeated_filepaths(tmp_path):
     write_image(tmp_path / "img" / "b.png", 2)
     (tmp_path / "captions.csv").write_text(
         'filepath,caption\nimg/a.png,a red circle\nimg/b.png,a blue square\nimg/a.png,"a circle, red"\n'
-        "img/b.png,square\nimg/a.png,round red thing\n")
+        "img/b.png,square\nimg/a.png,round red thing\n"
+    )
     captions = get_dataset("csv_captions", root=tmp_path / "captions.csv")
     assert len(captions) == 2 and len(captions.captions) == 5
     assert captions.captions == ["a red circle", "a circle, red", "round red thing", "a blue square", "square"]
@@ -370,6 +390,7 @@ def test_csv_captions_groups_repeated_filepaths(tmp_path):
 
 
 # ----------------------------------------------------------------------------- registry and tensors
+
 
 def test_unknown_name_lists_known_names():
     with pytest.raises(UnknownDatasetError) as info:

@@ -34,7 +34,9 @@ def test_finetuning_at_default_settings_forgets_pretraining(default_runs, scenar
     metrics = default_runs[scenario]
     probes = metrics["zero_shot"]
     held_out = [sum(curve[i] for curve in probes.values()) / len(probes) for i in (0, -1)]
-    assert held_out[0] - held_out[-1] >= FLOOR, f"{scenario}: held-out zero-shot {held_out[0]:.1f} -> {held_out[-1]:.1f}"
+    assert held_out[0] - held_out[-1] >= FLOOR, (
+        f"{scenario}: held-out zero-shot {held_out[0]:.1f} -> {held_out[-1]:.1f}"
+    )
     combined = probes["toyworld_shape_colour"]
     assert combined[0] - combined[-1] >= FLOOR, combined
 

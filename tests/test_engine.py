@@ -19,19 +19,43 @@ from cliplab.engine.loop import NonFiniteLossError
 from cliplab.engine.runner import run_scenario
 
 FAST = [
-    "steps_per_task=8", "checkpoint_every=2", "batch_size=16", "probe_size=60", "retrieval_size=30",
-    "max_eval_images=80", "progress=false",
+    "steps_per_task=8",
+    "checkpoint_every=2",
+    "batch_size=16",
+    "probe_size=60",
+    "retrieval_size=30",
+    "max_eval_images=80",
+    "progress=false",
 ]
 
 
 def _cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "cliplab.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cliplab.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _run_args(out: Path, method: str = "zscl", extra: list[str] | None = None) -> list[str]:
     sets = [f"--set={s}" for s in FAST + ["method.avg_freq=2", "method.n_reference_texts=200"] + (extra or [])]
-    return ["run", "--scenario", "toy-digits-cil", "--method", method, "--seed", "3", "--out", str(out), "--pretrained", "random", *sets]
+    return [
+        "run",
+        "--scenario",
+        "toy-digits-cil",
+        "--method",
+        method,
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--pretrained",
+        "random",
+        *sets,
+    ]
 
 
 def _metrics(folder: Path) -> dict:
@@ -74,19 +98,44 @@ def test_two_gloo_processes_agree_with_one_process(tmp_path):
     for a handful of them), and the accuracy row within 2 points.
     """
     sets = [f"--set={s}" for s in FAST + ["max_tasks=1", "steps_per_task=4", "augment=false"]]
-    args = ["run", "--scenario", "toy-digits-cil", "--method", "finetune", "--seed", "5", "--pretrained", "random", *sets]
+    args = [
+        "run",
+        "--scenario",
+        "toy-digits-cil",
+        "--method",
+        "finetune",
+        "--seed",
+        "5",
+        "--pretrained",
+        "random",
+        *sets,
+    ]
     single = _cli(args + ["--out", str(tmp_path / "single")])
     assert single.wait() == 0, single.stdout.read()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531", "-m", "cliplab.cli",
-         *args, "--out", str(tmp_path / "ddp")], env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29531",
+            "-m",
+            "cliplab.cli",
+            *args,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     a = load_state_dict(tmp_path / "single" / "checkpoints" / "task_0.safetensors")
     b = load_state_dict(tmp_path / "ddp" / "checkpoints" / "task_0.safetensors")
     start = load_state_dict_of_random_toyclip(seed=5)
-    flat = lambda d: torch.cat([d[k].flatten() for k in sorted(d)])  # noqa: E731
+    flat = lambda d: torch.cat([d[k].flatten() for k in sorted(d)])
     moved, gap = (flat(a) - flat(start)).abs(), (flat(a) - flat(b)).abs()
     assert moved.max() > 1e-4, "training changed the weights"
     assert gap.mean() < 0.02 * moved.mean(), f"mean gap {gap.mean():.2e} vs mean update {moved.mean():.2e}"
@@ -106,8 +155,14 @@ def load_state_dict_of_random_toyclip(seed: int) -> dict[str, torch.Tensor]:
 
 def test_a_nan_loss_stops_with_a_clear_error(tmp_path):
     with pytest.raises(NonFiniteLossError, match="Lower the learning rate"):
-        run_scenario("toy-digits-cil", "finetune", tmp_path, pretrained="random", seed=0,
-                     overrides=FAST + ["max_tasks=1", "lr=1e30", "steps_per_task=3"])
+        run_scenario(
+            "toy-digits-cil",
+            "finetune",
+            tmp_path,
+            pretrained="random",
+            seed=0,
+            overrides=FAST + ["max_tasks=1", "lr=1e30", "steps_per_task=3"],
+        )
 
 
 def test_unknown_method_scenario_and_setting_are_named_in_the_error(tmp_path):
@@ -130,4 +185,6 @@ def test_overrides_parse_numbers_booleans_and_method_options():
 def test_a_folder_holding_another_run_is_not_resumed_into(tmp_path):
     run_scenario("toy-digits-cil", "zeroshot", tmp_path, pretrained="random", seed=0, overrides=FAST + ["max_tasks=1"])
     with pytest.raises(ValueError, match="already holds a different run"):
-        run_scenario("toy-digits-cil", "finetune", tmp_path, pretrained="random", seed=0, overrides=FAST + ["max_tasks=1"])
+        run_scenario(
+            "toy-digits-cil", "finetune", tmp_path, pretrained="random", seed=0, overrides=FAST + ["max_tasks=1"]
+        )

@@ -20,15 +20,22 @@ from cliplab.data import TensorImageDataset
 from cliplab.engine.config import TrainConfig, apply_overrides
 from cliplab.engine.loop import bind_services, train_task
 from cliplab.engine.runner import run_scenario
-from cliplab.scenarios.base import ReferenceData, Scenario, Task
 from cliplab.engine.student import ClipStudent, frozen_copy, student_forward
 from cliplab.methods import (
-    METHODS, TaskContext, WeightEnsemble, distillation_losses, get_method, herding, interpolate_,
-    random_bpe_vocabulary, soft_cross_entropy,
+    METHODS,
+    TaskContext,
+    WeightEnsemble,
+    distillation_losses,
+    get_method,
+    herding,
+    interpolate_,
+    random_bpe_vocabulary,
+    soft_cross_entropy,
 )
 from cliplab.methods.vr_lwf import word_list_vocabulary
 from cliplab.methods.zscl import l2_to
 from cliplab.models import ClipBundle
+from cliplab.scenarios.base import ReferenceData, Scenario, Task
 
 torch.set_num_threads(1)
 
@@ -42,6 +49,7 @@ N_TRAIN = 16  # images per task, 8 per class
 # ---------------------------------------------------------------------------------------------
 # fixtures: a tiny CLIP, a 2-task scenario with reference data, task contexts
 # ---------------------------------------------------------------------------------------------
+
 
 def tiny_clip(seed: int = 0) -> open_clip.CLIP:
     torch.manual_seed(seed)
@@ -63,6 +71,7 @@ def _uint8_images(n: int, seed: int) -> torch.Tensor:
 def _factory(images, labels, classnames):
     def make(transform=None):
         return TensorImageDataset(images, labels, classnames, [TEMPLATE], transform=transform)
+
     return make
 
 
@@ -73,14 +82,26 @@ def make_scenario() -> Scenario:
         train = _factory(_uint8_images(N_TRAIN, 10 + t), labels, names)
         test = _factory(_uint8_images(8, 20 + t), labels[:8], names)
         tasks.append(Task(f"task{t}", list(names), TEMPLATE, [TEMPLATE], train, test))
-    reference = ReferenceData(_factory(_uint8_images(12, 99), [0] * 12, ["thing"]),
-                              [f"a {c} {s} on the grass" for c in ("red", "blue", "green") for s in ("ball", "box")])
+    reference = ReferenceData(
+        _factory(_uint8_images(12, 99), [0] * 12, ["thing"]),
+        [f"a {c} {s} on the grass" for c in ("red", "blue", "green") for s in ("ball", "box")],
+    )
     return Scenario(name="fake", protocol="class_incremental", tasks=tasks, reference=reference)
 
 
 def make_config(**kw) -> TrainConfig:
-    base = dict(steps_per_task=3, batch_size=8, lr=1e-3, warmup_steps=0, checkpoint_every=0, progress=False,
-                precision="fp32", eval_batch_size=16, seed=0, label_smoothing=0.0)
+    base = dict(
+        steps_per_task=3,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=0,
+        checkpoint_every=0,
+        progress=False,
+        precision="fp32",
+        eval_batch_size=16,
+        seed=0,
+        label_smoothing=0.0,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -98,13 +119,25 @@ def make_ctx(scenario, tokenizer, task_index=0, model=None, initial=None, config
     """What `runner._run_task` builds: frozen, independent copies of the model as teachers."""
     model = model if model is not None else tiny_clip()
     task = scenario.tasks[task_index]
-    return bind_services(TaskContext(
-        model=model, tokenizer=tokenizer, train_transform=to_tensor, eval_transform=to_tensor, scenario=scenario,
-        task=task, task_index=task_index, config=config or make_config(), device=CPU,
-        initial_model=initial if initial is not None else frozen_copy(model), start_model=frozen_copy(model),
-        train_data=task.train_data(to_tensor), steps=steps, seed=1000 + task_index,
-        class_tokens=tokenizer([TEMPLATE.format(c) for c in task.classnames]),
-    ))
+    return bind_services(
+        TaskContext(
+            model=model,
+            tokenizer=tokenizer,
+            train_transform=to_tensor,
+            eval_transform=to_tensor,
+            scenario=scenario,
+            task=task,
+            task_index=task_index,
+            config=config or make_config(),
+            device=CPU,
+            initial_model=initial if initial is not None else frozen_copy(model),
+            start_model=frozen_copy(model),
+            train_data=task.train_data(to_tensor),
+            steps=steps,
+            seed=1000 + task_index,
+            class_tokens=tokenizer([TEMPLATE.format(c) for c in task.classnames]),
+        )
+    )
 
 
 def hook_step(method, ctx, step: int, ce_images: torch.Tensor):
@@ -148,6 +181,7 @@ def perturb_(model, seed: int, scale: float = 0.05) -> None:
 # the distillation loss
 # ---------------------------------------------------------------------------------------------
 
+
 def test_soft_cross_entropy_at_equality_is_teacher_entropy_times_t2():
     """Equal student/teacher logits: value = T²·H(teacher) exactly, i.e. KL = value − T²·H = 0 (P5)."""
     z = torch.randn(5, 7, generator=torch.Generator().manual_seed(0)) * 3
@@ -180,7 +214,8 @@ def test_soft_cross_entropy_hand_computed_2x2_with_t2_scaling():
     assert soft_cross_entropy(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-6)
     # T² scaling: doubling T and both logits leaves the distributions unchanged and multiplies by 4
     assert soft_cross_entropy(2 * student, 2 * teacher, 2.0).item() == pytest.approx(
-        4.0 * soft_cross_entropy(student, teacher, 1.0).item(), rel=1e-6)
+        4.0 * soft_cross_entropy(student, teacher, 1.0).item(), rel=1e-6
+    )
 
 
 def test_distillation_losses_t2i_is_the_transposed_i2t_problem():
@@ -201,6 +236,7 @@ def test_distillation_losses_t2i_is_the_transposed_i2t_problem():
 # ---------------------------------------------------------------------------------------------
 # LwF and VR-LwF through the hooks
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,options", [("lwf", {}), ("vr_lwf", {"vocab_size": 50})])
 def test_distillation_kl_is_zero_before_training_and_positive_after_a_ce_step(scenario, tokenizer, name, options):
@@ -255,7 +291,7 @@ def test_student_text_side_decides_whether_kd_reaches_the_text_tower(scenario, t
     perturb_(ctx.model, seed=3)  # student ≠ teacher, or every KD gradient is 0
     method = get_method("vr_lwf", {"vocab_size": 20, "student_text_side": side})
     method.begin_task(ctx)
-    _, out, terms = hook_step(method, ctx, 0, ce_images())
+    _, _, terms = hook_step(method, ctx, 0, ce_images())
     sum(terms.values()).backward()
     grads = {n: (p.grad.abs().sum().item() if p.grad is not None else 0.0) for n, p in ctx.model.named_parameters()}
     assert sum(v for n, v in grads.items() if n.startswith("visual.")) > 0
@@ -300,6 +336,7 @@ def test_memory_kd_images_without_a_memory_is_an_error(scenario, tokenizer):
 # VR-LwF's replayed vocabulary
 # ---------------------------------------------------------------------------------------------
 
+
 def test_random_bpe_vocabulary_rows_are_sot_ids_eot_padding(tokenizer):
     """Rows [SOT, L ids, EOT, 0…] of the context length; SOT/EOT never drawn (P3), so the EOT
     position is the unique argmax that CLIP pools at."""
@@ -307,8 +344,8 @@ def test_random_bpe_vocabulary_rows_are_sot_ids_eot_padding(tokenizer):
     k, length = 20_000, 10  # 200,000 draws: an unexcluded special id would appear with prob. ≈ 1 − e^−8
     rows = random_bpe_vocabulary(tokenizer, k, length, CONTEXT, torch.Generator().manual_seed(0))
     assert rows.shape == (k, CONTEXT) and rows.dtype == torch.long
-    assert (rows[:, 0] == sot).all() and (rows[:, length + 1] == eot).all() and (rows[:, length + 2:] == 0).all()
-    ids = rows[:, 1:length + 1]
+    assert (rows[:, 0] == sot).all() and (rows[:, length + 1] == eot).all() and (rows[:, length + 2 :] == 0).all()
+    ids = rows[:, 1 : length + 1]
     assert not torch.isin(ids, torch.tensor([sot, eot])).any()
     assert ids.min() >= 0 and ids.max() < len(tokenizer.encoder)
     assert len(ids.unique()) > 40_000  # drawn over (nearly) the whole BPE vocabulary
@@ -415,6 +452,7 @@ def test_unknown_method_name_lists_the_methods():
 # WiSE-FT
 # ---------------------------------------------------------------------------------------------
 
+
 def test_interpolate_endpoints_are_exact_and_the_middle_is_convex():
     """α=1 keeps the fine-tuned weights, α=0 gives the reference exactly, α=0.8 the convex combination."""
     finetuned, reference = tiny_clip(0), tiny_clip(1)
@@ -456,6 +494,7 @@ def test_wise_ft_end_task_interpolates_with_the_chosen_reference(scenario, token
 # ---------------------------------------------------------------------------------------------
 # iCaRL
 # ---------------------------------------------------------------------------------------------
+
 
 def test_herding_first_pick_is_nearest_to_the_mean():
     features = torch.tensor([[3.0, 0.0], [-1.0, 1.0], [0.2, 0.1], [-2.0, -1.0]])  # mean (0.05, 0.025)
@@ -541,6 +580,7 @@ def test_icarl_teacher_defaults_per_variant_and_options_are_validated():
 # ZSCL
 # ---------------------------------------------------------------------------------------------
 
+
 def test_weight_ensemble_is_the_uniform_mean_of_start_and_snapshots():
     start, a, b = tiny_clip(0), tiny_clip(1), tiny_clip(2)
     ensemble = WeightEnsemble(start)
@@ -593,7 +633,7 @@ def test_l2_to_is_the_sum_of_squared_differences_of_trainable_parameters():
     delta = torch.randn(model.visual.conv1.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.1
     with torch.no_grad():
         model.visual.conv1.weight.add_(delta)
-    assert l2_to(model, anchor).item() == pytest.approx((delta ** 2).sum().item(), rel=1e-4)
+    assert l2_to(model, anchor).item() == pytest.approx((delta**2).sum().item(), rel=1e-4)
     model.visual.conv1.weight.requires_grad_(False)  # frozen parameters are not regularised
     assert l2_to(model, anchor).item() == 0.0
 
@@ -684,8 +724,10 @@ def test_each_accumulation_micro_batch_is_distilled_against_its_own_teacher_imag
     images = ce_images(n=8)
     with torch.no_grad():
         for micro in range(2):
-            kd = extra.images[micro * 4:(micro + 1) * 4]
-            out = student_forward(ClipStudent(ctx.model), images[micro * 4:(micro + 1) * 4], ctx.class_tokens, kd, None)
+            kd = extra.images[micro * 4 : (micro + 1) * 4]
+            out = student_forward(
+                ClipStudent(ctx.model), images[micro * 4 : (micro + 1) * 4], ctx.class_tokens, kd, None
+            )
             terms = method.losses(ctx, out)
             entropy = teacher_entropy_t2(method.teacher, kd, method.teacher_texts, method.options.T)
             for key in terms:
@@ -700,8 +742,16 @@ def test_distillation_with_gradient_accumulation(scenario, tokenizer, tmp_path, 
     if name == "icarl":  # a memory first
         ctx0, _ = _train(method, scenario, tokenizer, tmp_path / "t0")
         model, initial = ctx0.model, ctx0.initial_model
-    ctx, before = _train(method, scenario, tokenizer, tmp_path / "run", 1 if name == "icarl" else 0,
-                         model=model, initial=initial, grad_accum=2)
+    ctx, before = _train(
+        method,
+        scenario,
+        tokenizer,
+        tmp_path / "run",
+        1 if name == "icarl" else 0,
+        model=model,
+        initial=initial,
+        grad_accum=2,
+    )
     rows = [r for r in _loss_log(tmp_path / "run") if r["term"] != "total"]
     assert {"kd_i2t", "kd_t2i"} <= {r["term"] for r in rows}
     assert all(math.isfinite(float(r["value"])) for r in rows)
@@ -714,18 +764,41 @@ def test_wise_ft_end_to_end_lands_between_start_and_fine_tuned(scenario, tokeniz
     ft_ctx, start = _train(get_method("finetune"), scenario, tokenizer, tmp_path / "ft")
     wise_ctx, _ = _train(get_method("wise_ft"), scenario, tokenizer, tmp_path / "wise")
     for key in ("visual.conv1.weight", "token_embedding.weight"):
-        torch.testing.assert_close(wise_ctx.model.state_dict()[key], 0.8 * ft_ctx.model.state_dict()[key] + 0.2 * start[key])
+        torch.testing.assert_close(
+            wise_ctx.model.state_dict()[key], 0.8 * ft_ctx.model.state_dict()[key] + 0.2 * start[key]
+        )
 
 
 def test_zeroshot_never_trains(scenario, tokenizer, tmp_path):
     """`zeroshot` is the untrained reference row: the runner skips the loop for it, weights unchanged."""
     method = get_method("zeroshot")
-    assert method.trains is False and set(METHODS) >= {"zeroshot", "finetune", "lwf", "vr_lwf", "icarl", "wise_ft", "zscl"}
+    assert method.trains is False and set(METHODS) >= {
+        "zeroshot",
+        "finetune",
+        "lwf",
+        "vr_lwf",
+        "icarl",
+        "wise_ft",
+        "zscl",
+    }
     model = tiny_clip()
     before = clone_state(model)
     bundle = ClipBundle(model, tokenizer, to_tensor, to_tensor, "tiny", None)
-    single = Scenario(name="fake1", protocol="class_incremental", tasks=scenario.tasks[:1], reference=scenario.reference)
-    run_scenario(single, "zeroshot", tmp_path, bundle=bundle, overrides={
-        "steps_per_task": 2, "batch_size": 8, "checkpoint_every": 0, "progress": False, "device": "cpu",
-        "eval_batch_size": 16})
+    single = Scenario(
+        name="fake1", protocol="class_incremental", tasks=scenario.tasks[:1], reference=scenario.reference
+    )
+    run_scenario(
+        single,
+        "zeroshot",
+        tmp_path,
+        bundle=bundle,
+        overrides={
+            "steps_per_task": 2,
+            "batch_size": 8,
+            "checkpoint_every": 0,
+            "progress": False,
+            "device": "cpu",
+            "eval_batch_size": 16,
+        },
+    )
     assert not changed(model, before)

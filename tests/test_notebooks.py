@@ -21,8 +21,19 @@ from cliplab.models import TOYCLIP_CHECKPOINT
 from cliplab.study.notebooks import NOTEBOOKS, notebooks_dir, parse_params, read_notebook, run_study
 
 STEMS = [name.split(".")[0] for name in NOTEBOOKS]
-REQUIRED_PARAMETERS = {"MODEL", "PRETRAINED", "METHODS", "SEEDS", "STEPS_PER_TASK", "DEVICE", "OUT_DIR", "RUNS_DIR",
-                       "FIGURES_DIR", "SMOKE", "INTERACTIVE"}
+REQUIRED_PARAMETERS = {
+    "MODEL",
+    "PRETRAINED",
+    "METHODS",
+    "SEEDS",
+    "STEPS_PER_TASK",
+    "DEVICE",
+    "OUT_DIR",
+    "RUNS_DIR",
+    "FIGURES_DIR",
+    "SMOKE",
+    "INTERACTIVE",
+}
 needs_toyclip = pytest.mark.skipif(
     not TOYCLIP_CHECKPOINT.exists(),
     reason=f"the pretrained ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT} (regenerate: make toyclip)",
@@ -41,18 +52,24 @@ def test_parameters_cell_holds_flat_literals_only(name):
     tree = ast.parse(_parameters_cell(name))
     names = set()
     for node in tree.body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), (
             f"{name}: parameters must be plain `NAME = literal` lines, got {ast.unparse(node)!r}"
+        )
         ast.literal_eval(node.value)
         names.add(node.targets[0].id)
-    assert REQUIRED_PARAMETERS <= names, f"{name} lacks parameters {sorted(REQUIRED_PARAMETERS - names)}"
+    assert names >= REQUIRED_PARAMETERS, f"{name} lacks parameters {sorted(REQUIRED_PARAMETERS - names)}"
     assert {"SCENARIO", "SCENARIOS"} & names
     assert "PRETRAINED = None" in _parameters_cell(name), "the default must be the shipped pretrained ToyCLIP"
 
 
 def test_cli_params_are_parsed_like_the_rest_of_the_cli():
     assert parse_params(["SEEDS=[0,1]", "MODEL=ViT-B-16", "PRETRAINED=none", "SMOKE=true", "STEPS_PER_TASK=30"]) == {
-        "SEEDS": [0, 1], "MODEL": "ViT-B-16", "PRETRAINED": None, "SMOKE": True, "STEPS_PER_TASK": 30}
+        "SEEDS": [0, 1],
+        "MODEL": "ViT-B-16",
+        "PRETRAINED": None,
+        "SMOKE": True,
+        "STEPS_PER_TASK": 30,
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_params(["SEEDS"])
 
@@ -90,10 +107,18 @@ def test_every_notebook_executed_and_saved_figures(study):
     for stem in STEMS:
         assert (study / f"{stem}.ipynb").exists() and (study / stem / "metrics.json").exists()
     figures = {p.name for p in (study / "figures").glob("*.png")}
-    for expected in ("01_accuracy_matrix_finetune.png", "01_task_curves_finetune.png", "01_zero_shot_retention.png",
-                     "01_ost_vs_mst.png", "02_stability_plasticity.png", "02_ablation_stability_plasticity.png",
-                     "03_geometry_across_tasks.png", "03_rotation_violins.png", "03_joint_projection.png",
-                     "03_cross_version_vr_lwf.png"):
+    for expected in (
+        "01_accuracy_matrix_finetune.png",
+        "01_task_curves_finetune.png",
+        "01_zero_shot_retention.png",
+        "01_ost_vs_mst.png",
+        "02_stability_plasticity.png",
+        "02_ablation_stability_plasticity.png",
+        "03_geometry_across_tasks.png",
+        "03_rotation_violins.png",
+        "03_joint_projection.png",
+        "03_cross_version_vr_lwf.png",
+    ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
 
@@ -101,11 +126,15 @@ def test_every_notebook_executed_and_saved_figures(study):
 @pytest.mark.parametrize("stem", STEMS)
 def test_recorded_numbers_are_finite(study, stem):
     """JSON has no NaN; a None marks a metric undefined for the run (e.g. transfer of one task)."""
-    leaves = [(path, v) for path, v in _numbers(_metrics(study, stem)) if isinstance(v, (int, float)) and
-              not isinstance(v, bool)]
+    leaves = [
+        (path, v)
+        for path, v in _numbers(_metrics(study, stem))
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     assert leaves and all(math.isfinite(v) for _, v in leaves)
-    undefined = [path for path, v in _numbers(_metrics(study, stem)["methods" if stem != STEMS[2] else "final"])
-                 if v is None]
+    undefined = [
+        path for path, v in _numbers(_metrics(study, stem)["methods" if stem != STEMS[2] else "final"]) if v is None
+    ]
     allowed = ("transfer", "bwt", "forgetting")  # need more than one task
     assert all(path.split(".")[-1].startswith(allowed) for path in undefined), undefined
 
@@ -145,7 +174,11 @@ def test_finished_runs_are_reused_not_retrained(study):
     """Asking for the runs again with the notebooks' settings loads nothing and trains nothing."""
     requests = sh.grid(["toy-digits-cil", "toy-mtil"], ["finetune", "vr_lwf"], [0])
     messages = []
-    sh.run_requests(requests, sh.runs_root(study / "runs", smoke=True), settings=sh.study_settings(True, None, "cpu"),
-                    smoke=True,
-                    log=messages.append)
+    sh.run_requests(
+        requests,
+        sh.runs_root(study / "runs", smoke=True),
+        settings=sh.study_settings(True, None, "cpu"),
+        smoke=True,
+        log=messages.append,
+    )
     assert len(messages) == len(requests) and all(m.startswith("reuse") for m in messages)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import cliplab.study as sh
-from cliplab.study.pool import cpu_cores, resolve_jobs, run_parallel
 from cliplab.models import TOYCLIP_CHECKPOINT
+from cliplab.study.pool import cpu_cores, resolve_jobs, run_parallel
 
 needs_toyclip = pytest.mark.skipif(not TOYCLIP_CHECKPOINT.exists(), reason="the shipped ToyCLIP checkpoint is missing")
 

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from test_results import make_run
 
 from cliplab.cli import main
-from cliplab.study.tables import results_table
 from cliplab.results import save_run
-from test_results import make_run
+from cliplab.study.tables import results_table
 
 
 def _store(root):
     # lwf seeds 0/1 and an ablation variant of lwf (same method, same seed 0: another row).
     save_run(make_run("lwf", 0, last_zero_shot=50.0), root / "mtil" / "lwf" / "seed0")
-    save_run(make_run("lwf", 1, last_zero_shot=40.0, accuracy_matrix=[[40.0, 30.0], [30.0, 80.0]]),
-             root / "mtil" / "lwf" / "seed1")
+    save_run(
+        make_run("lwf", 1, last_zero_shot=40.0, accuracy_matrix=[[40.0, 30.0], [30.0, 80.0]]),
+        root / "mtil" / "lwf" / "seed1",
+    )
     save_run(make_run("lwf", 0, last_zero_shot=58.0), root / "mtil" / "lwf+T=4" / "seed0")
 
 
 def test_rows_are_labels_with_mean_std_and_seed_count(tmp_path):
     _store(tmp_path)
-    columns = {"Last": "last", "Δ zs": "zero_shot_delta/imagenet", "Δ i2t": "retrieval_delta/coco/i2t_r1",
-               "absent": "zero_shot_delta/toyworld_shape"}
+    columns = {
+        "Last": "last",
+        "Δ zs": "zero_shot_delta/imagenet",
+        "Δ i2t": "retrieval_delta/coco/i2t_r1",
+        "absent": "zero_shot_delta/toyworld_shape",
+    }
     table = results_table(tmp_path, columns=columns, labels=["lwf+T=4", "lwf"])
     assert list(table.index.get_level_values("label")) == ["lwf+T=4", "lwf"]
     lwf = table.loc[("mtil", "lwf")]

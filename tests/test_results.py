@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,9 @@ def test_round_trip_and_summary_filled(tmp_path):
     run = make_run(accuracy_matrix=np.array(MATRIX), extra={"notes": "toy"})
     save_run(run, tmp_path / "run")
     loaded = load_run(tmp_path / "run")
-    assert loaded.summary == pytest.approx({"transfer": 30.0, "avg": 37.5, "last": 40.0, "bwt": -20.0, "forgetting": 20.0})
+    assert loaded.summary == pytest.approx(
+        {"transfer": 30.0, "avg": 37.5, "last": 40.0, "bwt": -20.0, "forgetting": 20.0}
+    )
     assert loaded == RunResult(**{**run.__dict__, "summary": loaded.summary})
     assert loaded.accuracy_matrix == MATRIX and loaded.extra == {"notes": "toy"}
     assert load_run(tmp_path / "run" / "metrics.json") == loaded
@@ -124,7 +126,9 @@ def test_save_rejects_mutated_or_unserialisable_results(tmp_path):
 def _three_runs(root):
     # lwf: seeds 0 and 1; zscl: seed 0 -> 3 runs over 2 seeds.
     save_run(make_run("lwf", 0, last_zero_shot=50.0), root / "lwf" / "seed0")
-    save_run(make_run("lwf", 1, last_zero_shot=40.0, accuracy_matrix=[[40.0, 30.0], [30.0, 80.0]]), root / "lwf" / "seed1")
+    save_run(
+        make_run("lwf", 1, last_zero_shot=40.0, accuracy_matrix=[[40.0, 30.0], [30.0, 80.0]]), root / "lwf" / "seed1"
+    )
     save_run(make_run("zscl", 0, last_zero_shot=58.0), root / "zscl" / "seed0")
 
 

@@ -78,8 +78,16 @@ def test_default_keys_and_one_to_one_hand_case():
     S = torch.tensor([[0.9, 0.1, 0.2], [0.5, 0.3, 0.4], [0.1, 0.8, 0.7]])
     m = retrieval_metrics(torch.eye(3), S.T.contiguous())
     assert list(m) == [
-        "i2t_r1", "i2t_r5", "i2t_r10", "i2t_mean_rank", "i2t_median_rank",
-        "t2i_r1", "t2i_r5", "t2i_r10", "t2i_mean_rank", "t2i_median_rank",
+        "i2t_r1",
+        "i2t_r5",
+        "i2t_r10",
+        "i2t_mean_rank",
+        "i2t_median_rank",
+        "t2i_r1",
+        "t2i_r5",
+        "t2i_r10",
+        "t2i_mean_rank",
+        "t2i_median_rank",
     ]
     assert m["i2t_r1"] == pytest.approx(100 / 3) and m["t2i_r1"] == pytest.approx(200 / 3)
     assert (m["i2t_mean_rank"], m["i2t_median_rank"]) == pytest.approx((2.0, 2.0))

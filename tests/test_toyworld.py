@@ -45,14 +45,11 @@ _SYNONYMS: dict[str, list[list[str]]] = {
 
 
 _WORD_PATTERNS = {
-    attribute: re.compile(
-        r"(?<![\w-])(" + "|".join(re.escape(w) for words in table for w in words) + r")(?![\w-])"
-    )
+    attribute: re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for words in table for w in words) + r")(?![\w-])")
     for attribute, table in _SYNONYMS.items()
 }
 _LABEL_OF_WORD = {
-    attribute: {w: label for label, words in enumerate(table) for w in words}
-    for attribute, table in _SYNONYMS.items()
+    attribute: {w: label for label, words in enumerate(table) for w in words} for attribute, table in _SYNONYMS.items()
 }
 
 
@@ -218,13 +215,21 @@ def _hand_built_scene() -> Scene:
     """14 scenes, one per shape, every texture, fixed parameters (independent of sampling code)."""
     k = np.arange(14)
     return Scene(
-        shape=k, colour=k % 8, size=k % 3, position=k % 5, texture=k % 6,
-        radius=0.2 + 0.015 * k, centre=np.stack([0.4 + 0.015 * k, 0.6 - 0.012 * k], axis=1),
+        shape=k,
+        colour=k % 8,
+        size=k % 3,
+        position=k % 5,
+        texture=k % 6,
+        radius=0.2 + 0.015 * k,
+        centre=np.stack([0.4 + 0.015 * k, 0.6 - 0.012 * k], axis=1),
         rotation=np.linspace(-0.3, 0.3, 14),
         fg_rgb=np.stack([(k % 8) / 8, 0.9 - (k % 5) / 6, 0.2 + (k % 3) / 4], axis=1),
         bg_rgb=np.stack([0.3 + 0.02 * k, 0.5 - 0.01 * k, 0.4 + 0.005 * k], axis=1),
-        texture_contrast=0.15 + 0.01 * k, texture_frequency=3.0 + 0.2 * k, texture_angle=0.2 * k,
-        noise_std=0.02 + 0.003 * k, seed=1234,
+        texture_contrast=0.15 + 0.01 * k,
+        texture_frequency=3.0 + 0.2 * k,
+        texture_angle=0.2 * k,
+        noise_std=0.02 + 0.003 * k,
+        seed=1234,
     )
 
 
@@ -232,17 +237,36 @@ def _hand_built_scene() -> Scene:
 # from the renderer ToyCLIP was pretrained on. The tolerance admits a few 1-level differences
 # (another CPU's vector maths); anything that moves, recolours or re-noises an image fails.
 _GOLDEN_SUMS = [
-    [69173, 142418, 98549], [77934, 135204, 106959], [87660, 127381, 113118], [69993, 89071, 75270],
-    [103376, 112005, 110395], [114003, 136653, 122577], [124009, 128526, 102107], [132619, 117663, 114640],
-    [104353, 109101, 123725], [75844, 68603, 72498], [118464, 126022, 116956], [129548, 120417, 131769],
-    [138535, 109318, 106024], [149547, 98098, 120792],
+    [69173, 142418, 98549],
+    [77934, 135204, 106959],
+    [87660, 127381, 113118],
+    [69993, 89071, 75270],
+    [103376, 112005, 110395],
+    [114003, 136653, 122577],
+    [124009, 128526, 102107],
+    [132619, 117663, 114640],
+    [104353, 109101, 123725],
+    [75844, 68603, 72498],
+    [118464, 126022, 116956],
+    [129548, 120417, 131769],
+    [138535, 109318, 106024],
+    [149547, 98098, 120792],
 ]
 _GOLDEN_MOMENTS = [
-    [2146503, 4412778, 3056019], [2424086, 4201019, 3325579], [2714837, 3947116, 3512088],
-    [2193399, 2788436, 2359963], [3215851, 3474125, 3428637], [3684362, 4413079, 3960749],
-    [3847553, 3994501, 3153560], [4081716, 3626979, 3542071], [3245167, 3380610, 3820406],
-    [2377065, 2155891, 2267240], [3636866, 3904874, 3608553], [4056004, 3779729, 4144863],
-    [4297663, 3353113, 3321798], [4639581, 3056539, 3735862],
+    [2146503, 4412778, 3056019],
+    [2424086, 4201019, 3325579],
+    [2714837, 3947116, 3512088],
+    [2193399, 2788436, 2359963],
+    [3215851, 3474125, 3428637],
+    [3684362, 4413079, 3960749],
+    [3847553, 3994501, 3153560],
+    [4081716, 3626979, 3542071],
+    [3245167, 3380610, 3820406],
+    [2377065, 2155891, 2267240],
+    [3636866, 3904874, 3608553],
+    [4056004, 3779729, 4144863],
+    [4297663, 3353113, 3321798],
+    [4639581, 3056539, 3735862],
 ]
 
 

@@ -9,12 +9,12 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from cliplab.engine.runner import build_config
 from cliplab.evaluation import zeroshot
 from cliplab.evaluation.evaluator import ScenarioEvaluator
-from cliplab.engine.runner import build_config
-from cliplab.scenarios import get_scenario
-from cliplab.models import load_model
 from cliplab.evaluation.zeroshot import clear_classifier_cache, text_tower_fingerprint, zero_shot_classifier
+from cliplab.models import load_model
+from cliplab.scenarios import get_scenario
 
 _CONTENT_HASH = zeroshot._content_hash  # unpatched, for the expected values
 
@@ -66,8 +66,11 @@ def test_fingerprint_is_reused_while_nothing_changed(bundle, model, hashes):
     assert first == full_hash(model)
 
 
-@pytest.mark.parametrize("options", [{}, {"foreach": False}, {"foreach": True}, {"fused": True}],
-                         ids=["default", "single-tensor", "foreach", "fused"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"foreach": False}, {"foreach": True}, {"fused": True}],
+    ids=["default", "single-tensor", "foreach", "fused"],
+)
 def test_fingerprint_is_recomputed_after_an_optimizer_step(model, hashes, options):
     before = text_tower_fingerprint(model)
     text_step(model, **options)  # a fused step does not bump version counters: the step hook covers it
@@ -128,6 +131,7 @@ def test_clear_classifier_cache_forgets_the_memoised_fingerprint(model, hashes):
 # ---------------------------------------------------------------------------------------------
 # the evaluator: cached image batches, tokens and caption embeddings give the same numbers
 # ---------------------------------------------------------------------------------------------
+
 
 def make_evaluator(bundle, cache_bytes: int | None = None) -> ScenarioEvaluator:
     scenario = get_scenario("toy-digits-cil", probe_size=40, retrieval_size=20)

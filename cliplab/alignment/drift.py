@@ -17,7 +17,7 @@ Inputs are L2-normalised N x d matrices of the SAME probe samples in both versio
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +26,11 @@ from torch import Tensor
 from cliplab.evaluation.retrieval import retrieval_metrics
 
 __all__ = [
-    "rotation_angles", "self_angle_change", "offdiag_drift", "cross_version_retrieval",
     "cross_version_matrix",
+    "cross_version_retrieval",
+    "offdiag_drift",
+    "rotation_angles",
+    "self_angle_change",
 ]
 
 
@@ -148,8 +151,5 @@ def cross_version_matrix(
         raise ValueError("need one image and one text matrix per version")
     tail = metric.rpartition("_r")[2]
     ks = (int(tail),) if tail.isdigit() else (1,)
-    rows = [
-        [retrieval_metrics(img, txt, text_image_index, ks)[metric] for txt in texts]
-        for img in images
-    ]
+    rows = [[retrieval_metrics(img, txt, text_image_index, ks)[metric] for txt in texts] for img in images]
     return torch.tensor(rows, dtype=torch.float32)

@@ -15,9 +15,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "modality_gap", "gap_direction", "instance_gap", "relative_modality_gap", "cone",
-    "alignment_loss", "uniformity_loss", "similarity_stats", "auroc", "effective_rank",
+    "alignment_loss",
+    "auroc",
+    "cone",
+    "effective_rank",
+    "gap_direction",
+    "instance_gap",
     "linear_cka",
+    "modality_gap",
+    "relative_modality_gap",
+    "similarity_stats",
+    "uniformity_loss",
 ]
 
 

@@ -13,7 +13,7 @@ loss 1.80 at λ = 0 (gap 0.85) vs 2.47 at λ = 0.5 (gap 0.38). Source:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +49,7 @@ def shift_along_gap(I: Tensor, T: Tensor, lam: float, direction: Tensor | None =
     return F.normalize(I - 0.5 * lam * g, dim=1), F.normalize(T + 0.5 * lam * g, dim=1)
 
 
-def shift_experiment(
-    I: Tensor, T: Tensor, lambdas: Sequence[float], temperature: float
-) -> list[dict[str, float]]:
+def shift_experiment(I: Tensor, T: Tensor, lambdas: Sequence[float], temperature: float) -> list[dict[str, float]]:
     """Loss and retrieval as the modalities are shifted along the gap direction, one row per λ.
 
     Each row has `lambda`, `gap` (signed: (mean I' − mean T')·g, negative once the modalities
@@ -65,11 +63,13 @@ def shift_experiment(
         I_s, T_s = shift_along_gap(I, T, float(lam), g)
         delta = I_s.double().mean(0) - T_s.double().mean(0)
         ret = retrieval_metrics(I_s, T_s, ks=(1, 5))
-        rows.append({
-            "lambda": float(lam),
-            "gap": (delta @ g.double().to(delta.device)).item(),
-            "gap_l2m": modality_gap(I_s, T_s),
-            "clip_loss": clip_loss(I_s, T_s, temperature),
-            **{key: ret[key] for key in ("i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")},
-        })
+        rows.append(
+            {
+                "lambda": float(lam),
+                "gap": (delta @ g.double().to(delta.device)).item(),
+                "gap_l2m": modality_gap(I_s, T_s),
+                "clip_loss": clip_loss(I_s, T_s, temperature),
+                **{key: ret[key] for key in ("i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")},
+            }
+        )
     return rows

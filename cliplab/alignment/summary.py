@@ -11,11 +11,21 @@ import torch
 from torch import Tensor
 
 from cliplab.alignment.drift import (
-    cross_version_retrieval, offdiag_drift, rotation_angles, self_angle_change,
+    cross_version_retrieval,
+    offdiag_drift,
+    rotation_angles,
+    self_angle_change,
 )
 from cliplab.alignment.geometry import (
-    alignment_loss, cone, effective_rank, instance_gap, linear_cka, modality_gap,
-    relative_modality_gap, similarity_stats, uniformity_loss,
+    alignment_loss,
+    cone,
+    effective_rank,
+    instance_gap,
+    linear_cka,
+    modality_gap,
+    relative_modality_gap,
+    similarity_stats,
+    uniformity_loss,
 )
 from cliplab.alignment.shift import clip_loss
 from cliplab.evaluation.retrieval import retrieval_metrics
@@ -63,9 +73,7 @@ def _angle_stats(prefix: str, angles: Tensor) -> dict[str, float]:
     }
 
 
-def version_drift(
-    I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, temperature: float
-) -> dict[str, float]:
+def version_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, temperature: float) -> dict[str, float]:
     """How version `new` differs from version `old` on the same N matched probe pairs.
 
     Keys (angles in degrees, recalls in percent):
@@ -87,8 +95,7 @@ def version_drift(
         **_angle_stats("angle_txt", theta_txt),
         "angle_mismatch": (theta_img - theta_txt).abs().mean().item(),
         "offdiag_drift": offdiag_drift(I_old, T_old, I_new, T_new, temperature),
-        **{key: cross[key] for key in (
-            "newI_oldT_i2t_r1", "newI_oldT_t2i_r1", "oldI_newT_i2t_r1", "oldI_newT_t2i_r1")},
+        **{key: cross[key] for key in ("newI_oldT_i2t_r1", "newI_oldT_t2i_r1", "oldI_newT_i2t_r1", "oldI_newT_t2i_r1")},
         "sam_img": self_angle_change(I_old, I_new),
         "sam_txt": self_angle_change(T_old, T_new),
         "cka_img": linear_cka(I_old, I_new),

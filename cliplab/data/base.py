@@ -8,8 +8,9 @@ to load image `i` as a PIL image.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -60,8 +61,10 @@ class ClassificationDataset(ClassPrompts, Dataset):
         return (self.transform(image) if self.transform is not None else image), self.targets[index]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, samples={len(self)}, classes={self.num_classes}, "
-                f"templates={len(self.templates)}, corrupt={len(self.corrupt)})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, samples={len(self)}, classes={self.num_classes}, "
+            f"templates={len(self.templates)}, corrupt={len(self.corrupt)})"
+        )
 
     def _checked_names(self, names: Sequence[str], expected: int, what: str) -> list[str]:
         names = check_classnames(names, expected, self.name, what)

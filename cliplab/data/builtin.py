@@ -49,8 +49,7 @@ def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:
 def _rendered(image_size: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = _bundled_digits()
     grey = np.rint(images * (255.0 / 16.0)).astype(np.uint8)  # ink (16) -> white
-    resized = [np.asarray(Image.fromarray(g).resize((image_size, image_size), Image.Resampling.BILINEAR))
-               for g in grey]
+    resized = [np.asarray(Image.fromarray(g).resize((image_size, image_size), Image.Resampling.BILINEAR)) for g in grey]
     return np.repeat(np.stack(resized)[:, None], 3, axis=1), labels  # N×3×S×S
 
 
@@ -63,9 +62,14 @@ def digits_split_indices(split: str, seed: int = 0, test_fraction: float = 0.2) 
     if split == "all":
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    test = np.sort(np.concatenate([
-        rng.permutation(members)[: int(round(test_fraction * len(members)))]
-        for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]))
+    test = np.sort(
+        np.concatenate(
+            [
+                rng.permutation(members)[: round(test_fraction * len(members))]
+                for members in (np.flatnonzero(labels == c) for c in np.unique(labels))
+            ]
+        )
+    )
     return test if split == "test" else np.setdiff1d(np.arange(len(labels)), test)
 
 
@@ -79,15 +83,24 @@ def load_digits_dataset(
     images, labels = _rendered(image_size)
     meta = load_metadata("digits")
     dataset = TensorImageDataset(
-        torch.from_numpy(images[indices].copy()), labels[indices].tolist(),
-        meta.classnames, meta.templates, transform=transform, name="digits")
+        torch.from_numpy(images[indices].copy()),
+        labels[indices].tolist(),
+        meta.classnames,
+        meta.templates,
+        transform=transform,
+        name="digits",
+    )
     dataset.indices = indices.tolist()
     return dataset
 
 
 def digits_factory(
-    root: Any = None, split: str = "test", transform: Any = None, download: bool = False,
-    on_corrupt: str = "skip", **options: Any,
+    root: Any = None,
+    split: str = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    **options: Any,
 ) -> TensorImageDataset:
     """Registry adapter: `root`, `download`, `on_corrupt` and `verify` do not apply to a bundled dataset."""
     options.pop("verify", None)

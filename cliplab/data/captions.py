@@ -8,8 +8,9 @@ Items are `(transform(image), [caption, ...])`. For retrieval metrics the datase
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -19,19 +20,33 @@ from cliplab.data.base import open_rgb
 from cliplab.data.errors import CorruptFileError, DatasetNotFoundError
 from cliplab.data.integrity import screen_samples
 
-_KARPATHY_FILES = {"coco_karpathy": ("dataset_coco.json", None),
-                   "flickr30k_karpathy": ("dataset_flickr30k.json", "flickr30k-images")}
+_KARPATHY_FILES = {
+    "coco_karpathy": ("dataset_coco.json", None),
+    "flickr30k_karpathy": ("dataset_flickr30k.json", "flickr30k-images"),
+}
 #: Our split names -> Karpathy "split" values ("train" includes COCO's "restval", the usual 113k train set).
-KARPATHY_SPLITS = {"train": ("train", "restval"), "restval": ("restval",), "val": ("val",), "test": ("test",),
-                   "all": ("train", "restval", "val", "test")}
+KARPATHY_SPLITS = {
+    "train": ("train", "restval"),
+    "restval": ("restval",),
+    "val": ("val",),
+    "test": ("test",),
+    "all": ("train", "restval", "val", "test"),
+}
 CAPTION_COLUMNS = ("caption", "title")  # "title" is Conceptual Captions' column name in ZSCL's CSV
 
 
 class CaptionDataset(Dataset):
     """Images with one or more captions each, screened for unreadable files up front."""
 
-    def __init__(self, *, name: str, image_paths: Sequence[str | Path], captions_per_image: Sequence[Sequence[str]],
-                 transform: Any = None, corrupt: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        image_paths: Sequence[str | Path],
+        captions_per_image: Sequence[Sequence[str]],
+        transform: Any = None,
+        corrupt: Sequence[str] = (),
+    ) -> None:
         if len(image_paths) != len(captions_per_image):
             raise ValueError(f"{name}: {len(image_paths)} images but {len(captions_per_image)} caption lists")
         self.name = name
@@ -50,8 +65,10 @@ class CaptionDataset(Dataset):
         return (self.transform(image) if self.transform is not None else image), list(self.captions_per_image[index])
 
     def __repr__(self) -> str:
-        return (f"CaptionDataset(name={self.name!r}, images={len(self)}, captions={len(self.captions)}, "
-                f"corrupt={len(self.corrupt)})")
+        return (
+            f"CaptionDataset(name={self.name!r}, images={len(self)}, captions={len(self.captions)}, "
+            f"corrupt={len(self.corrupt)})"
+        )
 
 
 def caption_collate(batch: Sequence[tuple[Any, list[str]]]) -> tuple[Any, list[list[str]]]:
@@ -61,19 +78,36 @@ def caption_collate(batch: Sequence[tuple[Any, list[str]]]) -> tuple[Any, list[l
     return stacked, [list(c) for c in captions]
 
 
-def _build(name: str, paths: list[Path], captions: list[list[str]], transform: Any, on_corrupt: str,
-           verify: str, image_root: Path) -> CaptionDataset:
+def _build(
+    name: str,
+    paths: list[Path],
+    captions: list[list[str]],
+    transform: Any,
+    on_corrupt: str,
+    verify: str,
+    image_root: Path,
+) -> CaptionDataset:
     if paths and not any(p.exists() for p in paths):
-        raise DatasetNotFoundError(f"{name}: none of the {len(paths)} images exist, e.g. {paths[0]}; "
-                                   f"check image_root (used: {image_root})", paths[0])
+        raise DatasetNotFoundError(
+            f"{name}: none of the {len(paths)} images exist, e.g. {paths[0]}; check image_root (used: {image_root})",
+            paths[0],
+        )
     kept, kept_captions, dropped = screen_samples(name, paths, captions, on_corrupt, verify)
-    return CaptionDataset(name=name, image_paths=kept, captions_per_image=kept_captions, transform=transform,
-                          corrupt=dropped)
+    return CaptionDataset(
+        name=name, image_paths=kept, captions_per_image=kept_captions, transform=transform, corrupt=dropped
+    )
 
 
 def load_karpathy(
-    name: str, root: Any = None, split: str = "test", transform: Any = None, download: bool = False,
-    on_corrupt: str = "skip", verify: str = "header", annotation: Any = None, image_root: Any = None,
+    name: str,
+    root: Any = None,
+    split: str = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    verify: str = "header",
+    annotation: Any = None,
+    image_root: Any = None,
 ) -> CaptionDataset:
     """A Karpathy-split caption dataset: `root/dataset_coco.json` (or `annotation=`) plus its images.
 
@@ -91,7 +125,9 @@ def load_karpathy(
         raise DatasetNotFoundError(
             f"{name}: expected the Karpathy split file {ann} but it does not exist.\nExpected layout: "
             f"root/{default_file} + root/<filepath>/<filename> images. cliplab cannot download it: get "
-            f"caption_datasets.zip (Karpathy's splits) and the images, then pass root=.", ann)
+            f"caption_datasets.zip (Karpathy's splits) and the images, then pass root=.",
+            ann,
+        )
     images = [im for im in _read_karpathy(name, ann) if im["split"] in KARPATHY_SPLITS[split]]
     if not images:
         raise DatasetNotFoundError(f"{name}: {ann} has no images with split in {KARPATHY_SPLITS[split]}", ann)
@@ -118,16 +154,27 @@ def _read_karpathy(name: str, path: Path) -> list[dict[str, Any]]:
     if not isinstance(images, list):
         raise CorruptFileError(f"{name}: {path} has no 'images' list (Karpathy format expected)", path)
     for i, im in enumerate(images):
-        if not (isinstance(im, dict) and {"filename", "split", "sentences"} <= im.keys()
-                and all(isinstance(s, dict) and "raw" in s for s in im["sentences"])):
-            raise CorruptFileError(f"{name}: {path} images[{i}] lacks 'filename', 'split' or 'sentences'[*]['raw']",
-                                   path)
+        if not (
+            isinstance(im, dict)
+            and {"filename", "split", "sentences"} <= im.keys()
+            and all(isinstance(s, dict) and "raw" in s for s in im["sentences"])
+        ):
+            raise CorruptFileError(
+                f"{name}: {path} images[{i}] lacks 'filename', 'split' or 'sentences'[*]['raw']", path
+            )
     return images
 
 
 def load_csv_captions(
-    root: Any = None, split: str = "test", transform: Any = None, download: bool = False, on_corrupt: str = "skip",
-    verify: str = "header", caption_column: str | None = None, sep: str | None = None, image_root: Any = None,
+    root: Any = None,
+    split: str = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    verify: str = "header",
+    caption_column: str | None = None,
+    sep: str | None = None,
+    image_root: Any = None,
 ) -> CaptionDataset:
     """Captions from a CSV with columns `filepath` and `caption` (or `title`); a repeated filepath is one
     image with several captions. `root` is the CSV file (the file *is* the split) or a folder holding
@@ -153,8 +200,11 @@ def _csv_path(root: Any, split: str) -> Path:
     if candidate.is_file():
         return candidate
     found = sorted(p.name for p in root.glob("*.csv")) if root.is_dir() else []
-    raise DatasetNotFoundError(f"csv_captions: expected {candidate} (or pass the CSV file itself as root)"
-                               + (f"; CSV files in {root}: {', '.join(found)}" if found else ""), candidate)
+    raise DatasetNotFoundError(
+        f"csv_captions: expected {candidate} (or pass the CSV file itself as root)"
+        + (f"; CSV files in {root}: {', '.join(found)}" if found else ""),
+        candidate,
+    )
 
 
 def _read_csv(path: Path, sep: str | None) -> pd.DataFrame:
@@ -171,6 +221,8 @@ def _caption_column(frame: pd.DataFrame, path: Path, requested: str | None) -> s
     wanted = (requested,) if requested else CAPTION_COLUMNS
     column = next((c for c in wanted if c in frame.columns), None)
     if "filepath" not in frame.columns or column is None:
-        raise CorruptFileError(f"csv_captions: {path} needs columns 'filepath' and one of {list(wanted)}; "
-                               f"found {list(frame.columns)}", path)
+        raise CorruptFileError(
+            f"csv_captions: {path} needs columns 'filepath' and one of {list(wanted)}; found {list(frame.columns)}",
+            path,
+        )
     return column

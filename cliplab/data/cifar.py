@@ -30,8 +30,14 @@ _PIXELS = 3 * 32 * 32
 
 
 def load_cifar(
-    name: str, root: Any = None, split: str = "test", transform: Any = None, download: bool = False,
-    on_corrupt: str = "skip", verify_checksums: bool = True, verify: str = "header",
+    name: str,
+    root: Any = None,
+    split: str = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    verify_checksums: bool = True,
+    verify: str = "header",
 ) -> TensorImageDataset:
     """CIFAR-10 or CIFAR-100 `split` ("train"/"test") under `root` with the benchmark's names and templates.
 
@@ -50,29 +56,37 @@ def load_cifar(
     _check_checksums(name, batches + [meta_file], verify_checksums)
     images, labels = _read_batches(name, [path for path, _ in batches])
     classnames = benchmark_classnames(name, _read_label_names(name, meta_file[0], tv_cls.meta["key"]))
-    return TensorImageDataset(images, labels, classnames, load_metadata(name).templates,
-                              transform=transform, name=name)
+    return TensorImageDataset(images, labels, classnames, load_metadata(name).templates, transform=transform, name=name)
 
 
 def _download(tv_cls: type, name: str, root: Path, split: str) -> None:
     try:
         tv_cls(str(root), train=split == "train", download=True)
     except (OSError, RuntimeError) as error:
-        raise DatasetNotFoundError(f"{name}: download into {root} failed ({error}). Without internet, place "
-                                   f"the torchvision-format files at {root / tv_cls.base_folder}.", root) from error
+        raise DatasetNotFoundError(
+            f"{name}: download into {root} failed ({error}). Without internet, place "
+            f"the torchvision-format files at {root / tv_cls.base_folder}.",
+            root,
+        ) from error
 
 
 def _check_checksums(name: str, files: list[tuple[Path, str]], verify: bool) -> None:
     if not verify:
-        warnings.warn(f"{name}: MD5 checksums not verified (verify_checksums=False); use only for "
-                      f"deliberately modified or synthetic copies.", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{name}: MD5 checksums not verified (verify_checksums=False); use only for "
+            f"deliberately modified or synthetic copies.",
+            UserWarning,
+            stacklevel=3,
+        )
         return
     for path, md5 in files:
         if not check_integrity(str(path), md5):
             raise CorruptFileError(
                 f"{name}: {path} fails its MD5 check (expected {md5}): the file is damaged or not the official "
                 f"release. Delete it and pass download=True, or pass verify_checksums=False to load a "
-                f"deliberately modified copy.", path)
+                f"deliberately modified copy.",
+                path,
+            )
 
 
 def _unpickle(name: str, path: Path) -> Any:
@@ -80,8 +94,9 @@ def _unpickle(name: str, path: Path) -> Any:
         with open(path, "rb") as handle:
             return pickle.load(handle, encoding="latin1")
     except Exception as error:  # any unpickling failure means: not a usable CIFAR file
-        raise CorruptFileError(f"{name}: cannot read {path} as a CIFAR pickle ({type(error).__name__}: {error})",
-                               path) from error
+        raise CorruptFileError(
+            f"{name}: cannot read {path} as a CIFAR pickle ({type(error).__name__}: {error})", path
+        ) from error
 
 
 def _read_batches(name: str, paths: list[Path]) -> tuple[torch.Tensor, list[int]]:
@@ -99,12 +114,14 @@ def _read_batch(name: str, path: Path) -> tuple[np.ndarray, list[int]]:
     label_key = next((k for k in _LABEL_KEYS if isinstance(entry, dict) and k in entry), None)
     if label_key is None or "data" not in entry:
         found = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-        raise CorruptFileError(f"{name}: {path} lacks the 'data' and 'labels'/'fine_labels' keys (found {found})",
-                               path)
+        raise CorruptFileError(f"{name}: {path} lacks the 'data' and 'labels'/'fine_labels' keys (found {found})", path)
     data, labels = np.asarray(entry["data"]), [int(v) for v in entry[label_key]]
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS or len(labels) != len(data):
-        raise CorruptFileError(f"{name}: {path} holds data {data.dtype} {data.shape} with {len(labels)} labels; "
-                               f"expected uint8 N×{_PIXELS} with N labels", path)
+        raise CorruptFileError(
+            f"{name}: {path} holds data {data.dtype} {data.shape} with {len(labels)} labels; "
+            f"expected uint8 N×{_PIXELS} with N labels",
+            path,
+        )
     return data, labels
 
 

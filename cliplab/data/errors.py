@@ -6,8 +6,8 @@ decode a bare torchvision `RuntimeError` or a crash inside a DataLoader worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -51,9 +51,7 @@ class CorruptImageWarning(UserWarning):
 def missing_dataset(name: str, path: Path, layout: str, how_to_get: str) -> DatasetNotFoundError:
     """Build the standard "dataset not found" error: the missing path, the expected layout, the remedy."""
     message = (
-        f"{name} not found: {path} does not exist.\n"
-        f"Expected layout:\n{layout.rstrip()}\n"
-        f"To get the data: {how_to_get}"
+        f"{name} not found: {path} does not exist.\nExpected layout:\n{layout.rstrip()}\nTo get the data: {how_to_get}"
     )
     return DatasetNotFoundError(message, path)
 

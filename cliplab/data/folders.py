@@ -25,8 +25,13 @@ DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
 
 def load_image_folder(
-    root: Any = None, split: str | None = "test", transform: Any = None, download: bool = False,
-    on_corrupt: str = "skip", verify: str = "header", name: str | None = None,
+    root: Any = None,
+    split: str | None = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    verify: str = "header",
+    name: str | None = None,
 ) -> FileImageDataset:
     """Images under `root/split/<class>/` (or `root/<class>/` with `split=None`); generic template
     "a photo of a {}." unless `get_dataset(..., templates=[...])` overrides it."""
@@ -38,8 +43,15 @@ def load_image_folder(
     _check_sibling_splits(root, split_dir, classes)
     name = name or root.name
     paths, labels, dropped = screen_samples(name, *_scan(split_dir, classes), on_corrupt, verify)
-    return FileImageDataset(paths=paths, targets=labels, name=name, transform=transform, corrupt=dropped,
-                            classnames=[folder_to_classname(c) for c in classes], templates=DEFAULT_TEMPLATES)
+    return FileImageDataset(
+        paths=paths,
+        targets=labels,
+        name=name,
+        transform=transform,
+        corrupt=dropped,
+        classnames=[folder_to_classname(c) for c in classes],
+        templates=DEFAULT_TEMPLATES,
+    )
 
 
 def _split_dir(root: Path, split: str | None) -> Path:
@@ -52,15 +64,17 @@ def _split_dir(root: Path, split: str | None) -> Path:
     raise DatasetNotFoundError(
         f"imagefolder: expected {split_dir} but it does not exist{hint}.\n"
         f"Expected layout: root/<split>/<class>/<image>.png (or .jpg, ...), e.g. {root}/test/cat/0001.png.{flat}",
-        split_dir)
+        split_dir,
+    )
 
 
 def class_folders(split_dir: Path) -> list[str]:
     """Sorted names of the non-hidden sub-folders of a split folder."""
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise DatasetNotFoundError(f"imagefolder: no class folders in {split_dir}; expected "
-                                   f"{split_dir}/<class>/<image>", split_dir)
+        raise DatasetNotFoundError(
+            f"imagefolder: no class folders in {split_dir}; expected {split_dir}/<class>/<image>", split_dir
+        )
     return classes
 
 
@@ -77,18 +91,23 @@ def _check_sibling_splits(root: Path, split_dir: Path, classes: list[str]) -> No
                 f"imagefolder: {split_dir} has {len(classes)} class folders but {sibling} has {len(other)} "
                 f"({len(classes)} != {len(other)} or different names); only in {split_dir.name}: {only_here}, "
                 f"only in {sibling.name}: {only_there}. Labels would not line up across splits; create the "
-                f"missing folders (they may be empty).")
+                f"missing folders (they may be empty)."
+            )
 
 
 def _scan(split_dir: Path, classes: list[str]) -> tuple[list[str], list[int]]:
     paths: list[str] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (split_dir / cls).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in (split_dir / cls).rglob("*")
+            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
+        )
         paths.extend(str(p) for p in files)
         labels.extend([label] * len(files))
     if not paths:
-        raise DatasetNotFoundError(f"imagefolder: no image files ({', '.join(IMG_EXTENSIONS)}) under {split_dir}",
-                                   split_dir)
+        raise DatasetNotFoundError(
+            f"imagefolder: no image files ({', '.join(IMG_EXTENSIONS)}) under {split_dir}", split_dir
+        )
     return paths, labels

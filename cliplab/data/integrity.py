@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TypeVar
-
-T = TypeVar("T")
+from typing import TypeVar
 
 from PIL import Image
 
 from cliplab.data.errors import CorruptImageError, CorruptImageWarning
+
+T = TypeVar("T")
 
 ON_CORRUPT = ("skip", "error")
 VERIFY_MODES = ("header", "full", "none")
@@ -85,7 +86,9 @@ def screen_images(name: str, paths: Sequence[str | Path], on_corrupt: str, verif
     if on_corrupt == "error":
         raise CorruptImageError(
             f"{name}: unreadable image {first} ({reason}); {len(bad)} of {len(paths)} images are unreadable. "
-            f"Pass on_corrupt='skip' to drop them.", first)
+            f"Pass on_corrupt='skip' to drop them.",
+            first,
+        )
     if len(bad) == len(paths):
         raise CorruptImageError(f"{name}: all {len(paths)} images are unreadable, e.g. {first} ({reason})", first)
     warnings.warn(corrupt_summary(name, bad, len(paths)), CorruptImageWarning, stacklevel=2)
@@ -96,12 +99,15 @@ def corrupt_summary(name: str, bad: dict[str, str], total: int) -> str:
     """One-line report: how many were skipped and the first few paths with reasons."""
     shown = "; ".join(f"{p} ({r})" for p, r in list(bad.items())[:_SHOWN])
     more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-    return (f"{name}: skipped {len(bad)} unreadable image(s) of {total}: {shown}{more}. "
-            f"The dataset's .corrupt attribute lists them all.")
+    return (
+        f"{name}: skipped {len(bad)} unreadable image(s) of {total}: {shown}{more}. "
+        f"The dataset's .corrupt attribute lists them all."
+    )
 
 
-def screen_samples(name: str, paths: Sequence[str | Path], payloads: Sequence[T], on_corrupt: str,
-                   verify: str = "header") -> tuple[list[str], list[T], list[str]]:
+def screen_samples(
+    name: str, paths: Sequence[str | Path], payloads: Sequence[T], on_corrupt: str, verify: str = "header"
+) -> tuple[list[str], list[T], list[str]]:
     """Screen `paths` and keep the matching `payloads` (labels, captions): (paths, payloads, dropped paths)."""
     good = set(screen_images(name, paths, on_corrupt, verify))
     kept = [i for i in range(len(paths)) if i in good]

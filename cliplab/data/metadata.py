@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cliplab.data.errors import ClassListMismatchError, class_count_mismatch
 
@@ -55,7 +56,7 @@ def _read_json(filename: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_metadata(name: str) -> DatasetMetadata:
     """Metadata of a dataset with a JSON file in `cliplab/data/metadata/` (e.g. "sun397")."""
     if name not in available_metadata():
@@ -72,7 +73,7 @@ def load_metadata(name: str) -> DatasetMetadata:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def available_metadata() -> tuple[str, ...]:
     """Names of the datasets that ship class names and templates."""
     folder = resources.files(_PACKAGE).joinpath(_FOLDER)
@@ -117,8 +118,9 @@ MTIL_ORDER_2: list[str] = list(_ORDERS["mtil_order_2"])
 CIFAR100_CLASS_ORDER: list[int] = list(_ORDERS["cifar100_class_order"])
 
 
-def benchmark_classnames(name: str, dataset_classes: Sequence[str] | None = None,
-                         num_classes: int | None = None) -> list[str]:
+def benchmark_classnames(
+    name: str, dataset_classes: Sequence[str] | None = None, num_classes: int | None = None
+) -> list[str]:
     """The class names the benchmark uses for `name`, checked against the data actually on disk.
 
     `dataset_classes` is the dataset's own class list (torchvision `classes`, CIFAR meta names), or
@@ -136,7 +138,10 @@ def benchmark_classnames(name: str, dataset_classes: Sequence[str] | None = None
     differing = [i for i, (a, b) in enumerate(zip(names, meta.classnames)) if a != b]
     if differing:
         i = differing[0]
-        warnings.warn(f"{name}: {len(differing)} class names on disk differ from cliplab's copy "
-                      f"(first at index {i}: {names[i]!r} vs {meta.classnames[i]!r}); using the names on disk.",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{name}: {len(differing)} class names on disk differ from cliplab's copy "
+            f"(first at index {i}: {names[i]!r} vs {meta.classnames[i]!r}); using the names on disk.",
+            UserWarning,
+            stacklevel=2,
+        )
     return names

@@ -8,9 +8,10 @@ published scenarios do when they are built).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -37,8 +38,16 @@ _REGISTRY: dict[str, Factory] = {
 }
 
 #: Other spellings (ZSCL's script names and common short names) -> registered name.
-_ALIASES = {"fgvc_aircraft": "aircraft", "flowers": "flowers102", "food": "food101", "oxfordpet": "oxford_pet",
-            "pets": "oxford_pet", "stanfordcars": "stanford_cars", "cars": "stanford_cars"}
+_ALIASES = {
+    "fgvc_aircraft": "aircraft",
+    "flowers": "flowers102",
+    "food": "food101",
+    "oxfordpet": "oxford_pet",
+    "pets": "oxford_pet",
+    "stanfordcars": "stanford_cars",
+    "cars": "stanford_cars",
+}
+
 
 def register_dataset(name: str, factory: Factory, *, overwrite: bool = False) -> None:
     """Make `get_dataset(name, ...)` call `factory`; refuses to replace a name unless `overwrite=True`."""
@@ -77,8 +86,7 @@ def get_dataset(
     """
     check_on_corrupt(on_corrupt)
     factory = _lookup(name)
-    dataset = factory(root=root, split=split, transform=transform, download=download, on_corrupt=on_corrupt,
-                      **options)
+    dataset = factory(root=root, split=split, transform=transform, download=download, on_corrupt=on_corrupt, **options)
     if classnames is not None:
         _require(dataset, "set_classnames", name, "classnames").set_classnames(classnames)
     if templates is not None:

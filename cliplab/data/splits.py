@@ -8,7 +8,7 @@ then drop unreadable files *after* splitting, so a corrupt file never shifts the
 
 from __future__ import annotations
 
-from typing import Sized
+from collections.abc import Sized
 
 import torch
 from torch.utils.data import random_split
@@ -33,7 +33,8 @@ def split_indices(n: int, split: str, dataset: str) -> list[int]:
     if split == "all":
         return list(range(n))
     if split not in ("train", "test"):
-        raise ValueError(f"{dataset} has no official split; use split='train', 'test' (ZSCL's seeded 80/20) "
-                         f"or 'all', got {split!r}")
+        raise ValueError(
+            f"{dataset} has no official split; use split='train', 'test' (ZSCL's seeded 80/20) or 'all', got {split!r}"
+        )
     train, test = seeded_split_indices(n)
     return train if split == "train" else test

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,9 @@ class TensorImageDataset(ClassificationDataset):
 
 def _check_images(images: Tensor) -> None:
     if not isinstance(images, Tensor) or images.dtype != torch.uint8:
-        raise TypeError(f"images must be a torch.uint8 tensor, got {type(images).__name__}"
-                        f"{'' if not isinstance(images, Tensor) else ' of ' + str(images.dtype)}")
+        raise TypeError(
+            f"images must be a torch.uint8 tensor, got {type(images).__name__}"
+            f"{'' if not isinstance(images, Tensor) else ' of ' + str(images.dtype)}"
+        )
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be N×C×H×W with C in (1, 3), got shape {tuple(images.shape)}")

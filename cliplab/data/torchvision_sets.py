@@ -10,9 +10,10 @@ benchmark's class names and templates. MNIST stays tensor-backed. The on-disk la
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torchvision
 from torchvision import datasets as tvd
@@ -37,20 +38,27 @@ class _Spec:
 
 
 _SPECS: dict[str, _Spec] = {
-    "aircraft": _Spec(lambda r, s, d: tvd.FGVCAircraft(r, split=s, annotation_level="variant", download=d),
-                      {"train": "train", "val": "val", "trainval": "trainval", "test": "test"}),
+    "aircraft": _Spec(
+        lambda r, s, d: tvd.FGVCAircraft(r, split=s, annotation_level="variant", download=d),
+        {"train": "train", "val": "val", "trainval": "trainval", "test": "test"},
+    ),
     "caltech101": _Spec(lambda r, s, d: tvd.Caltech101(r, target_type="category", download=d), None),
-    "dtd": _Spec(lambda r, s, d: tvd.DTD(r, split=s, partition=1, download=d),
-                 {"train": "train", "val": "val", "test": "test"}),
+    "dtd": _Spec(
+        lambda r, s, d: tvd.DTD(r, split=s, partition=1, download=d), {"train": "train", "val": "val", "test": "test"}
+    ),
     "eurosat": _Spec(lambda r, s, d: tvd.EuroSAT(r, download=d), None),
-    "flowers102": _Spec(lambda r, s, d: tvd.Flowers102(r, split=s, download=d),
-                        {"train": "train", "val": "val", "test": "test"}),
+    "flowers102": _Spec(
+        lambda r, s, d: tvd.Flowers102(r, split=s, download=d), {"train": "train", "val": "val", "test": "test"}
+    ),
     "food101": _Spec(lambda r, s, d: tvd.Food101(r, split=s, download=d), {"train": "train", "test": "test"}),
     "mnist": _Spec(lambda r, s, d: tvd.MNIST(r, train=s == "train", download=d), {"train": "train", "test": "test"}),
-    "oxford_pet": _Spec(lambda r, s, d: tvd.OxfordIIITPet(r, split=s, target_types="category", download=d),
-                        {"train": "trainval", "trainval": "trainval", "test": "test"}),
-    "stanford_cars": _Spec(lambda r, s, d: tvd.StanfordCars(r, split=s, download=d),
-                           {"train": "train", "test": "test"}),
+    "oxford_pet": _Spec(
+        lambda r, s, d: tvd.OxfordIIITPet(r, split=s, target_types="category", download=d),
+        {"train": "trainval", "trainval": "trainval", "test": "test"},
+    ),
+    "stanford_cars": _Spec(
+        lambda r, s, d: tvd.StanfordCars(r, split=s, download=d), {"train": "train", "test": "test"}
+    ),
     "sun397": _Spec(lambda r, s, d: tvd.SUN397(r, download=d), None),
 }
 
@@ -59,8 +67,13 @@ TORCHVISION_DATASETS: tuple[str, ...] = tuple(_SPECS)
 
 
 def load_torchvision(
-    name: str, root: Any = None, split: str = "test", transform: Any = None, download: bool = False,
-    on_corrupt: str = "skip", verify: str = "header",
+    name: str,
+    root: Any = None,
+    split: str = "test",
+    transform: Any = None,
+    download: bool = False,
+    on_corrupt: str = "skip",
+    verify: str = "header",
 ) -> ClassificationDataset:
     """One MTIL dataset split under `root` (torchvision layout), with ZSCL's names, templates and splits."""
     check_on_corrupt(on_corrupt)
@@ -76,8 +89,15 @@ def load_torchvision(
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     classnames = benchmark_classnames(name, _dataset_classes(base))
     paths, labels, dropped = screen_samples(name, paths, labels, on_corrupt, verify)
-    return FileImageDataset(paths=paths, targets=labels, name=name, classnames=classnames,
-                            templates=load_metadata(name).templates, transform=transform, corrupt=dropped)
+    return FileImageDataset(
+        paths=paths,
+        targets=labels,
+        name=name,
+        classnames=classnames,
+        templates=load_metadata(name).templates,
+        transform=transform,
+        corrupt=dropped,
+    )
 
 
 def require_torchvision_files(name: str, root: Any, split: str) -> None:
@@ -88,8 +108,9 @@ def require_torchvision_files(name: str, root: Any, split: str) -> None:
 def _tv_split(name: str, spec: _Spec, split: str) -> str:
     if spec.splits is None:
         if split not in ("train", "test", "all"):
-            raise ValueError(f"{name} has no official split; use 'train' or 'test' (ZSCL's seeded 80/20) or 'all', "
-                             f"got {split!r}")
+            raise ValueError(
+                f"{name} has no official split; use 'train' or 'test' (ZSCL's seeded 80/20) or 'all', got {split!r}"
+            )
         return _NO_OFFICIAL_SPLIT
     if split not in spec.splits:
         raise ValueError(f"{name}: split must be one of {sorted(spec.splits)}, got {split!r}")
@@ -109,10 +130,13 @@ def _build(name: str, spec: _Spec, root: Path, tv_split: str, download: bool) ->
         base = spec.build(str(root), tv_split, download and not present)
     except (RuntimeError, OSError, ValueError, KeyError, IndexError, ImportError) as error:
         if not present:
-            raise DatasetNotFoundError(f"{name}: download into {root} failed ({type(error).__name__}: {error}). "
-                                       f"{LAYOUTS[name].how_to_get}", root) from error
-        raise CorruptFileError(f"{name}: torchvision could not read the files under {root} "
-                               f"({type(error).__name__}: {error})", root) from error
+            raise DatasetNotFoundError(
+                f"{name}: download into {root} failed ({type(error).__name__}: {error}). {LAYOUTS[name].how_to_get}",
+                root,
+            ) from error
+        raise CorruptFileError(
+            f"{name}: torchvision could not read the files under {root} ({type(error).__name__}: {error})", root
+        ) from error
     require_layout(name, root, tv_split)  # a download that produced another layout is still "not found"
     return base
 
@@ -130,9 +154,11 @@ def sample_table(base: Any) -> tuple[list[str], list[int]]:
         files = base._images if isinstance(base, tvd.OxfordIIITPet) else base._image_files
         return [str(p) for p in files], [int(t) for t in base._labels]
     except AttributeError as error:
-        raise RuntimeError(f"torchvision {torchvision.__version__} changed the internals of "
-                           f"{type(base).__name__} that cliplab reads ({error}); cliplab supports torchvision "
-                           f"<= 0.29.1") from error
+        raise RuntimeError(
+            f"torchvision {torchvision.__version__} changed the internals of "
+            f"{type(base).__name__} that cliplab reads ({error}); cliplab supports torchvision "
+            f"<= 0.29.1"
+        ) from error
 
 
 def _dataset_classes(base: Any) -> list[str] | None:
@@ -144,5 +170,11 @@ def _dataset_classes(base: Any) -> list[str] | None:
 
 def _mnist(base: Any, transform: Any) -> TensorImageDataset:
     classnames = benchmark_classnames("mnist", list(base.classes))
-    return TensorImageDataset(base.data.unsqueeze(1), base.targets, classnames, load_metadata("mnist").templates,
-                              transform=transform, name="mnist")
+    return TensorImageDataset(
+        base.data.unsqueeze(1),
+        base.targets,
+        classnames,
+        load_metadata("mnist").templates,
+        transform=transform,
+        name="mnist",
+    )

@@ -84,7 +84,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | dict[str, Any] |
     for key, value in pairs:
         value = parse_value(value) if isinstance(value, str) else value
         if key.startswith("method."):
-            method[key[len("method."):]] = value
+            method[key[len("method.") :]] = value
         elif key in known:
             updates[key] = value
         else:
@@ -95,7 +95,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str] | dict[str, Any] |
 
 
 def split_assignment(item: str, option: str = "--set", form: str = "key=value") -> tuple[str, str]:
-    """"key=value" -> ("key", "value"); anything else is a ValueError naming `option` and the `form`."""
+    """ "key=value" -> ("key", "value"); anything else is a ValueError naming `option` and the `form`."""
     if "=" not in item:
         raise ValueError(f"{option} expects {form}, got {item!r}")
     key, value = item.split("=", 1)

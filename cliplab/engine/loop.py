@@ -83,7 +83,9 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         method.end_task(ctx)
         return
     params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
-    optimizer = adamw(params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl)
+    optimizer = adamw(
+        params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl
+    )
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
     mid_path = RunFolder(run_dir).mid_task
     start = _resume_step(mid_path, ctx.task_index)
@@ -98,8 +100,14 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     rank, _ = distributed.rank_and_world()
     batches = ctx.batches(ctx.train_data, config.batch_size, ctx.seed)
     scale = model.logit_scale.exp().detach()
-    bar = tqdm(range(start, ctx.steps), initial=start, total=ctx.steps, desc=f"{method.name} · {ctx.task.name}",
-               disable=not config.progress or rank != 0, leave=False)
+    bar = tqdm(
+        range(start, ctx.steps),
+        initial=start,
+        total=ctx.steps,
+        desc=f"{method.name} · {ctx.task.name}",
+        disable=not config.progress or rank != 0,
+        leave=False,
+    )
     model.train()
     for step in bar:
         images, labels = next(batches)
@@ -113,8 +121,14 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
         done = step + 1
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < ctx.steps and rank == 0:
-            save_training_state(mid_path, model, optimizer, scheduler, {"step": done, "task_index": ctx.task_index},
-                                extra_tensors=method.state_tensors())
+            save_training_state(
+                mid_path,
+                model,
+                optimizer,
+                scheduler,
+                {"step": done, "task_index": ctx.task_index},
+                extra_tensors=method.state_tensors(),
+            )
     method.end_task(ctx)
 
 
@@ -125,7 +139,11 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
     totals: dict[str, float] = {}
     for micro in range(accum):
         part = slice(micro * len(images) // accum, (micro + 1) * len(images) // accum)
-        extra_images = None if extra.images is None else extra.images[micro * len(extra.images) // accum:(micro + 1) * len(extra.images) // accum]
+        extra_images = (
+            None
+            if extra.images is None
+            else extra.images[micro * len(extra.images) // accum : (micro + 1) * len(extra.images) // accum]
+        )
         sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
         with sync, _autocast(ctx.device, ctx.config.precision):
             out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)

@@ -8,15 +8,21 @@ pretraining (`cliplab.pretrain`) both take them from here.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 OPTIMIZER_IMPLS = ("fused", "foreach", "for_loop")
 
 
-def adamw(params: Iterable[torch.nn.Parameter] | list[dict], lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0,
-          eps: float = 1e-8, impl: str = "fused") -> torch.optim.AdamW:
+def adamw(
+    params: Iterable[torch.nn.Parameter] | list[dict],
+    lr: float,
+    betas=(0.9, 0.999),
+    weight_decay: float = 0.0,
+    eps: float = 1e-8,
+    impl: str = "fused",
+) -> torch.optim.AdamW:
     """AdamW with kernel `impl`; "fused" falls back to "foreach" on a device or dtype without a
     fused kernel (the update is the same, only the float order differs)."""
     if impl not in OPTIMIZER_IMPLS:

@@ -39,8 +39,9 @@ from cliplab.utils import resolve_device, seed_everything
 ENGINE_REVISION = 2
 
 
-def build_config(scenario: Scenario | ScenarioSpec, method: str, overrides: list[str] | dict | None,
-                 seed: int | None) -> TrainConfig:
+def build_config(
+    scenario: Scenario | ScenarioSpec, method: str, overrides: list[str] | dict | None, seed: int | None
+) -> TrainConfig:
     """Protocol defaults of the scenario, then its method presets, then the user's overrides."""
     config = apply_overrides(TrainConfig(), dict(scenario.defaults))
     presets = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
@@ -61,18 +62,32 @@ def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> di
     return {**options, **probe}
 
 
-def plan_run(scenario: str | Scenario | ScenarioSpec, method: str, model: str = "toyclip", pretrained: str | None = None,
-             seed: int | None = None, overrides: list[str] | dict | None = None,
-             scenario_options: dict | None = None) -> tuple[TrainConfig, RunIdentity]:
+def plan_run(
+    scenario: str | Scenario | ScenarioSpec,
+    method: str,
+    model: str = "toyclip",
+    pretrained: str | None = None,
+    seed: int | None = None,
+    overrides: list[str] | dict | None = None,
+    scenario_options: dict | None = None,
+) -> tuple[TrainConfig, RunIdentity]:
     """The resolved configuration and the identity of a run, from the scenario's spec (no data is built)."""
     options = dict(scenario_options or {})
     spec = _spec_of(scenario, options)
     config = build_config(spec, method, overrides, seed)
     get_method(method, config.method)  # unknown methods and options fail here, before anything is written
     build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
-    identity = RunIdentity(spec.name, method, model, pretrained, config.seed, config.to_dict(),
-                           weights=weights_fingerprint(model, pretrained), engine=ENGINE_REVISION,
-                           extra={"scenario_options": build})
+    identity = RunIdentity(
+        spec.name,
+        method,
+        model,
+        pretrained,
+        config.seed,
+        config.to_dict(),
+        weights=weights_fingerprint(model, pretrained),
+        engine=ENGINE_REVISION,
+        extra={"scenario_options": build},
+    )
     return config, identity
 
 
@@ -83,7 +98,7 @@ def _architecture(bundle: ClipBundle) -> str:
 class _Clock:
     """Wall-clock seconds spent training and evaluating, kept in progress.json across resumes."""
 
-    def __init__(self, progress: "_Progress") -> None:
+    def __init__(self, progress: _Progress) -> None:
         self.seconds = progress.data.setdefault("seconds", {"train": 0.0, "evaluate": 0.0})
 
     @contextlib.contextmanager
@@ -182,10 +197,21 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
     class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
     ctx = TaskContext(
-        model=bundle.model, tokenizer=bundle.tokenizer, train_transform=bundle.train_transform,
-        eval_transform=bundle.eval_transform, scenario=scenario, task=task, task_index=index, config=config,
-        device=device, initial_model=initial, start_model=frozen_copy(bundle.model), train_data=train_data,
-        steps=task_steps(config, len(train_data)), seed=config.seed * 1000 + index, class_tokens=class_tokens,
+        model=bundle.model,
+        tokenizer=bundle.tokenizer,
+        train_transform=bundle.train_transform,
+        eval_transform=bundle.eval_transform,
+        scenario=scenario,
+        task=task,
+        task_index=index,
+        config=config,
+        device=device,
+        initial_model=initial,
+        start_model=frozen_copy(bundle.model),
+        train_data=train_data,
+        steps=task_steps(config, len(train_data)),
+        seed=config.seed * 1000 + index,
+        class_tokens=class_tokens,
     )
     bind_services(ctx)
     if method.trains and ctx.steps > 0:
@@ -212,8 +238,9 @@ def _restore(net, method: Method, folder: RunFolder, index: int) -> None:
         method.load_state_tensors(load_file(str(folder.method_state(index))))
 
 
-def _finish(progress: _Progress, scenario: Scenario, identity: RunIdentity, config: TrainConfig,
-            folder: RunFolder) -> RunResult:
+def _finish(
+    progress: _Progress, scenario: Scenario, identity: RunIdentity, config: TrainConfig, folder: RunFolder
+) -> RunResult:
     evaluations = progress.evaluations
     before, after = evaluations[0], evaluations[1:]
     zero_shot = {k: [e["zero_shot"][k] for e in evaluations] for k in before["zero_shot"]}
@@ -221,14 +248,25 @@ def _finish(progress: _Progress, scenario: Scenario, identity: RunIdentity, conf
         probe: {m: [e["retrieval"][probe][m] for e in evaluations] for m in before["retrieval"][probe]}
         for probe in before["retrieval"]
     }
-    extra = {"protocol": scenario.protocol, "pretrained": identity.pretrained, "zero_shot_row": before["accuracy"],
-             "seconds": {k: round(v, 2) for k, v in progress.data.get("seconds", {}).items()}}
+    extra = {
+        "protocol": scenario.protocol,
+        "pretrained": identity.pretrained,
+        "zero_shot_row": before["accuracy"],
+        "seconds": {k: round(v, 2) for k, v in progress.data.get("seconds", {}).items()},
+    }
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
     result = RunResult(
-        method=identity.method, scenario=identity.scenario, model=identity.model, seed=identity.seed,
-        tasks=scenario.task_names, accuracy_matrix=[e["accuracy"] for e in after], config=config.to_dict(),
-        zero_shot=zero_shot, retrieval=retrieval, extra=extra,
+        method=identity.method,
+        scenario=identity.scenario,
+        model=identity.model,
+        seed=identity.seed,
+        tasks=scenario.task_names,
+        accuracy_matrix=[e["accuracy"] for e in after],
+        config=config.to_dict(),
+        zero_shot=zero_shot,
+        retrieval=retrieval,
+        extra=extra,
     )
     save_run(result, folder.path)
     return result

@@ -7,7 +7,7 @@ same global batch.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 class StepBatchSampler(Sampler[list[int]]):
     """Yields the index lists of steps start..end; each epoch is a fresh seeded permutation."""
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n_items: int, batch_size: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1
+    ) -> None:
         if n_items == 0:
             raise ValueError("cannot sample batches from an empty dataset")
         self.n, self.batch, self.seed, self.start, self.end = n_items, batch_size, seed, start, end
@@ -25,7 +27,9 @@ class StepBatchSampler(Sampler[list[int]]):
 
     def _perm(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))}
+            self._perms = {
+                epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            }
         return self._perms[epoch]
 
     def global_batch(self, step: int) -> list[int]:
@@ -42,13 +46,29 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def step_loader(
-    dataset: Dataset, batch_size: int, seed: int, start: int, end: int, num_workers: int = 0, rank: int = 0, world: int = 1
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    start: int,
+    end: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
     """A DataLoader over steps start..end of a step-addressable schedule."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, end, rank, world)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers)
 
 
-def cycle_steps(dataset: Dataset, batch_size: int, seed: int, start: int, end: int, num_workers: int = 0, rank: int = 0, world: int = 1):
+def cycle_steps(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    start: int,
+    end: int,
+    num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+):
     """Iterator of `(images, labels)` batches for steps start..end."""
     return iter(step_loader(dataset, batch_size, seed, start, end, num_workers, rank, world))

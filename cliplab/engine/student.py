@@ -40,7 +40,11 @@ class ClipStudent(nn.Module):
 
 
 def student_forward(
-    student: nn.Module, ce_images: Tensor, class_tokens: Tensor, extra_images: Tensor | None = None, extra_tokens: Tensor | None = None
+    student: nn.Module,
+    ce_images: Tensor,
+    class_tokens: Tensor,
+    extra_images: Tensor | None = None,
+    extra_tokens: Tensor | None = None,
 ) -> StudentOutput:
     """Concatenate the step's inputs, run the (possibly DDP-wrapped) student once, split."""
     images = ce_images if extra_images is None else torch.cat([ce_images, extra_images])

@@ -22,8 +22,21 @@ from cliplab.evaluation.retrieval import RETRIEVAL_KEYS, retrieval_metrics, retr
 from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_accuracy, zero_shot_classifier
 
 __all__ = [
-    "RETRIEVAL_KEYS", "SUMMARY_KEYS", "EmbeddingCache", "accuracy_from_logits", "backward_transfer",
-    "class_incremental_summary", "continual_summary", "encode_images", "encode_texts", "image_features",
-    "model_temperature", "mtil_per_task", "retrieval_metrics", "retrieval_scores", "zero_shot_accuracy",
-    "zero_shot_classifier", "zero_shot_retention",
+    "RETRIEVAL_KEYS",
+    "SUMMARY_KEYS",
+    "EmbeddingCache",
+    "accuracy_from_logits",
+    "backward_transfer",
+    "class_incremental_summary",
+    "continual_summary",
+    "encode_images",
+    "encode_texts",
+    "image_features",
+    "model_temperature",
+    "mtil_per_task",
+    "retrieval_metrics",
+    "retrieval_scores",
+    "zero_shot_accuracy",
+    "zero_shot_classifier",
+    "zero_shot_retention",
 ]

@@ -20,17 +20,17 @@ fingerprint as the zero-shot classifier cache, `cliplab.evaluation.zeroshot.text
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from cliplab.scenarios import Scenario
 from cliplab.evaluation.embed import encode_texts, image_features
 from cliplab.evaluation.retrieval import retrieval_scores
 from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
+from cliplab.scenarios import Scenario
 
 
 @dataclass
@@ -141,7 +141,9 @@ class ScenarioEvaluator:
         if self.scenario.protocol != "class_incremental":
             row = []
             for task, (x, y) in zip(self.scenario.tasks, feats):
-                row.append(accuracy_from_logits(x @ self._classifier(model, task.classnames, task.templates), y, (1,))["top1"])
+                row.append(
+                    accuracy_from_logits(x @ self._classifier(model, task.classnames, task.templates), y, (1,))["top1"]
+                )
             return row, None
         row, hits, total = [], 0.0, 0
         templates = self.scenario.tasks[0].templates
@@ -160,7 +162,9 @@ class ScenarioEvaluator:
                 features[id(data)] = self._features(model, data)
             x, y = features[id(data)]
             y = probe.labels if probe.labels is not None else y
-            out[probe.name] = accuracy_from_logits(x @ self._classifier(model, probe.classnames, probe.templates), y, (1,))["top1"]
+            out[probe.name] = accuracy_from_logits(
+                x @ self._classifier(model, probe.classnames, probe.templates), y, (1,)
+            )["top1"]
         return out
 
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:

@@ -10,7 +10,8 @@ Features are used as given (no normalisation): L2-normalised CLIP features need 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -30,7 +31,9 @@ def _to_numpy(array: Any, name: str, ndim: int) -> np.ndarray:
     return result
 
 
-def _fit(features: np.ndarray, labels: np.ndarray, C: float, max_iter: int, seed: int) -> tuple[LogisticRegression, bool]:
+def _fit(
+    features: np.ndarray, labels: np.ndarray, C: float, max_iter: int, seed: int
+) -> tuple[LogisticRegression, bool]:
     """Fit one L-BFGS logistic regression; return it and whether it converged.
 
     With >= 3 classes scikit-learn's lbfgs fits the multinomial (softmax) model; with 2 classes it
@@ -65,7 +68,9 @@ def _stratified_split(
         raise ValueError(f"a linear probe needs at least 2 classes in train_labels, got {len(classes)}")
     if counts.min() < 2:
         rare = classes[counts < 2][:5].tolist()
-        raise ValueError(f"each class needs >= 2 training samples for a stratified validation split; classes {rare} have 1")
+        raise ValueError(
+            f"each class needs >= 2 training samples for a stratified validation split; classes {rare} have 1"
+        )
     try:
         return train_test_split(features, labels, test_size=val_fraction, random_state=seed, stratify=labels)
     except ValueError as error:
@@ -121,9 +126,9 @@ def linear_probe(
         "val_accuracy": best["val_accuracy"],
         "val_curve": curve,
         "converged": converged,
-        "n_train": int(len(y_train)),
-        "n_test": int(len(y_test)),
-        "n_classes": int(len(np.unique(y_train))),
+        "n_train": len(y_train),
+        "n_test": len(y_test),
+        "n_classes": len(np.unique(y_train)),
     }
     if return_model:
         result["model"] = model

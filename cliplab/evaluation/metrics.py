@@ -15,7 +15,7 @@ backward transfer — Lopez-Paz & Ranzato 2017 (GEM); average forgetting — Cha
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

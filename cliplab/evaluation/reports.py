@@ -8,7 +8,6 @@ local dataset are evaluated by the same code path.
 
 from __future__ import annotations
 
-
 import torch
 
 from cliplab.data import TensorImageDataset, get_dataset
@@ -24,20 +23,28 @@ def _image_size(bundle: ClipBundle) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def toyworld_zero_shot(bundle: ClipBundle, probe_seed: int = 0, n: int = 1000, split: str = "heldout") -> dict[str, float]:
+def toyworld_zero_shot(
+    bundle: ClipBundle, probe_seed: int = 0, n: int = 1000, split: str = "heldout"
+) -> dict[str, float]:
     """Top-1 zero-shot accuracy (percent) on ToyWorld's shape, colour and shape_colour tasks."""
     tasks = zero_shot_tasks(seed=probe_seed, n=n, split=split)
     results = {}
     for name, task in tasks.items():
-        data = TensorImageDataset(task.images, task.labels, task.classnames, task.templates, transform=bundle.eval_transform, name=name)
-        results[name] = zero_shot_accuracy(bundle.model, bundle.tokenizer, data, task.classnames, task.templates, topk=(1,))["top1"]
+        data = TensorImageDataset(
+            task.images, task.labels, task.classnames, task.templates, transform=bundle.eval_transform, name=name
+        )
+        results[name] = zero_shot_accuracy(
+            bundle.model, bundle.tokenizer, data, task.classnames, task.templates, topk=(1,)
+        )["top1"]
     return results
 
 
 def toyworld_retrieval(bundle: ClipBundle, probe: RetrievalProbe) -> dict[str, float]:
     """Image↔text recall (percent, `RETRIEVAL_KEYS`) of the model on a ToyWorld retrieval probe."""
     n = len(probe.images)
-    data = TensorImageDataset(probe.images, torch.zeros(n, dtype=torch.long), ["_"], ["{}"], transform=bundle.eval_transform)
+    data = TensorImageDataset(
+        probe.images, torch.zeros(n, dtype=torch.long), ["_"], ["{}"], transform=bundle.eval_transform
+    )
     image_feats, _ = image_features(bundle.model, data)
     text_feats = encode_texts(bundle.model, bundle.tokenizer, probe.captions)
     return retrieval_scores(image_feats, text_feats, probe.text_image_index)

@@ -23,7 +23,7 @@ I->T R@1 ≈ 50-52 and T->I ≈ 30; always state the pool size N with a number.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -160,13 +160,15 @@ def retrieval_metrics(
         raise ValueError(f"text_image_index must have shape ({n_txt},), got {tuple(owner.shape)}")
     image_ids = torch.arange(n_img, device=image_features.device)
     i2t = _chunked_ranks(
-        n_img, n_txt,
+        n_img,
+        n_txt,
         lambda rows: image_features[rows] @ text_features.T,
         lambda rows: image_ids[rows, None] == owner[None, :],
         chunk_size,
     )
     t2i = _chunked_ranks(
-        n_txt, n_img,
+        n_txt,
+        n_img,
         lambda rows: text_features[rows] @ image_features.T,
         lambda rows: owner[rows, None] == image_ids[None, :],
         chunk_size,
@@ -174,7 +176,9 @@ def retrieval_metrics(
     return {**_rank_summary("i2t", i2t, ks), **_rank_summary("t2i", t2i, ks)}
 
 
-def retrieval_scores(image_features: Tensor, text_features: Tensor, text_image_index: Tensor | None = None) -> dict[str, float]:
+def retrieval_scores(
+    image_features: Tensor, text_features: Tensor, text_image_index: Tensor | None = None
+) -> dict[str, float]:
     """The `RETRIEVAL_KEYS` recalls of `retrieval_metrics` (what every probe reports)."""
     metrics = retrieval_metrics(image_features, text_features, text_image_index)
     return {k: metrics[k] for k in RETRIEVAL_KEYS}

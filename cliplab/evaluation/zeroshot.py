@@ -17,10 +17,11 @@ seen: after such a write call `clear_classifier_cache()`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import weakref
 from collections import OrderedDict
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import open_clip
 import torch
@@ -31,7 +32,7 @@ from torch.utils.data import Dataset
 from cliplab.evaluation.embed import image_features
 
 _TEXT_PREFIXES = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
-_CACHE: "OrderedDict[tuple, Tensor]" = OrderedDict()
+_CACHE: OrderedDict[tuple, Tensor] = OrderedDict()
 _CACHE_SIZE = 64
 
 
@@ -48,7 +49,7 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 # module -> (stamp of its text-tower tensors when last hashed, weak references to them, fingerprint)
-_FINGERPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, list, str]]" = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, list, str]] = weakref.WeakKeyDictionary()
 
 
 def _text_tensors(model: torch.nn.Module) -> list[tuple[str, Tensor]]:
@@ -87,10 +88,8 @@ def text_tower_fingerprint(model: torch.nn.Module) -> str:
         return memo[2]
     fingerprint = _content_hash(tensors)
     if stamp is not None:
-        try:
+        with contextlib.suppress(TypeError):  # a module that cannot be weakly referenced: no memo
             _FINGERPRINTS[model] = (stamp, [weakref.ref(t) for _, t in tensors], fingerprint)
-        except TypeError:  # a module that cannot be weakly referenced: no memo
-            pass
     return fingerprint
 
 
@@ -105,7 +104,11 @@ def zero_shot_classifier(
 ) -> Tensor:
     """(embed_dim, n_classes) classifier; cached per (text weights, classes, templates)."""
     device = device or next(model.parameters()).device
-    key = (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device)) if use_cache else None
+    key = (
+        (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device))
+        if use_cache
+        else None
+    )
     if use_cache and key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

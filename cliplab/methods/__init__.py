@@ -18,9 +18,7 @@ from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
 from cliplab.methods.zscl import ZSCL, WeightEnsemble
 
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)
-}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)}
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
@@ -31,7 +29,25 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 
 __all__ = [
-    "METHODS", "DistillOptions", "DistillationMethod", "ExtraInputs", "FineTune", "ICaRL", "LwF", "Method",
-    "MethodOptions", "TaskContext", "VRLwF", "WeightEnsemble", "WiseFT", "ZSCL", "ZeroShot", "distillation_losses",
-    "get_method", "herding", "interpolate_", "random_bpe_vocabulary", "soft_cross_entropy",
+    "METHODS",
+    "ZSCL",
+    "DistillOptions",
+    "DistillationMethod",
+    "ExtraInputs",
+    "FineTune",
+    "ICaRL",
+    "LwF",
+    "Method",
+    "MethodOptions",
+    "TaskContext",
+    "VRLwF",
+    "WeightEnsemble",
+    "WiseFT",
+    "ZeroShot",
+    "distillation_losses",
+    "get_method",
+    "herding",
+    "interpolate_",
+    "random_bpe_vocabulary",
+    "soft_cross_entropy",
 ]

@@ -18,8 +18,9 @@ steps, sharded across ranks) and `ctx.encode_images(...)` (the evaluation image 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -81,7 +82,7 @@ class MethodOptions:
     """Base of every method's options; subclasses add fields with documented defaults."""
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any], method: str) -> "MethodOptions":
+    def from_dict(cls, options: dict[str, Any], method: str) -> MethodOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:

@@ -37,7 +37,13 @@ def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, T: float)
 
 
 def distillation_losses(
-    student_images: Tensor, teacher_images: Tensor, student_texts: Tensor, teacher_texts: Tensor, scale: Tensor, T: float, directions: str
+    student_images: Tensor,
+    teacher_images: Tensor,
+    student_texts: Tensor,
+    teacher_texts: Tensor,
+    scale: Tensor,
+    T: float,
+    directions: str,
 ) -> dict[str, Tensor]:
     """The image→text and text→image distillation terms on normalised features."""
     student_logits = scale * student_images @ student_texts.T
@@ -60,8 +66,12 @@ class DistillOptions(MethodOptions):
     weight_t2i: float | None = None  # overrides `weight` for text→image
     directions: str = "both"  # both | i2t | t2i  [ZSCL: both]
     teacher: str = "previous"  # previous (start-of-task model) | initial (pretrained model)
-    student_text_side: str = "teacher"  # teacher: student logits use teacher text embeddings [ZSCL, P2]; student: own encoder
-    kd_images: str = "current"  # current: separate batch of task images, eval transform [ZSCL]; ce_batch: reuse CE batch; reference
+    student_text_side: str = (
+        "teacher"  # teacher: student logits use teacher text embeddings [ZSCL, P2]; student: own encoder
+    )
+    kd_images: str = (
+        "current"  # current: separate batch of task images, eval transform [ZSCL]; ce_batch: reuse CE batch; reference
+    )
     kd_batch_size: int | None = None  # None = the CE batch size [ZSCL: 64]
     cache_teacher_texts: bool = True  # False = reference-code style: re-encode the fixed texts every step (P4)
 
@@ -100,8 +110,10 @@ class DistillationMethod(Method):
                 raise ValueError(f"scenario {ctx.scenario.name!r} has no reference data; use kd_images=current")
             return ctx.scenario.reference.images(ctx.eval_transform)
         if mode == "memory":
-            raise ValueError(f"kd_images=memory needs an exemplar memory, which method {self.name!r} does not keep; "
-                             "use kd_images=current, ce_batch or reference (or method icarl)")
+            raise ValueError(
+                f"kd_images=memory needs an exemplar memory, which method {self.name!r} does not keep; "
+                "use kd_images=current, ce_batch or reference (or method icarl)"
+            )
         return None  # ce_batch
 
     # -- hooks -------------------------------------------------------------------------------
@@ -154,6 +166,14 @@ class DistillationMethod(Method):
         else:
             student_texts = self.teacher_texts
         scale = ctx.model.logit_scale.exp().detach()
-        raw = distillation_losses(student_images, teacher_images, student_texts, self.teacher_texts, scale, self.options.T, self.options.directions)
+        raw = distillation_losses(
+            student_images,
+            teacher_images,
+            student_texts,
+            self.teacher_texts,
+            scale,
+            self.options.T,
+            self.options.directions,
+        )
         weights = {"kd_i2t": self.options.weight_i2t, "kd_t2i": self.options.weight_t2i}
         return {k: (weights[k] if weights[k] is not None else self.options.weight) * v for k, v in raw.items()}

@@ -13,7 +13,6 @@ Two variants, because the CLIP literature's "iCaRL" is not the classical one (P1
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +40,9 @@ class ICaRLOptions(DistillOptions):
             self.teacher = "initial" if self.variant == "zscl" else "previous"
         super().__post_init__()
         if self.kd_images != "memory":
-            raise ValueError(f"iCaRL distils on its exemplar memory; kd_images must be 'memory', got {self.kd_images!r}")
+            raise ValueError(
+                f"iCaRL distils on its exemplar memory; kd_images must be 'memory', got {self.kd_images!r}"
+            )
 
 
 def herding(features: Tensor, m: int) -> Tensor:
@@ -139,7 +140,9 @@ class ICaRL(DistillationMethod):
         offset = ctx.scenario.classes_up_to(ctx.task_index)[1][-1]
         if self.options.variant == "zscl":
             per_task = self.options.memory_size // (ctx.task_index + 1)
-            old = torch.cat([self.memory[self.memory[:, 0] == t][:per_task] for t in range(ctx.task_index)] or [self.memory[:0]])
+            old = torch.cat(
+                [self.memory[self.memory[:, 0] == t][:per_task] for t in range(ctx.task_index)] or [self.memory[:0]]
+            )
             pick = herding(feats, per_task)
             new = torch.stack([torch.full_like(pick, ctx.task_index), candidates[pick], labels[pick] + offset], 1)
             return torch.cat([old, new])
@@ -148,15 +151,21 @@ class ICaRL(DistillationMethod):
         # class keeps one exemplar and the memory holds n_seen > memory_size (a warning says so).
         per_class = max(1, self.options.memory_size // n_seen)
         if n_seen > self.options.memory_size:
-            warnings.warn(f"icarl: {n_seen} classes seen but memory_size={self.options.memory_size}; keeping one "
-                          f"exemplar per class ({n_seen} in all). Raise method.memory_size to stay within budget.",
-                          stacklevel=2)
+            warnings.warn(
+                f"icarl: {n_seen} classes seen but memory_size={self.options.memory_size}; keeping one "
+                f"exemplar per class ({n_seen} in all). Raise method.memory_size to stay within budget.",
+                stacklevel=2,
+            )
         old = [self.memory[self.memory[:, 2] == c][:per_class] for c in range(offset)]
         new = []
         for c in range(ctx.task.n_classes):
             rows = torch.nonzero(labels == c).flatten()
             pick = rows[herding(feats[rows], per_class)]
-            new.append(torch.stack([torch.full_like(pick, ctx.task_index), candidates[pick], torch.full_like(pick, offset + c)], 1))
+            new.append(
+                torch.stack(
+                    [torch.full_like(pick, ctx.task_index), candidates[pick], torch.full_like(pick, offset + c)], 1
+                )
+            )
         return torch.cat(old + new)
 
     def state_tensors(self) -> dict[str, Tensor]:

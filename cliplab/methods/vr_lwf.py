@@ -65,7 +65,13 @@ def word_list_vocabulary(tokenizer, k: int, length: int, generator: torch.Genera
     """K sentences of L random whole words of the tokenizer's vocabulary, tokenised normally."""
     # ASCII only: the byte-level BPE vocabulary spells non-ASCII bytes as Latin-1-looking letters
     # ("ðŁĺ" ...), which str.isalpha() accepts although they are byte fragments, not words.
-    words = sorted({w[:-4] for w in tokenizer.encoder if w.endswith("</w>") and w[:-4].isascii() and w[:-4].isalpha() and len(w) > 6})
+    words = sorted(
+        {
+            w[:-4]
+            for w in tokenizer.encoder
+            if w.endswith("</w>") and w[:-4].isascii() and w[:-4].isalpha() and len(w) > 6
+        }
+    )
     pick = torch.randint(len(words), (k, length), generator=generator)
     return tokenizer([" ".join(words[i] for i in row) for row in pick.tolist()])
 

@@ -24,7 +24,9 @@ class ZSCLOptions(DistillOptions):
     teacher: str = "initial"  # [ZSCL: the pretrained model is the better teacher]
     kd_images: str = "reference"  # [ZSCL: ImageNet / CC images]
     weight_ensemble: bool = True  # [ZSCL.sh --we]
-    avg_freq: int | None = None  # snapshot interval I; None = steps // 10, ZSCL's ratio [ZSCL: 100 of 1,000 MTIL iterations; 10 in CIL]
+    avg_freq: int | None = (
+        None  # snapshot interval I; None = steps // 10, ZSCL's ratio [ZSCL: 100 of 1,000 MTIL iterations; 10 in CIL]
+    )
     l2: float = 1.0  # coefficient of Σ‖θ − θ_start‖² [ZSCL.sh --l2 1]; 0 disables
     n_reference_texts: int | None = None  # None = every reference caption [ZSCL]
 
@@ -93,7 +95,10 @@ class ZSCL(DistillationMethod):
     def state_tensors(self) -> dict[str, Tensor]:
         if self.ensemble is None:
             return {}
-        return {**{f"we/{k}": v for k, v in self.ensemble.average.items()}, "we_count": torch.tensor(self.ensemble.count)}
+        return {
+            **{f"we/{k}": v for k, v in self.ensemble.average.items()},
+            "we_count": torch.tensor(self.ensemble.count),
+        }
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         if self.ensemble is not None and "we_count" in tensors:

@@ -12,7 +12,7 @@ compared across runs); UMAP is for illustration only.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,13 +27,20 @@ from torch import Tensor
 from cliplab.plots.style import IMAGE_COLOR, TEXT_COLOR, method_palette, modality_palette
 
 __all__ = [
-    "PCAProjection", "UMAPProjection", "fit_projection", "plot_joint_projection",
-    "plot_similarity_histograms", "plot_rotation_violins",
-    "plot_cross_version_matrix", "plot_metrics_across_tasks", "plot_shift_experiment",
+    "PCAProjection",
+    "UMAPProjection",
+    "fit_projection",
+    "plot_cross_version_matrix",
+    "plot_joint_projection",
+    "plot_metrics_across_tasks",
+    "plot_rotation_violins",
+    "plot_shift_experiment",
+    "plot_similarity_histograms",
 ]
 
 
 # --- similarity histograms ------------------------------------------------------------------
+
 
 def _pos_neg(I: Tensor, T: Tensor, text_image_index: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
     S = (I.float() @ T.float().T).cpu()
@@ -45,10 +52,15 @@ def _pos_neg(I: Tensor, T: Tensor, text_image_index: Tensor | None) -> tuple[np.
 
 
 def plot_similarity_histograms(
-    I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor,
+    I_old: Tensor,
+    T_old: Tensor,
+    I_new: Tensor,
+    T_new: Tensor,
     labels: Sequence[str] = ("pretrained", "fine-tuned"),
     text_image_index: Tensor | None = None,
-    max_negatives: int = 50_000, bins: int = 60, seed: int = 0,
+    max_negatives: int = 50_000,
+    bins: int = 60,
+    seed: int = 0,
 ) -> Figure:
     """Cosine densities of matched (solid) and unmatched (dashed) pairs, two versions overlaid.
 
@@ -63,8 +75,16 @@ def plot_similarity_histograms(
         if neg.size > max_negatives:
             neg = rng.choice(neg, size=max_negatives, replace=False)
         for values, kind, style in ((pos, "matched", "-"), (neg, "unmatched", "--")):
-            ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.6,
-                    linestyle=style, color=color, label=f"{label} · {kind}")
+            ax.hist(
+                values,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=1.6,
+                linestyle=style,
+                color=color,
+                label=f"{label} · {kind}",
+            )
     ax.set_xlabel("cosine similarity  ⟨I_i, T_j⟩")
     ax.set_ylabel("density")
     ax.set_title("Matched vs unmatched image–text similarity")
@@ -73,6 +93,7 @@ def plot_similarity_histograms(
 
 
 # --- rotation angles ------------------------------------------------------------------------
+
 
 def plot_rotation_violins(angles: pd.DataFrame, hue: str | None = None) -> Figure:
     """Violins of per-sample rotation angle (degrees) per task.
@@ -84,17 +105,26 @@ def plot_rotation_violins(angles: pd.DataFrame, hue: str | None = None) -> Figur
     """
     if hue is None:
         fig, ax = plt.subplots(figsize=(7.0, 4.0))
-        sns.violinplot(data=angles, x="task", y="angle", hue="modality", split=True,
-                       palette=modality_palette(), inner="quart", cut=0, ax=ax)
+        sns.violinplot(
+            data=angles,
+            x="task",
+            y="angle",
+            hue="modality",
+            split=True,
+            palette=modality_palette(),
+            inner="quart",
+            cut=0,
+            ax=ax,
+        )
         axes = [ax]
     else:
         modalities = list(dict.fromkeys(angles["modality"]))
-        fig, axes = plt.subplots(1, len(modalities), figsize=(5.5 * len(modalities), 4.0),
-                                 sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(modalities), figsize=(5.5 * len(modalities), 4.0), sharey=True, squeeze=False)
         axes = list(axes[0])
         for ax, modality in zip(axes, modalities):
-            sns.violinplot(data=angles[angles["modality"] == modality], x="task", y="angle",
-                           hue=hue, inner="quart", cut=0, ax=ax)
+            sns.violinplot(
+                data=angles[angles["modality"] == modality], x="task", y="angle", hue=hue, inner="quart", cut=0, ax=ax
+            )
             ax.set_title(f"{modality} embeddings")
         for ax in axes[1:]:
             if ax.get_legend() is not None:
@@ -108,6 +138,7 @@ def plot_rotation_violins(angles: pd.DataFrame, hue: str | None = None) -> Figur
 
 # --- cross-version retrieval and per-task lines ---------------------------------------------
 
+
 def plot_cross_version_matrix(
     matrix: Tensor | np.ndarray, labels: Sequence[str], metric_label: str = "I→T R@1 (%)"
 ) -> Figure:
@@ -118,8 +149,19 @@ def plot_cross_version_matrix(
     values = np.asarray(matrix, dtype=float)
     size = 1.0 + 0.9 * len(labels)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    sns.heatmap(values, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", square=True,
-                xticklabels=labels, yticklabels=labels, cbar_kws={"label": metric_label}, ax=ax)
+    sns.heatmap(
+        values,
+        annot=True,
+        fmt=".1f",
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        square=True,
+        xticklabels=labels,
+        yticklabels=labels,
+        cbar_kws={"label": metric_label},
+        ax=ax,
+    )
     ax.set_xlabel("text embeddings from version")
     ax.set_ylabel("image embeddings from version")
     ax.set_title("Cross-version retrieval")
@@ -129,8 +171,10 @@ def plot_cross_version_matrix(
 def plot_metrics_across_tasks(
     table: pd.DataFrame,
     metrics: Sequence[str] = ("gap_l2m", "unif_joint"),
-    task_col: str = "task", method_col: str = "method",
-    metric_col: str = "metric", value_col: str = "value",
+    task_col: str = "task",
+    method_col: str = "method",
+    metric_col: str = "metric",
+    value_col: str = "value",
 ) -> Figure:
     """One line per method of each metric (e.g. modality gap, joint uniformity) across tasks.
 
@@ -142,9 +186,16 @@ def plot_metrics_across_tasks(
         subset = table[table[metric_col] == metric]
         if subset.empty:
             raise ValueError(f"metric {metric!r} not found in column {metric_col!r}")
-        sns.lineplot(data=subset, x=task_col, y=value_col, hue=method_col, marker="o", ax=ax,
-                     palette=method_palette(subset[method_col]),
-                     legend=ax is axes[0][-1])  # one legend, on the last panel
+        sns.lineplot(
+            data=subset,
+            x=task_col,
+            y=value_col,
+            hue=method_col,
+            marker="o",
+            ax=ax,
+            palette=method_palette(subset[method_col]),
+            legend=ax is axes[0][-1],
+        )  # one legend, on the last panel
         ax.set_title(metric)
         ax.set_ylabel(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers
@@ -175,6 +226,7 @@ def plot_shift_experiment(
 
 
 # --- fixed-frame 2-D projection -------------------------------------------------------------
+
 
 def _numpy(X: Tensor | np.ndarray) -> np.ndarray:
     return X.detach().cpu().double().numpy() if isinstance(X, Tensor) else np.asarray(X, dtype=float)
@@ -207,8 +259,14 @@ class UMAPProjection:
         import umap  # heavy import (numba); only needed for the illustrative figure
 
         data = _numpy(X)
-        self.model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(data) - 1),
-                               min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1)
+        self.model = umap.UMAP(
+            n_components=2,
+            n_neighbors=min(n_neighbors, len(data) - 1),
+            min_dist=0.1,
+            metric="cosine",
+            random_state=seed,
+            n_jobs=1,
+        )
         self.model.fit(data)
 
     def transform(self, X: Tensor | np.ndarray) -> np.ndarray:
@@ -241,7 +299,8 @@ def plot_joint_projection(
     projection: PCAProjection | UMAPProjection,
     versions: Mapping[str, tuple[Tensor, Tensor]],
     text_image_index: Tensor | None = None,
-    max_links: int = 200, seed: int = 0,
+    max_links: int = 200,
+    seed: int = 0,
 ) -> Figure:
     """Images (red) and texts (blue) of each version in the SAME fitted 2-D frame, pairs linked.
 
@@ -249,8 +308,9 @@ def plot_joint_projection(
     `max_links` matched pairs, caption j to image `text_image_index[j]`; the same seeded
     choice of pairs is linked in every panel.
     """
-    fig, axes = plt.subplots(1, len(versions), figsize=(4.2 * len(versions), 4.2),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(versions), figsize=(4.2 * len(versions), 4.2), sharex=True, sharey=True, squeeze=False
+    )
     for ax, (label, (I, T)) in zip(axes[0], versions.items()):
         owner = np.arange(len(T)) if text_image_index is None else np.asarray(text_image_index)
         # same seed per panel: the same pairs are linked in every version

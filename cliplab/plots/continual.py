@@ -15,7 +15,7 @@ Accuracies and recalls are in percent throughout.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -26,12 +26,17 @@ from cliplab.plots.style import method_palette, save_figure
 from cliplab.results.views import BEFORE
 
 __all__ = [
-    "plot_accuracy_matrix", "plot_ost_mst", "plot_probe_curves", "plot_stability_plasticity", "plot_task_curves",
+    "plot_accuracy_matrix",
+    "plot_ost_mst",
+    "plot_probe_curves",
+    "plot_stability_plasticity",
+    "plot_task_curves",
     "save_figure",
 ]
 
 
 # --- the accuracy matrix --------------------------------------------------------------------
+
 
 def plot_accuracy_matrix(
     matrix: pd.DataFrame, zero_shot_row: Sequence[float] | None = None, title: str | None = None
@@ -48,8 +53,17 @@ def plot_accuracy_matrix(
         table = pd.concat([top, table])
     n_rows, n_cols = table.shape
     fig, ax = plt.subplots(figsize=(1.6 + 0.95 * n_cols, 1.0 + 0.6 * n_rows))
-    sns.heatmap(table, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", linewidths=0.5,
-                cbar_kws={"label": "accuracy (%)"}, ax=ax)
+    sns.heatmap(
+        table,
+        annot=True,
+        fmt=".1f",
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        linewidths=0.5,
+        cbar_kws={"label": "accuracy (%)"},
+        ax=ax,
+    )
     if zero_shot_row is not None:
         ax.axhline(1, color="white", linewidth=3)
     ax.set_xlabel("evaluated on task")
@@ -64,7 +78,6 @@ def plot_accuracy_matrix(
 # --- per-task curves ------------------------------------------------------------------------
 
 
-
 def plot_task_curves(curves: pd.DataFrame, title: str | None = None) -> Figure:
     """One line per task across evaluations (mean ± std over seeds); the dot marks its training.
 
@@ -76,8 +89,15 @@ def plot_task_curves(curves: pd.DataFrame, title: str | None = None) -> Figure:
     colors = dict(zip(tasks, sns.color_palette(n_colors=len(tasks))))
     trained = curves[curves["step"] == curves["task"].map({t: i + 1 for i, t in enumerate(tasks)})]
     means = trained.groupby(["task", "step"], sort=False)["accuracy"].mean().reset_index()
-    ax.scatter(means["step"], means["accuracy"], s=120, facecolors="none",
-               edgecolors=[colors[t] for t in means["task"]], linewidths=2, zorder=3)
+    ax.scatter(
+        means["step"],
+        means["accuracy"],
+        s=120,
+        facecolors="none",
+        edgecolors=[colors[t] for t in means["task"]],
+        linewidths=2,
+        zorder=3,
+    )
     points = curves.drop_duplicates("step").sort_values("step")
     ax.set_xticks(points["step"], points["point"], rotation=30, ha="right")
     ax.set_xlabel("")
@@ -90,6 +110,7 @@ def plot_task_curves(curves: pd.DataFrame, title: str | None = None) -> Figure:
 
 
 # --- held-out zero-shot and retrieval -------------------------------------------------------
+
 
 def plot_probe_curves(
     df: pd.DataFrame,
@@ -116,13 +137,23 @@ def plot_probe_curves(
     order = list(dict.fromkeys(data[by]))
     steps = sorted(data["step"].unique())
     for ax, panel in zip(axes.flat, panels):
-        sns.lineplot(data=data[data["panel"] == panel], x="step", y="value", hue=by, hue_order=order,
-                     palette=method_palette(order), marker="o", errorbar="sd", ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(
+            data=data[data["panel"] == panel],
+            x="step",
+            y="value",
+            hue=by,
+            hue_order=order,
+            palette=method_palette(order),
+            marker="o",
+            errorbar="sd",
+            ax=ax,
+            legend=ax is axes.flat[0],
+        )
         ax.set_title(panel, fontsize="medium")
         ax.set_xlabel("after task (0 = pretrained)")
         ax.set_ylabel("percent")
         ax.set_xticks(steps)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title or "Held-out zero-shot accuracy and retrieval across tasks (mean ± std over seeds)")
     _figure_legend(fig, axes.flat[0], ncol=min(4, len(order)))
@@ -144,9 +175,6 @@ def _figure_legend(fig: Figure, ax, ncol: int) -> None:
 # --- stability vs plasticity ----------------------------------------------------------------
 
 
-
-
-
 def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: str | None = None) -> Figure:
     """New-task accuracy (x) against final held-out zero-shot accuracy (y), one point per `by`
     value with ± std error bars over seeds, one panel per scenario.
@@ -162,10 +190,23 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
         subset = points[points["scenario"] == scenario]
         stats = subset.groupby(by, sort=False)[["plasticity", "retention"]].agg(["mean", "std"]).fillna(0.0)
         for label, row in stats.iterrows():
-            ax.errorbar(row[("plasticity", "mean")], row[("retention", "mean")], xerr=row[("plasticity", "std")],
-                        yerr=row[("retention", "std")], fmt="o", color=colors[label], capsize=3, label=label)
-            ax.annotate(label, (row[("plasticity", "mean")], row[("retention", "mean")]), fontsize="small",
-                        xytext=(4, 4), textcoords="offset points")
+            ax.errorbar(
+                row[("plasticity", "mean")],
+                row[("retention", "mean")],
+                xerr=row[("plasticity", "std")],
+                yerr=row[("retention", "std")],
+                fmt="o",
+                color=colors[label],
+                capsize=3,
+                label=label,
+            )
+            ax.annotate(
+                label,
+                (row[("plasticity", "mean")], row[("retention", "mean")]),
+                fontsize="small",
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         ax.axhline(subset["retention_before"].mean(), color="grey", linestyle=":", label="pretrained")
         ax.set_xlabel("new-task accuracy: mean of diagonal (%)")
         ax.set_ylabel("held-out zero-shot after last task (%)")
@@ -174,19 +215,13 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
     handles["pretrained"] = plt.Line2D([], [], color="grey", linestyle=":")
     fig.suptitle(title or "Stability (up) vs plasticity (right)")
     fig.tight_layout()
-    fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False,
-               fontsize="small")
+    fig.legend(
+        handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize="small"
+    )
     return fig
 
 
 # --- one session vs multi session (Ding et al.) ---------------------------------------------
-
-
-
-
-
-
-
 
 
 def plot_ost_mst(
@@ -200,8 +235,16 @@ def plot_ost_mst(
     metrics = list(dict.fromkeys(frame["metric"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        sns.barplot(data=frame[frame["metric"] == metric], x="method", y="value", hue="regime",
-                    errorbar="sd", capsize=0.1, ax=ax, legend=ax is axes[0][0])
+        sns.barplot(
+            data=frame[frame["metric"] == metric],
+            x="method",
+            y="value",
+            hue="regime",
+            errorbar="sd",
+            capsize=0.1,
+            ax=ax,
+            legend=ax is axes[0][0],
+        )
         if pretrained and metric in pretrained:
             ax.axhline(pretrained[metric], color="grey", linestyle=":", label="pretrained")
         ax.set_title(metric, fontsize="medium")

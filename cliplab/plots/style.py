@@ -14,8 +14,16 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
 
-__all__ = ["IMAGE_COLOR", "TEXT_COLOR", "DPI", "METHOD_ORDER", "set_theme", "save_figure", "modality_palette",
-           "method_palette"]
+__all__ = [
+    "DPI",
+    "IMAGE_COLOR",
+    "METHOD_ORDER",
+    "TEXT_COLOR",
+    "method_palette",
+    "modality_palette",
+    "save_figure",
+    "set_theme",
+]
 
 DPI = 150
 # Liang et al. draw images red and texts blue; keep that so figures read like the paper's.

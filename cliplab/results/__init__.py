@@ -13,7 +13,19 @@ from cliplab.results.loss_log import append_loss_log, load_loss_log
 from cliplab.results.record import SCHEMA_VERSION, RunResult, load_run, save_run
 
 __all__ = [
-    "LOSS_LOG_FILE", "MATRIX_FILE", "METRICS_FILE", "SCHEMA_VERSION", "TIDY_COLUMNS", "RunFolder", "RunIdentity",
-    "RunResult", "append_loss_log", "format_summary", "load_loss_log", "load_run", "load_runs", "save_run",
+    "LOSS_LOG_FILE",
+    "MATRIX_FILE",
+    "METRICS_FILE",
+    "SCHEMA_VERSION",
+    "TIDY_COLUMNS",
+    "RunFolder",
+    "RunIdentity",
+    "RunResult",
+    "append_loss_log",
+    "format_summary",
+    "load_loss_log",
+    "load_run",
+    "load_runs",
+    "save_run",
     "summary_table",
 ]

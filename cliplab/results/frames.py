@@ -7,8 +7,9 @@ number); `summary_table` groups it (by method and scenario, say) into mean, samp
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 

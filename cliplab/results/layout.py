@@ -89,7 +89,7 @@ class RunFolder:
     def finished(self) -> bool:
         return self.metrics.exists()
 
-    def identity(self) -> "RunIdentity | None":
+    def identity(self) -> RunIdentity | None:
         """The identity recorded in progress.json (None when the run never started)."""
         if not self.progress.exists():
             return None
@@ -114,7 +114,7 @@ class RunIdentity:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunIdentity":
+    def from_dict(cls, data: dict[str, Any]) -> RunIdentity:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -124,19 +124,31 @@ class RunIdentity:
         data["config"] = {k: v for k, v in data["config"].items() if k not in RUNTIME_ONLY}
         return data
 
-    def same_numbers(self, other: "RunIdentity") -> bool:
+    def same_numbers(self, other: RunIdentity) -> bool:
         return self.numbers_key() == other.numbers_key()
 
-    def differences(self, other: "RunIdentity") -> list[str]:
+    def differences(self, other: RunIdentity) -> list[str]:
         """Human-readable list of what differs (for refusing to resume into a folder)."""
         mine, theirs = self.numbers_key(), other.numbers_key()
-        out = [f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in mine if k != "config" and mine[k] != theirs.get(k)]
+        out = [
+            f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here"
+            for k in mine
+            if k != "config" and mine[k] != theirs.get(k)
+        ]
         a, b = mine["config"], theirs.get("config", {})
         out += [f"{k}: {b.get(k)!r} there, {a.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         return out
 
 
 __all__ = [
-    "CHECKPOINTS_DIR", "EMBEDDINGS_DIR", "LOSS_LOG_FILE", "MATRIX_FILE", "METRICS_FILE", "MID_TASK_FILE",
-    "PROGRESS_FILE", "RUNTIME_ONLY", "RunFolder", "RunIdentity",
+    "CHECKPOINTS_DIR",
+    "EMBEDDINGS_DIR",
+    "LOSS_LOG_FILE",
+    "MATRIX_FILE",
+    "METRICS_FILE",
+    "MID_TASK_FILE",
+    "PROGRESS_FILE",
+    "RUNTIME_ONLY",
+    "RunFolder",
+    "RunIdentity",
 ]

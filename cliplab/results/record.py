@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,9 @@ class RunResult:
             raise ValueError(f"tasks must be a non-empty list of distinct names, got {self.tasks}")
         shape = (len(self.accuracy_matrix), *{len(row) for row in self.accuracy_matrix})
         if shape != (n_tasks, n_tasks):
-            raise ValueError(f"accuracy_matrix must be T x T = {n_tasks} x {n_tasks} (one row and column per task), got rows x cols {shape}")
+            raise ValueError(
+                f"accuracy_matrix must be T x T = {n_tasks} x {n_tasks} (one row and column per task), got rows x cols {shape}"
+            )
         as_accuracy_matrix(self.accuracy_matrix)
         curves = [(f"zero_shot[{p!r}]", c) for p, c in self.zero_shot.items()]
         curves += [(f"retrieval[{p!r}][{m!r}]", c) for p, cs in self.retrieval.items() for m, c in cs.items()]
@@ -114,7 +117,7 @@ class RunResult:
         return isinstance(other, RunResult) and self.to_json_dict() == other.to_json_dict()
 
     @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> "RunResult":
+    def from_json_dict(cls, data: Mapping[str, Any]) -> RunResult:
         """Inverse of ``to_json_dict``; unknown keys go to ``extra``."""
         names = {f.name for f in fields(cls)} - {"extra"}
         missing = {"method", "scenario", "model", "seed", "tasks", "accuracy_matrix"} - set(data)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,15 +83,19 @@ def stability_plasticity_frame(df: pd.DataFrame, by: str = "method") -> pd.DataF
     probes); `retention_before` is the pretrained value. Columns: by, scenario, seed, these three.
     """
     records = []
-    for run, rows in df.groupby("run", sort=False):
+    for _, rows in df.groupby("run", sort=False):
         zs = rows[rows["kind"] == "zero_shot"]
         head = rows.iloc[0]
-        records.append({
-            by: head[by], "scenario": head["scenario"], "seed": int(head["seed"]),
-            "plasticity": _diagonal_mean(rows[rows["kind"] == "accuracy"]),
-            "retention": float(zs[zs["step"] == zs["step"].max()]["value"].mean()),
-            "retention_before": float(zs[zs["step"] == 0]["value"].mean()),
-        })
+        records.append(
+            {
+                by: head[by],
+                "scenario": head["scenario"],
+                "seed": int(head["seed"]),
+                "plasticity": _diagonal_mean(rows[rows["kind"] == "accuracy"]),
+                "retention": float(zs[zs["step"] == zs["step"].max()]["value"].mean()),
+                "retention_before": float(zs[zs["step"] == 0]["value"].mean()),
+            }
+        )
     return pd.DataFrame(records)
 
 
@@ -138,6 +142,13 @@ def ost_mst_frame(runs: Mapping[str, Mapping[str, Sequence[RunResult]]]) -> pd.D
 
 
 __all__ = [
-    "BEFORE", "accuracy_matrix_frame", "final_accuracy", "final_retrieval", "final_zero_shot", "ost_mst_frame",
-    "stability_plasticity_frame", "step_labels", "task_curves_frame",
+    "BEFORE",
+    "accuracy_matrix_frame",
+    "final_accuracy",
+    "final_retrieval",
+    "final_zero_shot",
+    "ost_mst_frame",
+    "stability_plasticity_frame",
+    "step_labels",
+    "task_curves_frame",
 ]

@@ -20,6 +20,17 @@ from cliplab.scenarios.base import (
 from cliplab.scenarios.registry import get_scenario, register_scenario, scenario_names, scenario_spec
 
 __all__ = [
-    "PROTOCOLS", "ClassSubset", "ProbeSet", "ReferenceData", "RetrievalSet", "Scenario", "ScenarioSpec", "Task",
-    "TaskSpec", "get_scenario", "register_scenario", "scenario_names", "scenario_spec",
+    "PROTOCOLS",
+    "ClassSubset",
+    "ProbeSet",
+    "ReferenceData",
+    "RetrievalSet",
+    "Scenario",
+    "ScenarioSpec",
+    "Task",
+    "TaskSpec",
+    "get_scenario",
+    "register_scenario",
+    "scenario_names",
+    "scenario_spec",
 ]

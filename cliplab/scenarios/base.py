@@ -19,8 +19,9 @@ and after every task, so forgetting of the pretrained capabilities is always mea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -142,18 +143,32 @@ class Scenario:
         return [t.name for t in self.tasks]
 
     @classmethod
-    def from_spec(cls, spec: ScenarioSpec, tasks: list[Task], **parts: Any) -> "Scenario":
+    def from_spec(cls, spec: ScenarioSpec, tasks: list[Task], **parts: Any) -> Scenario:
         """The built scenario of `spec` (probes, retrieval, reference and options in `parts`)."""
         if [t.name for t in tasks] != spec.task_names:
-            raise ValueError(f"{spec.name}: built tasks {[t.name for t in tasks]} differ from the spec's {spec.task_names}")
-        return cls(spec.name, spec.protocol, tasks, defaults=dict(spec.defaults),
-                   method_defaults={k: dict(v) for k, v in spec.method_defaults.items()},
-                   description=spec.description, **parts)
+            raise ValueError(
+                f"{spec.name}: built tasks {[t.name for t in tasks]} differ from the spec's {spec.task_names}"
+            )
+        return cls(
+            spec.name,
+            spec.protocol,
+            tasks,
+            defaults=dict(spec.defaults),
+            method_defaults={k: dict(v) for k, v in spec.method_defaults.items()},
+            description=spec.description,
+            **parts,
+        )
 
     def spec(self) -> ScenarioSpec:
         """The spec of this scenario (for scenarios built by hand as well as registered ones)."""
-        return ScenarioSpec(self.name, self.protocol, [TaskSpec(t.name, tuple(t.classnames)) for t in self.tasks],
-                            dict(self.defaults), dict(self.method_defaults), self.description)
+        return ScenarioSpec(
+            self.name,
+            self.protocol,
+            [TaskSpec(t.name, tuple(t.classnames)) for t in self.tasks],
+            dict(self.defaults),
+            dict(self.method_defaults),
+            self.description,
+        )
 
     def classes_up_to(self, index: int) -> tuple[list[str], list[int]]:
         """Class names of tasks 0..index and the offset of every task's first class."""

@@ -18,27 +18,48 @@ when a run needs it. Optional scenario options add what the papers used beside t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from cliplab.data import CIFAR100_CLASS_ORDER, get_dataset, load_metadata, require_local_dataset
-from cliplab.scenarios.base import ClassSubset, ProbeSet, ReferenceData, RetrievalSet, Scenario, ScenarioSpec, Task, TaskSpec
+from cliplab.scenarios.base import (
+    ClassSubset,
+    ProbeSet,
+    ReferenceData,
+    RetrievalSet,
+    Scenario,
+    ScenarioSpec,
+    Task,
+    TaskSpec,
+)
 
 CIFAR_CIL_DEFAULTS = {
-    "epochs_per_task": 1.0, "batch_size": 64, "lr": 7.1e-6, "warmup_steps": 30, "weight_decay": 0.0,
-    "label_smoothing": 0.2, "seed": 42,
+    "epochs_per_task": 1.0,
+    "batch_size": 64,
+    "lr": 7.1e-6,
+    "warmup_steps": 30,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.2,
+    "seed": 42,
 }
 CIFAR_CIL_METHODS = {
-    "lwf": {"weight": 5.0}, "vr_lwf": {"weight": 5.0},
+    "lwf": {"weight": 5.0},
+    "vr_lwf": {"weight": 5.0},
     "icarl": {"weight": 5.0, "memory_size": 5000, "max_candidates": 10000},
     "zscl": {"weight": 5.0, "avg_freq": 10},
 }
 MTIL_DEFAULTS = {
-    "steps_per_task": 1000, "batch_size": 64, "lr": 1e-5, "lr_per_task": {"aircraft": 5e-5, "mnist": 5e-5},
-    "warmup_steps": 100, "weight_decay": 0.0, "label_smoothing": 0.2, "seed": 42,
+    "steps_per_task": 1000,
+    "batch_size": 64,
+    "lr": 1e-5,
+    "lr_per_task": {"aircraft": 5e-5, "mnist": 5e-5},
+    "warmup_steps": 100,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.2,
+    "seed": 42,
 }
 MTIL_METHODS = {"icarl": {"memory_size": 10000, "max_candidates": 30000, "variant": "zscl"}}
 CIL_TEMPLATE = "a bad photo of a {}."
@@ -47,7 +68,9 @@ CIL_TEMPLATE = "a bad photo of a {}."
 def require_root(root: str | Path | None, scenario: str) -> Path:
     """The one policy for a published scenario without `root`: a ValueError saying how to pass it."""
     if root is None:
-        raise ValueError(f"scenario {scenario!r} reads local datasets: pass root=<folder> (CLI: --root), see docs/datasets.md")
+        raise ValueError(
+            f"scenario {scenario!r} reads local datasets: pass root=<folder> (CLI: --root), see docs/datasets.md"
+        )
     return Path(root).expanduser()
 
 
@@ -80,19 +103,31 @@ def _caption_images(name: str, root: Path, split: str):
     return factory
 
 
-def _extras(scenario: Scenario, root: Path, reference_images=None, reference_captions=None, probes=(), retrieval=None) -> Scenario:
+def _extras(
+    scenario: Scenario, root: Path, reference_images=None, reference_captions=None, probes=(), retrieval=None
+) -> Scenario:
     """Attach the optional reference data and probes named by the scenario options."""
     if reference_images and reference_captions:
         captions = get_dataset("csv_captions", root=reference_captions, split="all", verify="none").captions
         # An ImageNet-train-sized folder: skip the up-front per-file check (1.28M files).
-        scenario.reference = ReferenceData(_dataset("imagefolder", Path(reference_images), "train", verify="none"), list(captions))
+        scenario.reference = ReferenceData(
+            _dataset("imagefolder", Path(reference_images), "train", verify="none"), list(captions)
+        )
     for name in probes:
         data = get_dataset(name, root=root, split="test")
-        scenario.probes.append(ProbeSet(name, _dataset(name, root, "test"), list(data.classnames), list(data.templates)))
+        scenario.probes.append(
+            ProbeSet(name, _dataset(name, root, "test"), list(data.classnames), list(data.templates))
+        )
     if retrieval:
         data = get_dataset(retrieval, root=root, split="test")
-        scenario.retrieval.append(RetrievalSet(retrieval, _caption_images(retrieval, root, "test"),
-                                               list(data.captions), torch.as_tensor(data.text_image_index)))
+        scenario.retrieval.append(
+            RetrievalSet(
+                retrieval,
+                _caption_images(retrieval, root, "test"),
+                list(data.captions),
+                torch.as_tensor(data.text_image_index),
+            )
+        )
     return scenario
 
 
@@ -102,13 +137,23 @@ EXTRA_OPTIONS = ("root", "reference_images", "reference_captions", "probes", "re
 def cifar100_cil_spec(increment: int) -> ScenarioSpec:
     """CIFAR-100 in 100/increment tasks with ZSCL's class order (names from the shipped metadata)."""
     names = load_metadata("cifar100").classnames
-    tasks = [TaskSpec(f"classes_{k * increment:02d}-{(k + 1) * increment - 1:02d}",
-                      tuple(names[c] for c in CIFAR100_CLASS_ORDER[k * increment:(k + 1) * increment]))
-             for k in range(100 // increment)]
-    return ScenarioSpec(f"cifar100-cil-{100 // increment}", "class_incremental", tasks, defaults=dict(CIFAR_CIL_DEFAULTS),
-                        method_defaults={k: dict(v) for k, v in CIFAR_CIL_METHODS.items()},
-                        description="ZSCL's CIFAR-100 class-incremental protocol.", needs_root=True,
-                        build_options=EXTRA_OPTIONS)
+    tasks = [
+        TaskSpec(
+            f"classes_{k * increment:02d}-{(k + 1) * increment - 1:02d}",
+            tuple(names[c] for c in CIFAR100_CLASS_ORDER[k * increment : (k + 1) * increment]),
+        )
+        for k in range(100 // increment)
+    ]
+    return ScenarioSpec(
+        f"cifar100-cil-{100 // increment}",
+        "class_incremental",
+        tasks,
+        defaults=dict(CIFAR_CIL_DEFAULTS),
+        method_defaults={k: dict(v) for k, v in CIFAR_CIL_METHODS.items()},
+        description="ZSCL's CIFAR-100 class-incremental protocol.",
+        needs_root=True,
+        build_options=EXTRA_OPTIONS,
+    )
 
 
 def build_cifar100_cil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
@@ -118,9 +163,17 @@ def build_cifar100_cil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
     increment = len(spec.tasks[0].classnames)
     tasks = []
     for k, task in enumerate(spec.tasks):
-        ids = CIFAR100_CLASS_ORDER[k * increment:(k + 1) * increment]
-        tasks.append(Task(task.name, list(task.classnames), CIL_TEMPLATE, [CIL_TEMPLATE],
-                          _dataset("cifar100", folder, "train", ids), _dataset("cifar100", folder, "test", ids)))
+        ids = CIFAR100_CLASS_ORDER[k * increment : (k + 1) * increment]
+        tasks.append(
+            Task(
+                task.name,
+                list(task.classnames),
+                CIL_TEMPLATE,
+                [CIL_TEMPLATE],
+                _dataset("cifar100", folder, "train", ids),
+                _dataset("cifar100", folder, "test", ids),
+            )
+        )
     return _extras(Scenario.from_spec(spec, tasks), folder, **extras)
 
 
@@ -129,10 +182,16 @@ def mtil_spec(order: Sequence[str], name: str, datasets: Sequence[str] | None = 
     if datasets is not None and set(datasets) - set(order):
         raise ValueError(f"unknown MTIL dataset(s) {sorted(set(datasets) - set(order))}; known: {list(order)}")
     chosen = [d for d in order if datasets is None or d in datasets]
-    return ScenarioSpec(name, "task_incremental", [TaskSpec(d, tuple(load_metadata(d).classnames)) for d in chosen],
-                        defaults=dict(MTIL_DEFAULTS), method_defaults={k: dict(v) for k, v in MTIL_METHODS.items()},
-                        description="ZSCL's multi-domain task-incremental benchmark.", needs_root=True,
-                        build_options=EXTRA_OPTIONS)
+    return ScenarioSpec(
+        name,
+        "task_incremental",
+        [TaskSpec(d, tuple(load_metadata(d).classnames)) for d in chosen],
+        defaults=dict(MTIL_DEFAULTS),
+        method_defaults={k: dict(v) for k, v in MTIL_METHODS.items()},
+        description="ZSCL's multi-domain task-incremental benchmark.",
+        needs_root=True,
+        build_options=EXTRA_OPTIONS,
+    )
 
 
 def build_mtil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
@@ -143,10 +202,28 @@ def build_mtil(spec: ScenarioSpec, root=None, **extras) -> Scenario:
     tasks = []
     for task in spec.tasks:
         meta = load_metadata(task.name)
-        tasks.append(Task(task.name, list(task.classnames), meta.train_template, list(meta.templates),
-                          _dataset(task.name, folder, "train"), _dataset(task.name, folder, "test")))
+        tasks.append(
+            Task(
+                task.name,
+                list(task.classnames),
+                meta.train_template,
+                list(meta.templates),
+                _dataset(task.name, folder, "train"),
+                _dataset(task.name, folder, "test"),
+            )
+        )
     return _extras(Scenario.from_spec(spec, tasks), folder, **extras)
 
 
-__all__ = ["CIFAR_CIL_DEFAULTS", "CIFAR_CIL_METHODS", "CIL_TEMPLATE", "MTIL_DEFAULTS", "MTIL_METHODS", "build_cifar100_cil",
-           "build_mtil", "cifar100_cil_spec", "mtil_spec", "require_root"]
+__all__ = [
+    "CIFAR_CIL_DEFAULTS",
+    "CIFAR_CIL_METHODS",
+    "CIL_TEMPLATE",
+    "MTIL_DEFAULTS",
+    "MTIL_METHODS",
+    "build_cifar100_cil",
+    "build_mtil",
+    "cifar100_cil_spec",
+    "mtil_spec",
+    "require_root",
+]

@@ -8,9 +8,10 @@ a new one), then add one line to `_CATALOGUE` below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from cliplab.data import MTIL_ORDER_1, MTIL_ORDER_2
 from cliplab.scenarios import published, toy
@@ -30,17 +31,28 @@ _CATALOGUE: dict[str, ScenarioEntry] = {
     "toy-digits-ost": ScenarioEntry(toy.toy_digits_ost_spec, toy.build_toy_digits_ost),
     "toy-digits-cil": ScenarioEntry(toy.toy_digits_cil_spec, toy.build_toy_digits_cil),
     "toy-mtil": ScenarioEntry(toy.toy_mtil_spec, toy.build_toy_mtil),
-    **{f"cifar100-cil-{100 // inc}": ScenarioEntry(partial(published.cifar100_cil_spec, inc), published.build_cifar100_cil)
-       for inc in (10, 5, 2)},
-    "mtil-order1": ScenarioEntry(partial(published.mtil_spec, MTIL_ORDER_1, "mtil-order1"), published.build_mtil,
-                                 ("datasets",)),
-    "mtil-order2": ScenarioEntry(partial(published.mtil_spec, MTIL_ORDER_2, "mtil-order2"), published.build_mtil,
-                                 ("datasets",)),
+    **{
+        f"cifar100-cil-{100 // inc}": ScenarioEntry(
+            partial(published.cifar100_cil_spec, inc), published.build_cifar100_cil
+        )
+        for inc in (10, 5, 2)
+    },
+    "mtil-order1": ScenarioEntry(
+        partial(published.mtil_spec, MTIL_ORDER_1, "mtil-order1"), published.build_mtil, ("datasets",)
+    ),
+    "mtil-order2": ScenarioEntry(
+        partial(published.mtil_spec, MTIL_ORDER_2, "mtil-order2"), published.build_mtil, ("datasets",)
+    ),
 }
 
 
-def register_scenario(name: str, spec: Callable[..., ScenarioSpec], build: Callable[..., Scenario],
-                      spec_options: tuple[str, ...] = (), overwrite: bool = False) -> None:
+def register_scenario(
+    name: str,
+    spec: Callable[..., ScenarioSpec],
+    build: Callable[..., Scenario],
+    spec_options: tuple[str, ...] = (),
+    overwrite: bool = False,
+) -> None:
     """Add a scenario of your own: `spec(**spec_options)` describes it, `build(spec, **options)` builds it."""
     if name in _CATALOGUE and not overwrite:
         raise ValueError(f"scenario {name!r} is already registered; pass overwrite=True to replace it")
@@ -64,8 +76,10 @@ def _split_options(name: str, entry: ScenarioEntry, spec: ScenarioSpec | None, o
         unknown = sorted(set(rest) - set(spec.build_options))
         if unknown:
             known = sorted(set(spec.build_options) | set(entry.spec_options))
-            raise ValueError(f"scenario {name!r} has no option(s) {unknown}; its options are: "
-                             f"{', '.join(known) if known else 'none'}")
+            raise ValueError(
+                f"scenario {name!r} has no option(s) {unknown}; its options are: "
+                f"{', '.join(known) if known else 'none'}"
+            )
     return spec_opts, rest
 
 

@@ -48,12 +48,16 @@ def _images_factory(images, labels, classnames, templates, name, transform=None)
     return TensorImageDataset(images, labels, classnames, templates, transform=transform, name=name)
 
 
-def toyworld_probes(size: int = 600, retrieval_size: int = 300, seed: int = 0) -> tuple[list[ProbeSet], list[RetrievalSet]]:
+def toyworld_probes(
+    size: int = 600, retrieval_size: int = 300, seed: int = 0
+) -> tuple[list[ProbeSet], list[RetrievalSet]]:
     """ToyWorld zero-shot probes (held-out combinations, one image set) and the retrieval probe."""
     tasks = zero_shot_tasks(seed=seed, n=size)
     first = next(iter(tasks.values()))
     shared = partial(_images_factory, first.images, first.labels, first.classnames, first.templates, "toyworld_probe")
-    probes = [ProbeSet(f"toyworld_{name}", shared, t.classnames, t.templates, labels=t.labels) for name, t in tasks.items()]
+    probes = [
+        ProbeSet(f"toyworld_{name}", shared, t.classnames, t.templates, labels=t.labels) for name, t in tasks.items()
+    ]
     probe = retrieval_probe(seed=seed, n_images=retrieval_size)
     labels = probe.text_image_index.new_zeros(len(probe.images))
     factory = partial(_images_factory, probe.images, labels, ["_"], ["{}"], "toyworld_retrieval")
@@ -75,6 +79,7 @@ def toyworld_reference(n: int = 2000, seed: int = 7) -> ReferenceData:
 
 # --- specs: what each scenario is ------------------------------------------------------------
 
+
 def _digit_spec(name: str, class_ids: list[int]) -> TaskSpec:
     return TaskSpec(name, tuple(DIGIT_NAMES[c] for c in class_ids))
 
@@ -85,7 +90,9 @@ CIL_SPLITS = [[2 * i, 2 * i + 1] for i in range(5)]
 def toy_digits_ost_spec() -> ScenarioSpec:
     """Ding et al.'s one-session training: all 10 digit classes at once."""
     return ScenarioSpec(
-        "toy-digits-ost", "one_session", [_digit_spec("digits", list(range(10)))],
+        "toy-digits-ost",
+        "one_session",
+        [_digit_spec("digits", list(range(10)))],
         defaults={**TOY_DEFAULTS, "steps_per_task": 300},
         description="ToyCLIP learns the 10 digits in one session; ToyWorld probes measure what it forgets.",
         build_options=PROBE_OPTIONS,
@@ -95,10 +102,16 @@ def toy_digits_ost_spec() -> ScenarioSpec:
 def toy_digits_cil_spec() -> ScenarioSpec:
     """Digits in 5 class-incremental tasks of 2 classes (Ding et al.'s multi-session regime)."""
     return ScenarioSpec(
-        "toy-digits-cil", "class_incremental", [_digit_spec(f"digits_{a}{b}", [a, b]) for a, b in CIL_SPLITS],
+        "toy-digits-cil",
+        "class_incremental",
+        [_digit_spec(f"digits_{a}{b}", [a, b]) for a, b in CIL_SPLITS],
         defaults=dict(TOY_DEFAULTS),
-        method_defaults={"lwf": {"weight": 5.0}, "vr_lwf": {"weight": 5.0}, "icarl": {"weight": 5.0},
-                         "zscl": {"weight": 5.0}},
+        method_defaults={
+            "lwf": {"weight": 5.0},
+            "vr_lwf": {"weight": 5.0},
+            "icarl": {"weight": 5.0},
+            "zscl": {"weight": 5.0},
+        },
         description="5 tasks x 2 digit classes; evaluation among all classes seen so far.",
         build_options=PROBE_OPTIONS,
     )
@@ -106,9 +119,13 @@ def toy_digits_cil_spec() -> ScenarioSpec:
 
 def toy_mtil_spec() -> ScenarioSpec:
     """A 4-domain task-incremental sequence in the spirit of MTIL."""
-    tasks = [_digit_spec("digits", list(range(10)))] + [TaskSpec(d, tuple(downstream_classnames(d))) for d in MTIL_DOMAINS]
+    tasks = [_digit_spec("digits", list(range(10)))] + [
+        TaskSpec(d, tuple(downstream_classnames(d))) for d in MTIL_DOMAINS
+    ]
     return ScenarioSpec(
-        "toy-mtil", "task_incremental", tasks,
+        "toy-mtil",
+        "task_incremental",
+        tasks,
         # Measured (seed 0, finetune): 60 steps leave 10-way digits near chance; at lr 3e-4 the
         # held-out shape+colour probe lost only 7.8 points, at 6e-4 it loses ~68 (digits learned to ~64%).
         defaults={**TOY_DEFAULTS, "steps_per_task": 120, "lr": 6e-4},
@@ -118,6 +135,7 @@ def toy_mtil_spec() -> ScenarioSpec:
 
 
 # --- builders: the data behind a spec ---------------------------------------------------------
+
 
 def _digits(split: str, class_ids: list[int] | None = None):
     def factory(transform=None):
@@ -129,8 +147,14 @@ def _digits(split: str, class_ids: list[int] | None = None):
 
 def _digit_task(spec: TaskSpec, class_ids: list[int]) -> Task:
     data = get_dataset("digits", split="test")
-    return Task(spec.name, list(spec.classnames), data.train_template, list(data.templates),
-                _digits("train", class_ids), _digits("test", class_ids))
+    return Task(
+        spec.name,
+        list(spec.classnames),
+        data.train_template,
+        list(data.templates),
+        _digits("train", class_ids),
+        _digits("test", class_ids),
+    )
 
 
 def _toy_domain_task(domain: str, n_train: int = 600, n_test: int = 300) -> Task:
@@ -145,12 +169,18 @@ def _toy_domain_task(domain: str, n_train: int = 600, n_test: int = 300) -> Task
     )
 
 
-def _with_probes(spec: ScenarioSpec, tasks: list[Task], probe_size: int = 600, retrieval_size: int = 300,
-                 probe_seed: int = 0) -> Scenario:
+def _with_probes(
+    spec: ScenarioSpec, tasks: list[Task], probe_size: int = 600, retrieval_size: int = 300, probe_seed: int = 0
+) -> Scenario:
     probes, retrieval = toyworld_probes(probe_size, retrieval_size, probe_seed)
-    return Scenario.from_spec(spec, tasks, probes=probes, retrieval=retrieval, reference=toyworld_reference(),
-                              options={"probe_size": probe_size, "retrieval_size": retrieval_size,
-                                       "probe_seed": probe_seed})
+    return Scenario.from_spec(
+        spec,
+        tasks,
+        probes=probes,
+        retrieval=retrieval,
+        reference=toyworld_reference(),
+        options={"probe_size": probe_size, "retrieval_size": retrieval_size, "probe_seed": probe_seed},
+    )
 
 
 def build_toy_digits_ost(spec: ScenarioSpec, **probe_options) -> Scenario:
@@ -167,6 +197,15 @@ def build_toy_mtil(spec: ScenarioSpec, **probe_options) -> Scenario:
 
 
 __all__ = [
-    "DIGIT_NAMES", "PROBE_OPTIONS", "TOY_DEFAULTS", "build_toy_digits_cil", "build_toy_digits_ost", "build_toy_mtil",
-    "toy_digits_cil_spec", "toy_digits_ost_spec", "toy_mtil_spec", "toyworld_probes", "toyworld_reference",
+    "DIGIT_NAMES",
+    "PROBE_OPTIONS",
+    "TOY_DEFAULTS",
+    "build_toy_digits_cil",
+    "build_toy_digits_ost",
+    "build_toy_mtil",
+    "toy_digits_cil_spec",
+    "toy_digits_ost_spec",
+    "toy_mtil_spec",
+    "toyworld_probes",
+    "toyworld_reference",
 ]

@@ -8,8 +8,9 @@ the model after every task of every run, caching the embeddings in the run folde
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -26,8 +27,15 @@ from cliplab.scenarios import get_scenario, scenario_spec
 from cliplab.study.settings import scenario_options
 from cliplab.toyworld.tasks import retrieval_probe
 
-def alignment_probe(scenario: str, eval_transform: Callable, size: int, data_root: str | None = None,
-                    extra_options: Mapping[str, Any] | None = None, seed: int = 0):
+
+def alignment_probe(
+    scenario: str,
+    eval_transform: Callable,
+    size: int,
+    data_root: str | None = None,
+    extra_options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+):
     """(images dataset, one caption per image): the fixed probe every model version is encoded on.
 
     Toy scenarios: a ToyWorld retrieval probe (held-out seed, one full caption per image). Real
@@ -40,8 +48,10 @@ def alignment_probe(scenario: str, eval_transform: Callable, size: int, data_roo
         return images, list(probe.captions)
     built = get_scenario(scenario, **scenario_options(scenario, data_root, extra_options))
     if not built.retrieval:
-        raise ValueError(f"{scenario} has no retrieval probe: pass scenario options such as "
-                         "{'retrieval': 'coco_karpathy'} (SCENARIO_OPTIONS in the notebook)")
+        raise ValueError(
+            f"{scenario} has no retrieval probe: pass scenario options such as "
+            "{'retrieval': 'coco_karpathy'} (SCENARIO_OPTIONS in the notebook)"
+        )
     probe = built.retrieval[0]
     owners = probe.text_image_index.tolist()
     first = {}
@@ -55,8 +65,9 @@ def _cache_key(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(str(p) for p in parts))
 
 
-def encode_probe(model: torch.nn.Module, tokenizer: Callable, probe, cache=None, key: str = "",
-                 batch_size: int = 256) -> tuple[Tensor, Tensor]:
+def encode_probe(
+    model: torch.nn.Module, tokenizer: Callable, probe, cache=None, key: str = "", batch_size: int = 256
+) -> tuple[Tensor, Tensor]:
     """(I, T) embeddings of the probe, cached under `key` when a cache is given."""
     images, captions = probe
 
@@ -68,12 +79,20 @@ def encode_probe(model: torch.nn.Module, tokenizer: Callable, probe, cache=None,
 
     if cache is None:
         return compute_images(), compute_texts()
-    return (cache.get_or_compute(_cache_key(key, "images"), compute_images),
-            cache.get_or_compute(_cache_key(key, "texts"), compute_texts))
+    return (
+        cache.get_or_compute(_cache_key(key, "images"), compute_images),
+        cache.get_or_compute(_cache_key(key, "texts"), compute_texts),
+    )
 
 
-def embed_run(folder: str | Path, probe, tokenizer: Callable, device: str | None = None,
-              probe_name: str = "probe", batch_size: int = 256) -> list[tuple[Tensor, Tensor]]:
+def embed_run(
+    folder: str | Path,
+    probe,
+    tokenizer: Callable,
+    device: str | None = None,
+    probe_name: str = "probe",
+    batch_size: int = 256,
+) -> list[tuple[Tensor, Tensor]]:
     """(I, T) of the probe after every task of a run, cached in `<run>/embeddings/`.
 
     The checkpoint files carry their architecture, so any run folder can be embedded alone.
@@ -96,8 +115,9 @@ def embed_run(folder: str | Path, probe, tokenizer: Callable, device: str | None
 Embeddings = tuple[Tensor, Tensor]  # (I, T) of one model version on the probe
 
 
-def alignment_frame(reference: Embeddings, versions: Mapping[tuple[str, int], Sequence[Embeddings]],
-                    temperature: float) -> pd.DataFrame:
+def alignment_frame(
+    reference: Embeddings, versions: Mapping[tuple[str, int], Sequence[Embeddings]], temperature: float
+) -> pd.DataFrame:
     """Long table (method, seed, task, metric, value) of every alignment number of every version.
 
     `reference` = (I₀, T₀) of the pretrained model (task 0); `versions[(label, seed)]` = (I, T)
@@ -143,5 +163,12 @@ def rotation_angle_table(
     return table
 
 
-__all__ = ["Embeddings", "alignment_frame", "alignment_probe", "embed_run", "encode_probe", "final_alignment",
-           "rotation_angle_table"]
+__all__ = [
+    "Embeddings",
+    "alignment_frame",
+    "alignment_probe",
+    "embed_run",
+    "encode_probe",
+    "final_alignment",
+    "rotation_angle_table",
+]

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from cliplab.engine.config import parse_value, split_assignment
 
@@ -85,13 +86,23 @@ def notebook_parameters(notebook) -> list[str]:
     names = []
     for cell in notebook.cells:
         if "parameters" in cell.metadata.get("tags", []):
-            names += [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
-                      for t in node.targets if isinstance(t, ast.Name)]
+            names += [
+                t.id
+                for node in ast.parse(cell.source).body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+            ]
     return names
 
 
-def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, Any],
-                     log_output: bool = False, timeout: int | None = None) -> Path:
+def execute_notebook(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, Any],
+    log_output: bool = False,
+    timeout: int | None = None,
+) -> Path:
     """Execute one notebook with papermill into `output` (.ipynb); return that path.
 
     The kernel runs in the current directory, so relative paths in `parameters` (a data
@@ -106,10 +117,15 @@ def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, paramet
     notebook = read_notebook(path)
     known = set(notebook_parameters(notebook))
     papermill.execute_notebook(
-        notebook, str(output), parameters={k: v for k, v in parameters.items() if k in known},
+        notebook,
+        str(output),
+        parameters={k: v for k, v in parameters.items() if k in known},
         kernel_name=ensure_kernel(),
-        language="python", cwd=os.getcwd(), log_output=log_output,
-        progress_bar=False, execution_timeout=timeout,
+        language="python",
+        cwd=os.getcwd(),
+        log_output=log_output,
+        progress_bar=False,
+        execution_timeout=timeout,
     )
     return output
 
@@ -117,16 +133,24 @@ def execute_notebook(path: str | os.PathLike, output: str | os.PathLike, paramet
 def study_parameters(out: Path, figures: Path, stem: str, params: Mapping[str, Any] | None, smoke: bool) -> dict:
     """Parameters injected into one notebook: its own OUT_DIR, the shared RUNS_DIR and FIGURES_DIR."""
     injected: dict[str, Any] = {
-        "OUT_DIR": str(out / stem), "RUNS_DIR": str(out / "runs"), "FIGURES_DIR": str(figures), "INTERACTIVE": False,
+        "OUT_DIR": str(out / stem),
+        "RUNS_DIR": str(out / "runs"),
+        "FIGURES_DIR": str(figures),
+        "INTERACTIVE": False,
     }
     if smoke:
         injected["SMOKE"] = True
     return {**injected, **dict(params or {})}
 
 
-def run_study(out: str | os.PathLike = "runs/study", params: dict | None = None,
-              notebooks: Sequence[str | os.PathLike] | None = None, figures: str | os.PathLike = "figures",
-              smoke: bool = False, log_output: bool = False) -> list[Path]:
+def run_study(
+    out: str | os.PathLike = "runs/study",
+    params: dict | None = None,
+    notebooks: Sequence[str | os.PathLike] | None = None,
+    figures: str | os.PathLike = "figures",
+    smoke: bool = False,
+    log_output: bool = False,
+) -> list[Path]:
     """Execute the study notebooks in order; return the executed notebooks' paths.
 
     Each notebook receives the `params` its parameters cell defines (a name no notebook
@@ -146,8 +170,9 @@ def run_study(out: str | os.PathLike = "runs/study", params: dict | None = None,
             stem = path.name.split(".")[0]
             start = time.perf_counter()
             print(f"[study] {stem} ...", flush=True)
-            target = execute_notebook(path, out / f"{stem}.ipynb", study_parameters(out, figures, stem, params, smoke),
-                                      log_output=log_output)
+            target = execute_notebook(
+                path, out / f"{stem}.ipynb", study_parameters(out, figures, stem, params, smoke), log_output=log_output
+            )
             print(f"[study] {stem} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
             executed.append(target)
     return executed
@@ -178,5 +203,13 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-__all__ = ["NOTEBOOKS", "ensure_kernel", "execute_notebook", "notebook_parameters", "parse_params",
-           "read_notebook", "run_study", "study_parameters"]
+__all__ = [
+    "NOTEBOOKS",
+    "ensure_kernel",
+    "execute_notebook",
+    "notebook_parameters",
+    "parse_params",
+    "read_notebook",
+    "run_study",
+    "study_parameters",
+]

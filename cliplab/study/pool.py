@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 
 MAX_AUTO_JOBS = 4  # each worker holds its own model, data and probes (about 1 GB for ToyCLIP)
 
@@ -48,8 +49,9 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_parallel(function: Callable[..., Any], calls: Sequence[tuple], jobs: int,
-                 on_done: Callable[[tuple, Any], None] | None = None) -> list[Any]:
+def run_parallel(
+    function: Callable[..., Any], calls: Sequence[tuple], jobs: int, on_done: Callable[[tuple, Any], None] | None = None
+) -> list[Any]:
     """`function(*args)` for every `args` in `calls`, `jobs` at a time; results in call order.
 
     `function` must be importable (a module-level function): workers are spawned, not forked,
@@ -68,8 +70,9 @@ def run_parallel(function: Callable[..., Any], calls: Sequence[tuple], jobs: int
         return results
     threads = max(1, cpu_cores() // jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_threads,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
         futures = {pool.submit(function, *args): i for i, args in enumerate(calls)}
         pending = set(futures)
         while pending:

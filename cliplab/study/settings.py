@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cliplab.scenarios import scenario_spec
 
 # SMOKE = True: every notebook end to end in seconds per run (tests, a first look on a laptop).
 SMOKE_SETTINGS: dict[str, Any] = {
-    "steps_per_task": 3, "batch_size": 8, "warmup_steps": 1, "lr": 5e-4, "probe_size": 32,
-    "retrieval_size": 24, "max_eval_images": 40, "max_tasks": 2, "checkpoint_every": 0,
+    "steps_per_task": 3,
+    "batch_size": 8,
+    "warmup_steps": 1,
+    "lr": 5e-4,
+    "probe_size": 32,
+    "retrieval_size": 24,
+    "max_eval_images": 40,
+    "max_tasks": 2,
+    "checkpoint_every": 0,
 }
 
 
@@ -25,8 +33,9 @@ SMOKE_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
 SMOKE_ALIGNMENT_PROBE = 32  # image-caption pairs of the alignment probe under SMOKE
 
 
-def study_settings(smoke: bool, steps_per_task: int | None = None, device: str | None = None,
-                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def study_settings(
+    smoke: bool, steps_per_task: int | None = None, device: str | None = None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """TrainConfig overrides shared by every run of the study (scenario defaults for the rest).
 
     `steps_per_task=None` keeps the scenario's default (SMOKE: `SMOKE_SETTINGS`). Progress bars
@@ -53,7 +62,9 @@ def runs_root(runs_dir: str | Path, smoke: bool) -> Path:
     return Path(f"{runs_dir}-smoke") if smoke else Path(runs_dir)
 
 
-def scenario_options(scenario: str, data_root: str | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def scenario_options(
+    scenario: str, data_root: str | None = None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Build options of a scenario: published ones read `data_root` plus `extra` (reference data,
     probes); built-in ones need none (their probe sizes come from the run's settings)."""
     if not scenario_spec(scenario).needs_root:
@@ -79,6 +90,11 @@ def one_session_settings(settings: Mapping[str, Any], multi_session: str) -> dic
 
 
 __all__ = [
-    "SMOKE_ALIGNMENT_PROBE", "SMOKE_METHOD_OPTIONS", "SMOKE_SETTINGS", "one_session_settings", "runs_root",
-    "scenario_options", "study_settings",
+    "SMOKE_ALIGNMENT_PROBE",
+    "SMOKE_METHOD_OPTIONS",
+    "SMOKE_SETTINGS",
+    "one_session_settings",
+    "runs_root",
+    "scenario_options",
+    "study_settings",
 ]

@@ -10,9 +10,10 @@ notebook asking for a run another notebook already made reuses it instead of tra
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -47,8 +48,9 @@ def grid(scenarios: Sequence[str], methods: Sequence[str], seeds: Sequence[int])
     return [RunRequest(s, m, int(k)) for s in scenarios for m in methods for k in seeds]
 
 
-def ablation(scenario: str, method: str, choices: Mapping[str, Sequence[Any]], seeds: Sequence[int],
-             smoke: bool = False) -> list[RunRequest]:
+def ablation(
+    scenario: str, method: str, choices: Mapping[str, Sequence[Any]], seeds: Sequence[int], smoke: bool = False
+) -> list[RunRequest]:
     """One-factor-at-a-time variants of `method`: each changes ONE option from its default.
 
     A value equal to the default is the main run itself and is not repeated. Under `smoke`
@@ -77,25 +79,40 @@ def _finished(folder: Path, identity: RunIdentity) -> bool:
     return stored is not None and stored.same_numbers(identity)
 
 
-def run_requests(requests: Iterable[RunRequest], runs_dir: str | Path, model: str = "toyclip",
-                 pretrained: str | None = None, settings: Mapping[str, Any] | None = None,
-                 smoke: bool = False, data_root: str | None = None,
-                 extra_options: Mapping[str, Any] | None = None, jobs: int | None = None,
-                 log: Callable[[str], None] = print) -> list[Path]:
+def run_requests(
+    requests: Iterable[RunRequest],
+    runs_dir: str | Path,
+    model: str = "toyclip",
+    pretrained: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    smoke: bool = False,
+    data_root: str | None = None,
+    extra_options: Mapping[str, Any] | None = None,
+    jobs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """Run (or resume, or reuse) every request under `settings`; return their folders in order.
 
     A finished folder made by the study with the same settings is reused without loading
     anything; a folder holding a different run raises `ValueError` (pick another RUNS_DIR).
     Runs still to do are trained `jobs` at a time (see `run_batches`).
     """
-    return run_batches([(requests, settings or {})], runs_dir, model, pretrained, smoke, data_root,
-                       extra_options, jobs, log)
+    return run_batches(
+        [(requests, settings or {})], runs_dir, model, pretrained, smoke, data_root, extra_options, jobs, log
+    )
 
 
-def run_batches(batches: Sequence[tuple[Iterable[RunRequest], Mapping[str, Any]]], runs_dir: str | Path,
-                model: str = "toyclip", pretrained: str | None = None, smoke: bool = False,
-                data_root: str | None = None, extra_options: Mapping[str, Any] | None = None,
-                jobs: int | None = None, log: Callable[[str], None] = print) -> list[Path]:
+def run_batches(
+    batches: Sequence[tuple[Iterable[RunRequest], Mapping[str, Any]]],
+    runs_dir: str | Path,
+    model: str = "toyclip",
+    pretrained: str | None = None,
+    smoke: bool = False,
+    data_root: str | None = None,
+    extra_options: Mapping[str, Any] | None = None,
+    jobs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """`run_requests` for several (requests, settings) batches trained in one pool.
 
     Runs still to do are trained `jobs` at a time in worker processes (None: one per CPU core,
@@ -110,11 +127,15 @@ def run_batches(batches: Sequence[tuple[Iterable[RunRequest], Mapping[str, Any]]
             folders.append(folder)
             overrides = _overrides(request, settings, smoke)
             options = scenario_options(request.scenario, data_root, extra_options)
-            _, identity = plan_run(request.scenario, request.method, model, pretrained, request.seed, overrides, options)
+            _, identity = plan_run(
+                request.scenario, request.method, model, pretrained, request.seed, overrides, options
+            )
             record = identity.numbers_key()
             if folder in seen:  # asked twice (e.g. a grid run that is also the ablation's baseline)
                 if seen[folder] != record:
-                    raise ValueError(f"{folder} is requested twice with different settings; give one of them another label")
+                    raise ValueError(
+                        f"{folder} is requested twice with different settings; give one of them another label"
+                    )
                 continue
             seen[folder] = record
             if _finished(folder, identity):
@@ -143,13 +164,27 @@ def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
     return (_STEP_COST.get(request.method, 2.0) * float(steps) + 10.0) * tasks
 
 
-def _run_one(request: RunRequest, folder: str, overrides: Mapping[str, Any], options: Mapping[str, Any],
-             model: str, pretrained: str | None) -> float:
+def _run_one(
+    request: RunRequest,
+    folder: str,
+    overrides: Mapping[str, Any],
+    options: Mapping[str, Any],
+    model: str,
+    pretrained: str | None,
+) -> float:
     """Train (or resume) one request into `folder`; return its seconds."""
     start = time.perf_counter()
     try:
-        run_scenario(request.scenario, request.method, folder, model=model, pretrained=pretrained,
-                     seed=request.seed, overrides=dict(overrides), scenario_options=dict(options))
+        run_scenario(
+            request.scenario,
+            request.method,
+            folder,
+            model=model,
+            pretrained=pretrained,
+            seed=request.seed,
+            overrides=dict(overrides),
+            scenario_options=dict(options),
+        )
     except ValueError as error:
         if "already holds a different run" not in str(error):
             raise

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,10 @@ from cliplab.results.views import final_accuracy
 
 # Column header -> `summary_table` quantity. Δ = final minus before training, in points.
 README_COLUMNS = {
-    "Transfer": "transfer", "Avg": "avg", "Last": "last", "BWT": "bwt",
+    "Transfer": "transfer",
+    "Avg": "avg",
+    "Last": "last",
+    "BWT": "bwt",
     "Δ zero-shot shape+colour": "zero_shot_delta/toyworld_shape_colour",
     "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
     "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
@@ -36,9 +39,14 @@ def run_label(run: str) -> str:
     return parts[-2] if len(parts) >= 3 else run
 
 
-def results_table(runs: str | os.PathLike, columns: dict[str, str] | None = None, scenario: str | None = None,
-                  labels: Sequence[str] | None = None, decimals: int = 1) -> pd.DataFrame:
-    """"mean ± std" per (scenario, label) of `columns` (header -> quantity) and a `seeds` count.
+def results_table(
+    runs: str | os.PathLike,
+    columns: dict[str, str] | None = None,
+    scenario: str | None = None,
+    labels: Sequence[str] | None = None,
+    decimals: int = 1,
+) -> pd.DataFrame:
+    """ "mean ± std" per (scenario, label) of `columns` (header -> quantity) and a `seeds` count.
 
     `labels` selects and orders rows (default: every label, alphabetically); a quantity a run
     lacks (e.g. ToyWorld probes on a real scenario) is left empty.
@@ -66,8 +74,9 @@ def results_table(runs: str | os.PathLike, columns: dict[str, str] | None = None
     return out
 
 
-def render_tables(runs: str | os.PathLike, scenario: str | None = None, labels: Sequence[str] | None = None,
-                  markdown: bool = False) -> str:
+def render_tables(
+    runs: str | os.PathLike, scenario: str | None = None, labels: Sequence[str] | None = None, markdown: bool = False
+) -> str:
     """`results_table` of `runs` as text: one table per scenario (GitHub Markdown or plain)."""
     table = results_table(runs, scenario=scenario, labels=labels)
     parts = []
@@ -86,9 +95,12 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def method_table(df: pd.DataFrame, by: Sequence[str] = ("label", "scenario"),
-                 quantities: Sequence[str] = ("transfer", "avg", "last", "forgetting"),
-                 decimals: int = 1) -> pd.DataFrame:
+def method_table(
+    df: pd.DataFrame,
+    by: Sequence[str] = ("label", "scenario"),
+    quantities: Sequence[str] = ("transfer", "avg", "last", "forgetting"),
+    decimals: int = 1,
+) -> pd.DataFrame:
     """Transfer / Avg / Last (and any other `summary_table` quantity) as "mean ± std" strings.
 
     A quantity also selects everything under it ("zero_shot_delta" = every probe's delta) and
@@ -102,6 +114,7 @@ def method_table(df: pd.DataFrame, by: Sequence[str] = ("label", "scenario"),
 
 def zero_shot_summary(results: Sequence[RunResult]) -> dict[str, float]:
     """Mean over runs of held-out zero-shot (mean over probes) and I→T / T→I R@1, before vs after."""
+
     def mean_over(runs, pick) -> float:
         values = [pick(r) for r in runs]
         return float(np.nanmean(values)) if values else math.nan
@@ -128,17 +141,29 @@ def headline_numbers(results: Sequence[RunResult]) -> dict[str, float]:
     Continual summary (transfer, avg, last, bwt, forgetting), learned-class accuracy after the
     last task, plasticity (mean of the matrix diagonal), and `zero_shot_summary`.
     """
-    per_run = pd.DataFrame([{
-        **{k: (r.summary or {}).get(k, math.nan) for k in SUMMARY_KEYS},
-        "final_accuracy": final_accuracy(r),
-        "plasticity": float(np.nanmean(np.diag(np.asarray(r.accuracy_matrix, dtype=float)))),
-    } for r in results])
+    per_run = pd.DataFrame(
+        [
+            {
+                **{k: (r.summary or {}).get(k, math.nan) for k in SUMMARY_KEYS},
+                "final_accuracy": final_accuracy(r),
+                "plasticity": float(np.nanmean(np.diag(np.asarray(r.accuracy_matrix, dtype=float)))),
+            }
+            for r in results
+        ]
+    )
     out = {**per_run.mean().to_dict(), **zero_shot_summary(results), "n_seeds": len(results)}
     if len(results) > 1:
         out.update({f"{k}_std": v for k, v in per_run.std().to_dict().items()})
     return out
 
 
-__all__ = ["README_COLUMNS", "headline_numbers", "method_table", "render_tables", "results_table", "run_label",
-           "to_markdown",
-           "zero_shot_summary"]
+__all__ = [
+    "README_COLUMNS",
+    "headline_numbers",
+    "method_table",
+    "render_tables",
+    "results_table",
+    "run_label",
+    "to_markdown",
+    "zero_shot_summary",
+]

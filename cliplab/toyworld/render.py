@@ -14,6 +14,7 @@ whole-batch evaluation and the order in which the noise generator is consumed. A
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -59,9 +60,10 @@ def _diamond(u: Tensor, v: Tensor) -> Tensor:
 
 
 def _heart(u: Tensor, v: Tensor) -> Tensor:
-    lobes = torch.minimum(
-        torch.sqrt((u - 0.38) ** 2 + (v - 0.32) ** 2), torch.sqrt((u + 0.38) ** 2 + (v - 0.32) ** 2)
-    ) - 0.44
+    lobes = (
+        torch.minimum(torch.sqrt((u - 0.38) ** 2 + (v - 0.32) ** 2), torch.sqrt((u + 0.38) ** 2 + (v - 0.32) ** 2))
+        - 0.44
+    )
     point = torch.maximum((u.abs() + (v - 0.1).abs() - 0.85) * _SQRT_HALF, v - 0.35)
     return torch.minimum(lobes, point)
 
@@ -198,7 +200,11 @@ class _ShapeParams:
     def of(cls, scene: Scene, s: int) -> _ShapeParams:
         radius, rot = _t(scene.radius)[:, None, None], _t(scene.rotation)[:, None, None]
         return cls(
-            _t(scene.centre), radius, radius * s, torch.cos(rot), torch.sin(rot),
+            _t(scene.centre),
+            radius,
+            radius * s,
+            torch.cos(rot),
+            torch.sin(rot),
             _groups(np.asarray(scene.shape), len(ALL_SHAPES)),
         )
 
@@ -302,7 +308,7 @@ def _chunks(n: int, s: int) -> list[tuple[int, int]]:
     bounds = list(range(0, n, step)) + [n]
     if len(bounds) > 2 and (bounds[-1] - bounds[-2]) * 3 * s * s < _RANDN_BLOCK:
         del bounds[-2]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
 def _blocks(n: int, s: int) -> list[list[tuple[int, int]]]:
@@ -332,13 +338,16 @@ class _Colours:
     @classmethod
     def of(cls, scene: Scene) -> _Colours:
         return cls(
-            _t(scene.texture_contrast)[:, None, None, None], _t(scene.bg_rgb)[:, :, None, None],
-            _t(scene.fg_rgb)[:, :, None, None], _t(scene.noise_std)[:, None, None, None],
+            _t(scene.texture_contrast)[:, None, None, None],
+            _t(scene.bg_rgb)[:, :, None, None],
+            _t(scene.fg_rgb)[:, :, None, None],
+            _t(scene.noise_std)[:, None, None, None],
         )
 
 
-def _composite_chunk(c: _Colours, a: int, b: int, mask: Tensor, pattern: Tensor, buffers: Tensor,
-                     generator: torch.Generator) -> Tensor:
+def _composite_chunk(
+    c: _Colours, a: int, b: int, mask: Tensor, pattern: Tensor, buffers: Tensor, generator: torch.Generator
+) -> Tensor:
     """Tint, texture, blend and add pixel noise to images [a, b); returns floats ready to truncate.
 
     `mask` and `pattern` are the (b - a, S, S) layers; `buffers` is (2, >= b - a, 3, S, S) scratch.

@@ -74,7 +74,9 @@ def shape_colour_classnames() -> list[str]:
     return [f"{c} {s}" for s in SHAPE_NAMES for c in COLOUR_NAMES]
 
 
-def zero_shot_tasks(seed: int = 0, n: int = 1000, split: str = "heldout", image_size: int = 32) -> dict[str, LabelledImages]:
+def zero_shot_tasks(
+    seed: int = 0, n: int = 1000, split: str = "heldout", image_size: int = 32
+) -> dict[str, LabelledImages]:
     """The three zero-shot tasks on the same probe images of `split` combinations.
 
     - shape: 8-way over pretraining shapes;
@@ -90,12 +92,18 @@ def zero_shot_tasks(seed: int = 0, n: int = 1000, split: str = "heldout", image_
         "shape": LabelledImages("shape", images, shape, list(SHAPE_NAMES), SHAPE_TEMPLATES),
         "colour": LabelledImages("colour", images, colour, list(COLOUR_NAMES), COLOUR_TEMPLATES),
         "shape_colour": LabelledImages(
-            "shape_colour", images, shape * len(COLOUR_NAMES) + colour, shape_colour_classnames(), SHAPE_COLOUR_TEMPLATES
+            "shape_colour",
+            images,
+            shape * len(COLOUR_NAMES) + colour,
+            shape_colour_classnames(),
+            SHAPE_COLOUR_TEMPLATES,
         ),
     }
 
 
-def retrieval_probe(seed: int = 0, n_images: int = 500, captions_per_image: int = 3, image_size: int = 32) -> RetrievalProbe:
+def retrieval_probe(
+    seed: int = 0, n_images: int = 500, captions_per_image: int = 3, image_size: int = 32
+) -> RetrievalProbe:
     """A fixed retrieval set over all combinations, captioned with every attribute (COCO-style)."""
     world = ToyWorld(image_size=image_size)
     scene: Scene = world.probe_scenes(seed, n_images, "all", stream=PROBE_STREAM + 1)
@@ -103,7 +111,9 @@ def retrieval_probe(seed: int = 0, n_images: int = 500, captions_per_image: int 
     rng = _rng(PROBE_STREAM + 1, seed, n_images, captions_per_image)
     captions, owner = [], []
     for i in range(n_images):
-        templates = rng.choice(FULL_TEMPLATES, size=captions_per_image, replace=captions_per_image > len(FULL_TEMPLATES))
+        templates = rng.choice(
+            FULL_TEMPLATES, size=captions_per_image, replace=captions_per_image > len(FULL_TEMPLATES)
+        )
         for t in templates:
             captions.append(caption(labels, i, int(t), rng))
             owner.append(i)
@@ -113,8 +123,14 @@ def retrieval_probe(seed: int = 0, n_images: int = 500, captions_per_image: int 
 # Made-up words (in the tradition of word-learning studies) that pretraining never used: learning
 # them forces the text tower to bind new names to known shapes.
 NONCE_NAMES = {
-    "circle": "dax", "square": "wug", "triangle": "blicket", "star": "toma",
-    "cross": "fep", "ring": "zup", "diamond": "kiki", "heart": "gorp",
+    "circle": "dax",
+    "square": "wug",
+    "triangle": "blicket",
+    "star": "toma",
+    "cross": "fep",
+    "ring": "zup",
+    "diamond": "kiki",
+    "heart": "gorp",
 }
 DOWNSTREAM_DOMAINS = ("novel_shapes", "textures", "nonce_shapes")
 _SPLIT_SEEDS = {"train": 0, "test": 1}
@@ -149,7 +165,9 @@ def downstream_task(domain: str, split: str = "train", n: int = 600, image_size:
         return LabelledImages(domain, world.render(scene), labels, classnames, SHAPE_TEMPLATES)
     scene = world.probe_scenes(seed, n, "train", stream=TASK_STREAM)
     if domain == "textures":
-        return LabelledImages(domain, world.render(scene), torch.as_tensor(scene.texture), classnames, TEXTURE_TEMPLATES)
+        return LabelledImages(
+            domain, world.render(scene), torch.as_tensor(scene.texture), classnames, TEXTURE_TEMPLATES
+        )
     return LabelledImages(domain, world.render(scene), torch.as_tensor(scene.shape), classnames, SHAPE_TEMPLATES)
 
 
@@ -164,6 +182,16 @@ def normalise_uint8(images: Tensor, mean: tuple, std: tuple) -> Tensor:
 
 
 __all__ = [
-    "DOWNSTREAM_DOMAINS", "LabelledImages", "downstream_classnames", "NONCE_NAMES", "RetrievalProbe", "downstream_task", "Template", "ZERO_SHOT_TASKS", "normalise_uint8",
-    "retrieval_probe", "shape_colour_classnames", "zero_shot_tasks",
+    "DOWNSTREAM_DOMAINS",
+    "NONCE_NAMES",
+    "ZERO_SHOT_TASKS",
+    "LabelledImages",
+    "RetrievalProbe",
+    "Template",
+    "downstream_classnames",
+    "downstream_task",
+    "normalise_uint8",
+    "retrieval_probe",
+    "shape_colour_classnames",
+    "zero_shot_tasks",
 ]

@@ -157,7 +157,9 @@ def make_achromatic(scene: Scene, rng: np.random.Generator, fraction: float) -> 
     grey = rng.random(len(scene)) < fraction
     background = scene.bg_rgb.mean(axis=1)
     lighter = background < 0.5
-    level = np.where(lighter, background + rng.uniform(0.3, 0.45, len(scene)), background - rng.uniform(0.2, 0.3, len(scene)))
+    level = np.where(
+        lighter, background + rng.uniform(0.3, 0.45, len(scene)), background - rng.uniform(0.2, 0.3, len(scene))
+    )
     scene.fg_rgb = np.where(grey[:, None], np.clip(level, 0.02, 0.98)[:, None].repeat(3, axis=1), scene.fg_rgb)
     scene.colour = np.where(grey, ACHROMATIC, scene.colour)
     return scene
@@ -265,8 +267,12 @@ def caption_batch(
     texts = [
         formats[t].format(shape=sh, colour=co, size=si, position=position[po], texture=te)
         for t, sh, co, si, po, te in zip(
-            chosen.tolist(), words["shape"], words["colour"], words["size"],
-            np.asarray(labels["position"]).tolist(), words["texture"],
+            chosen.tolist(),
+            words["shape"],
+            words["colour"],
+            words["size"],
+            np.asarray(labels["position"]).tolist(),
+            words["texture"],
         )
     ]
     # One regex pass over all captions; they never contain a newline, and a newline is a word

@@ -91,7 +91,8 @@ def test_a_run_resumed_from_every_mid_task_checkpoint_ends_with_identical_number
 
 def test_batches_do_not_depend_on_the_global_rng_or_on_where_iteration_starts():
     """The batch of step s, augmentation included, is the same from a fresh start, from a resume at
-    s, after any draw from torch's global generator, and the caller's RNG is left untouched."""
+    s, after any draw from torch's global generator and with loader workers; the caller's RNG is
+    left untouched."""
     data = torch.utils.data.TensorDataset(torch.arange(10.0).reshape(10, 1).expand(10, 4).clone(), torch.arange(10))
 
     class Noisy(torch.utils.data.Dataset):  # a random "augmentation" drawn from the global torch RNG
@@ -102,8 +103,8 @@ def test_batches_do_not_depend_on_the_global_rng_or_on_where_iteration_starts():
             x, y = data[i]
             return x + torch.rand(4), y
 
-    def batch(start: int, step: int):
-        loader = iter(step_loader(Noisy(), 4, seed=7, start=start, end=step + 1))
+    def batch(start: int, step: int, workers: int = 0):
+        loader = iter(step_loader(Noisy(), 4, seed=7, start=start, end=step + 1, num_workers=workers))
         for _ in range(step - start):
             next(loader)
         return next(loader)
@@ -116,13 +117,19 @@ def test_batches_do_not_depend_on_the_global_rng_or_on_where_iteration_starts():
     assert torch.equal(torch.get_rng_state(), state), "loading must not consume the caller's random numbers"
     assert torch.equal(first[0], resumed[0]) and torch.equal(first[1], resumed[1])
     assert not torch.equal(batch(0, 2)[0], first[0])  # and steps differ from one another
+    assert torch.equal(batch(2, 3, workers=2)[0], first[0]), "nor on the number of loader workers"
 
 
-def test_a_damaged_mid_task_state_is_named_with_what_to_do(tmp_path, monkeypatch):
+def test_a_damaged_checkpoint_of_the_run_is_named_with_what_to_do(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     with pytest.raises(_Killed):
-        _run(folder, kill_at=(0, 2), monkeypatch=monkeypatch)
-    mid = folder / "checkpoints" / "mid_task.safetensors"
+        _run(folder, kill_at=(1, 2), monkeypatch=monkeypatch)
+    task, mid = folder / "checkpoints" / "task_0.safetensors", folder / "checkpoints" / "mid_task.safetensors"
+    intact = task.read_bytes()
+    task.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=rf"{task}: the file is empty .*delete the run folder {folder}"):
+        _run(folder)
+    task.write_bytes(intact)
     mid.write_bytes(mid.read_bytes()[:4000])  # a disk that lost the end of the file
     with pytest.raises(CheckpointError, match=rf"{mid}: the file is truncated .*Delete it and run the same command"):
         _run(folder)

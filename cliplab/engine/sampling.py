@@ -68,7 +68,8 @@ class SeededItems(Dataset):
     """`dataset[index]` loaded under random generators seeded by the key's item seed.
 
     Keys are `(item_seed, index)`. The caller's torch (CPU), NumPy and Python random states are
-    restored afterwards, so loading is invisible to everything else that draws random numbers.
+    restored afterwards (once per batch: saving NumPy's state costs more than loading a small
+    image), so loading is invisible to everything else that draws random numbers.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -78,14 +79,19 @@ class SeededItems(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int]):
-        seed, index = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
         py_state, np_state = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
             try:
-                return self.dataset[index]
+                items = []
+                for seed, index in keys:
+                    torch.default_generator.manual_seed(seed)
+                    random.seed(seed)
+                    np.random.seed(seed % 2**32)
+                    items.append(self.dataset[index])
+                return items
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)

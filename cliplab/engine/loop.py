@@ -4,7 +4,9 @@ Per step: one CE batch (train transform) → the method adds its inputs → one 
 label-smoothed cross-entropy over the task's class prompts (single training template) plus the
 method's loss terms → AdamW step, cosine schedule with warm-up → the method's after-step hook.
 Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
-its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run.
+its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run:
+batches (augmentation included) are a function of (seed, task, step) that never touches the global
+random state (`engine.sampling`), and the loss-log rows of the steps trained again are dropped first.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
 from cliplab.results.layout import RunFolder
-from cliplab.results.loss_log import append_loss_log
+from cliplab.results.loss_log import append_loss_log, rewind_loss_log
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,11 +48,14 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+MID_TASK_HINT = "Delete it and run the same command again: the task then restarts from its beginning."
+
+
 def _resume_step(path: Path, task_index: int) -> int:
     """The step a mid-task state of this task was saved at (0 when there is none)."""
     if not path.exists():
         return 0
-    counters = read_metadata(path).get("state", {}).get("state", {})
+    counters = read_metadata(path, hint=MID_TASK_HINT).get("state", {}).get("state", {})
     return int(counters["step"]) if counters.get("task_index") == task_index else 0
 
 
@@ -60,7 +65,8 @@ def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) 
         raise NonFiniteLossError(
             f"loss term(s) {bad} became non-finite at step {step} of task {ctx.task.name!r} "
             f"(lr {ctx.config.lr_for(ctx.task.name)}). Lower the learning rate (--set lr=...) or the "
-            "distillation weight, or use precision=fp32; the last checkpoint is intact."
+            "distillation weight, or use precision=fp32. A run that saved no checkpoint yet restarts in the same "
+            "--out with the new settings; otherwise its last checkpoint is intact (new settings need a new --out)."
         )
 
 
@@ -90,14 +96,16 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     mid_path = RunFolder(run_dir).mid_task
     start = _resume_step(mid_path, ctx.task_index)
     ctx.start_step = start
+    rank, _ = distributed.rank_and_world()
+    if rank == 0:  # the steps after the checkpoint are trained (and logged) again
+        rewind_loss_log(run_dir, ctx.task.name, start)
     if ctx.batch_source is None or ctx.image_encoder is None:
         bind_services(ctx)
     method.begin_task(ctx)
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
-        _, extra = load_training_state(mid_path, model, optimizer, scheduler)
+        _, extra = load_training_state(mid_path, model, optimizer, scheduler, hint=MID_TASK_HINT)
         method.load_state_tensors(extra)
     student = distributed.wrap(ClipStudent(model))
-    rank, _ = distributed.rank_and_world()
     batches = ctx.batches(ctx.train_data, config.batch_size, ctx.seed)
     scale = model.logit_scale.exp().detach()
     bar = tqdm(

@@ -327,3 +327,44 @@ def tokenizer():
     import open_clip
 
     return open_clip.SimpleTokenizer(context_length=24)
+
+
+# ---------------------------------------------------------------------------------------------
+# resuming a run whose memory is updated at the start of each task (ZSCL's CIL code)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+def _run_icarl_cil(folder, tokenizer, stop_at: tuple[int, int] | None = None) -> dict:
+    """iCaRL (zscl variant, CIL code) through the runner on the tiny CIL scenario; `stop_at` =
+    (task, step) raises after that step, as a kill right after its mid-task checkpoint would."""
+    from cliplab.engine.runner import run_scenario
+    from cliplab.methods.icarl import ICaRL
+    from cliplab.models import ClipBundle
+
+    class Stopping(ICaRL):
+        def after_step(self, ctx, step):
+            super().after_step(ctx, step)
+            if (ctx.task_index, step) == stop_at:
+                raise _Interrupted
+
+    options = {"variant": "zscl", "memory_size": 6}
+    settings = {"steps_per_task": 3, "batch_size": 8, "lr": 1e-3, "warmup_steps": 0, "checkpoint_every": 1}
+    settings.update(progress=False, device="cpu", eval_batch_size=16, precision="fp32")
+    settings.update({f"method.{k}": v for k, v in options.items()})
+    bundle = ClipBundle(tiny_clip(), tokenizer, to_tensor, to_tensor, "tiny", None)
+    method = Stopping(options) if stop_at else "icarl"
+    result = run_scenario(make_scenario(), method, folder, bundle=bundle, overrides=settings)
+    return {k: getattr(result, k) for k in ("accuracy_matrix", "zero_shot", "retrieval")}
+
+
+def test_cil_code_icarl_resumed_mid_task_ends_with_the_same_numbers(tokenizer, tmp_path):
+    """The memory is rebuilt in begin_task before the mid-task state is restored: same numbers."""
+    reference = _run_icarl_cil(tmp_path / "reference", tokenizer)
+    with pytest.raises(_Interrupted):
+        _run_icarl_cil(tmp_path / "resumed", tokenizer, stop_at=(1, 2))
+    assert (tmp_path / "resumed" / "checkpoints" / "mid_task.safetensors").exists()
+    assert _run_icarl_cil(tmp_path / "resumed", tokenizer) == reference

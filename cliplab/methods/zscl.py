@@ -37,7 +37,9 @@ class ZSCLOptions(DistillOptions):
     avg_freq: int | None = (
         None  # snapshot interval I; None = steps // 10, ZSCL's ratio [ZSCL: 100 of 1,000 MTIL iterations; 10 in CIL]
     )
-    final_snapshot: str = "always"  # always | on_interval: final weights averaged only if steps % I == 0 [ZSCL CIL]
+    # always: the task's final weights always enter the average [as ZSCL MTIL, where 1,000 % 100 == 0];
+    # on_interval: only when steps % I == 0, else the steps after the last snapshot are lost [ZSCL's code; CIFAR CIL]
+    final_snapshot: str = "always"
     l2: float = 1.0  # coefficient of Σ‖θ − θ_start‖² [ZSCL.sh --l2 1; CIL configs: 0]; 0 disables
     n_reference_texts: int | None = None  # None = every reference caption [ZSCL]
 

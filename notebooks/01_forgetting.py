@@ -159,10 +159,15 @@ if OST_SCENARIO and trained:
 # %% [markdown]
 # ## Record the headline numbers
 # `OUT_DIR/metrics.json` stores, per method, the means over seeds (and standard deviations when
-# there are several seeds): the continual summary (`avg`, `last`, `bwt`, `forgetting`),
+# there are several seeds): the continual summary (`avg`, `last`, `bwt`, `forgetting`; in this
+# class-incremental scenario `avg` is the mean over steps of the accuracy on all classes seen so
+# far and `last` that accuracy after the last step; Transfer is not defined here),
 # plasticity (mean of the diagonal), and held-out zero-shot accuracy and retrieval before and
 # after training. It also stores the one-session results, the settings and the figure paths.
-# The tests read this file.
+# The tests read this file. The untrained `zeroshot` row has a negative BWT: nothing is
+# forgotten, but BWT compares each task right after it was learned with the same task after the
+# last step, and in between the label space grows (its images are classified among more and
+# more classes).
 
 # %%
 headline = {

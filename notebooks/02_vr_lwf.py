@@ -105,6 +105,10 @@ results = study.load_results(requests, runs_dir)
 
 # %% [markdown]
 # ## Transfer / Avg / Last (mean ± std over seeds)
+# Each protocol has its own columns. On `toy-mtil` (task-incremental) they are ZSCL's MTIL
+# metrics. On `toy-digits-cil` (class-incremental) Avg is the mean over steps of the accuracy on
+# all classes seen so far and Last that accuracy after the last step; Transfer is not defined
+# there, so its cells are empty.
 
 # %%
 study.method_table(df, quantities=("transfer", "avg", "last", "forgetting")).unstack("scenario")
@@ -184,9 +188,9 @@ headline = {
     "figures": [str(path) for path in saved],
 }
 write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
-pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T[
-    ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]
-].round(1)
+pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T.reindex(
+    columns=["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]
+).round(1)
 
 # %% [markdown]
 # ## The answer, in the default setting

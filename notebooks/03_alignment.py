@@ -28,14 +28,18 @@
 #   * *single version*: modality gap ‖mean I − mean T‖, joint uniformity (lower = more spread),
 #     CKA between the image and text embeddings of matched pairs, and retrieval R@1;
 #   * *change from the pretrained model*: per-sample rotation angle of each tower, CKA old vs
-#     new (rotation-invariant), off-diagonal drift (the KL divergence of each row's similarity
-#     distribution), and cross-version retrieval (new images against pretrained captions).
+#     new (rotation-invariant), two drifts of the image–text similarity rows, and cross-version
+#     retrieval (new images against pretrained captions). The two drifts are different numbers:
+#     `unmatched_similarity_drift` is cliplab's (the KL divergence of each row's distribution
+#     over the *unmatched* captions, at the model's temperature, every row counted);
+#     `modx_drift` is Mod-X's own quantity (the KL of whole rows on raw cosines, counting only
+#     the pairs the pretrained model retrieves correctly).
 # * The 2-D projection is fitted **once**, on the pretrained embeddings, and reused for every
 #   version. Refitting it per version would add an arbitrary rotation per panel.
 #
 # **How to read the figures.**
 # 1. *Geometry across tasks*: one line per method, task 0 = pretrained.
-# 2. *Drift across tasks*: rotation-sensitive measures (angles, off-diagonal drift,
+# 2. *Drift across tasks*: rotation-sensitive measures (angles, unmatched-pair drift,
 #    cross-version R@1) next to rotation-invariant ones (CKA old vs new). A high CKA together
 #    with a large angle is a rotation, which CKA alone cannot see.
 # 3. *Rotation violins*: the per-sample angles from the pretrained model, per task. Image and
@@ -116,14 +120,14 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/03_geometry_across_tasks"))
 
 # %% [markdown]
 # ## Drift from the pretrained model
-# The first figure is rotation-sensitive: the rotation angle of each tower, off-diagonal drift,
+# The first figure is rotation-sensitive: the rotation angle of each tower, the unmatched-pair drift,
 # and retrieval of new images against pretrained captions. The second is rotation-invariant:
 # CKA between the old and new embeddings, and the self-angle (topology) change. Large angles
 # with CKA near 1 mean the space rotated without changing shape.
 
 # %%
 fig = aplots.plot_metrics_across_tasks(
-    table, metrics=("angle_img_mean", "angle_txt_mean", "offdiag_drift", "newI_oldT_i2t_r1")
+    table, metrics=("angle_img_mean", "angle_txt_mean", "unmatched_similarity_drift", "newI_oldT_i2t_r1")
 )
 saved.append(save_figure(fig, f"{FIGURES_DIR}/03_drift_rotation_sensitive"))
 fig = aplots.plot_metrics_across_tasks(table, metrics=("cka_img", "cka_txt", "sam_img", "sam_txt"))
@@ -142,7 +146,8 @@ HEADLINE_METRICS = [
     "angle_img_mean",
     "angle_txt_mean",
     "angle_mismatch",
-    "offdiag_drift",
+    "unmatched_similarity_drift",
+    "modx_drift",
     "cka_img",
     "cka_txt",
     "newI_oldT_i2t_r1",
@@ -200,7 +205,7 @@ study.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, 
 # ## Record the headline numbers
 # `OUT_DIR/metrics.json`: for the pretrained model and for each method after the last task
 # (mean over seeds), the modality gap, joint uniformity, image–text CKA, retrieval R@1,
-# rotation angles, off-diagonal drift, CKA old vs new, and cross-version R@1. The settings are
+# rotation angles, the unmatched-pair and Mod-X drifts, CKA old vs new, and cross-version R@1. The settings are
 # stored too.
 
 # %%

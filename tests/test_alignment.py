@@ -211,18 +211,83 @@ def _naive_offdiag_drift(I0, T0, I1, T1, tau):
     return 0.5 * (kl_rows(S0, S1) + kl_rows(S0.T, S1.T))
 
 
-def test_offdiag_drift():
+def test_unmatched_similarity_drift():
     I, T = clip_like(n=12)
-    assert A.offdiag_drift(I, T, I, T, 0.01) == 0.0
+    assert A.unmatched_similarity_drift(I, T, I, T, 0.01) == 0.0
     Q = random_orthogonal(16, 5)
-    assert A.offdiag_drift(I, T, I @ Q.T, T @ Q.T, 0.01) == pytest.approx(0.0, abs=1e-6)
+    assert A.unmatched_similarity_drift(I, T, I @ Q.T, T @ Q.T, 0.01) == pytest.approx(0.0, abs=1e-6)
     I_new = F.normalize(I + 0.3 * torch.randn(I.shape, generator=_gen(6)), dim=1)
-    drift = A.offdiag_drift(I, T, I_new, T, 0.05)
+    drift = A.unmatched_similarity_drift(I, T, I_new, T, 0.05)
     assert drift == pytest.approx(_naive_offdiag_drift(I, T, I_new, T, 0.05), rel=1e-6)
     assert drift > 0.05
-    small = A.offdiag_drift(I, T, I @ uniform_rotation(16, 10, 7).T, T, 0.01)
-    large = A.offdiag_drift(I, T, I @ uniform_rotation(16, 50, 7).T, T, 0.01)
+    small = A.unmatched_similarity_drift(I, T, I @ uniform_rotation(16, 10, 7).T, T, 0.01)
+    large = A.unmatched_similarity_drift(I, T, I @ uniform_rotation(16, 50, 7).T, T, 0.01)
     assert 0 < small < large
+    with pytest.warns(DeprecationWarning, match="unmatched_similarity_drift"):  # the old name, same numbers
+        assert A.offdiag_drift(I, T, I_new, T, 0.05) == drift
+
+
+def _naive_modx_drift(I0, T0, I1, T1, tau):
+    """Mod-X's loop written out: per row, KL(p‖q) if the old row's argmax is its own pair, else 0."""
+
+    def direction(S0, S1):
+        total = 0.0
+        for i in range(len(S0)):
+            if max(range(len(S0)), key=lambda j: S0[i][j]) != i:
+                continue  # cognition alignment: Mod-X replaces the old row by the new one, KL 0
+            z0 = [math.exp(v / tau) for v in S0[i]]
+            z1 = [math.exp(v / tau) for v in S1[i]]
+            p = [v / sum(z0) for v in z0]
+            q = [v / sum(z1) for v in z1]
+            total += sum(pk * math.log(pk / qk) for pk, qk in zip(p, q))
+        return total / len(S0)
+
+    def sims(a, b):
+        a, b = F.normalize(a.double(), dim=1), F.normalize(b.double(), dim=1)
+        return (a @ b.T).tolist()
+
+    S0, S1 = sims(I0, T0), sims(I1, T1)
+    return 0.5 * (direction(S0, S1) + direction([list(r) for r in zip(*S0)], [list(r) for r in zip(*S1)]))
+
+
+def test_modx_drift_hand_computed():
+    """Two pairs, old = identity, new captions swapped: every row KL(softmax(1,0) ‖ softmax(0,1)) =
+    (a − b)·ln(a/b) with a/b = e^(1/τ), i.e. tanh(1/(2τ))/τ; both directions alike."""
+    eye = np.eye(2)
+    swapped = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert A.modx_drift(eye, eye, eye, swapped) == pytest.approx(math.tanh(0.5), rel=1e-12)  # 0.46212
+    assert A.modx_drift(eye, eye, eye, swapped, temperature=0.5) == pytest.approx(2 * math.tanh(1.0), rel=1e-12)
+    # Rows are L2-normalised inside; tensors and arrays give the same float.
+    value = A.modx_drift(torch.eye(2) * 3, torch.eye(2), torch.eye(2), torch.tensor(swapped) * 0.2)
+    assert isinstance(value, float) and value == pytest.approx(math.tanh(0.5), rel=1e-12)
+    assert A.modx_drift(eye, eye, eye, eye) == 0.0
+
+
+def test_modx_drift_counts_misretrieved_rows_as_zero():
+    I0, T0 = clip_like(n=10, seed=3)
+    T0 = F.normalize(T0 + 0.6 * torch.randn(T0.shape, generator=_gen(4)), dim=1)  # some pairs misretrieved
+    I1 = F.normalize(I0 + 0.4 * torch.randn(I0.shape, generator=_gen(5)), dim=1)
+    wrong = ((I0 @ T0.T).argmax(1) != torch.arange(10)).sum().item()
+    assert 0 < wrong < 10  # both kinds of row are exercised
+    for tau in (1.0, 0.05):
+        expected = _naive_modx_drift(I0, T0, I1, T0, tau)
+        assert A.modx_drift(I0, T0, I1, T0, tau) == pytest.approx(expected, rel=1e-9)
+    # Not the unmatched-pair drift: diagonal included, wrong rows dropped.
+    assert A.modx_drift(I0, T0, I1, T0, 0.05) != pytest.approx(A.unmatched_similarity_drift(I0, T0, I1, T0, 0.05))
+
+
+def test_modx_drift_rejects_bad_input():
+    eye = np.eye(3)
+    with pytest.raises(ValueError, match="same N matching pairs"):
+        A.modx_drift(eye, eye, eye[:2], eye[:2])
+    with pytest.raises(ValueError, match="embedding width"):
+        A.modx_drift(eye, np.ones((3, 2)), eye, eye)
+    with pytest.raises(ValueError, match="temperature"):
+        A.modx_drift(eye, eye, eye, eye, temperature=0)
+    with pytest.raises(ValueError, match="zero or not finite"):
+        A.modx_drift(np.zeros((3, 3)), eye, eye, eye)
+    with pytest.raises(TypeError, match="numpy array or torch tensor"):
+        A.modx_drift(eye.tolist(), eye, eye, eye)
 
 
 def test_cross_version_retrieval_detects_synchronised_rotation():
@@ -290,7 +355,8 @@ def test_version_drift_identity_and_one_sided_rotation():
         "angle_img_mean",
         "angle_txt_p90",
         "angle_mismatch",
-        "offdiag_drift",
+        "unmatched_similarity_drift",
+        "modx_drift",
         "sam_img",
         "d_i2t_r1",
         "d_gap_l2m",
@@ -302,7 +368,9 @@ def test_version_drift_identity_and_one_sided_rotation():
     assert rotated["angle_img_mean"] == pytest.approx(40.0, abs=1e-3)
     assert rotated["angle_txt_mean"] == 0.0 and rotated["angle_mismatch"] == pytest.approx(40.0, abs=1e-3)
     assert rotated["cka_img"] == pytest.approx(1.0, abs=1e-6) and rotated["sam_img"] < 1e-3
-    assert rotated["offdiag_drift"] > 0.1 and rotated["d_i2t_r1"] < 0
+    assert rotated["unmatched_similarity_drift"] > 0.1 and rotated["d_i2t_r1"] < 0
+    assert rotated["modx_drift"] == pytest.approx(A.modx_drift(I, T, I @ uniform_rotation(16, 40, 9).T, T))
+    assert rotated["modx_drift"] > 0
 
 
 # --- embedding helpers and cache ------------------------------------------------------------

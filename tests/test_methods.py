@@ -511,8 +511,9 @@ def test_herding_prefers_a_pair_averaging_to_the_mean_over_two_near_points_on_on
 @pytest.mark.parametrize("variant", ["classical", "zscl"])
 def test_icarl_memory_is_split_over_classes_or_tasks(scenario, tokenizer, variant):
     """Classical: memory_size // n_seen exemplars per class, old sets shrunk to a herding prefix;
-    ZSCL variant: memory_size // n_tasks per task. Rows are (task, item, global label)."""
-    method = get_method("icarl", {"variant": variant, "memory_size": 12})
+    ZSCL variant (MTIL code, updated after each task): the first K images of task 1, then
+    K − K//2 for the new task and K//2 for the old. Rows are (task, item, global label)."""
+    method = get_method("icarl", {"variant": variant, "memory_size": 12, "zscl_code": "mtil"})
     model = tiny_clip()
     ctx0 = make_ctx(scenario, tokenizer, 0, model=model)
     method.end_task(ctx0)
@@ -533,22 +534,24 @@ def test_icarl_memory_is_split_over_classes_or_tasks(scenario, tokenizer, varian
         for c in (0, 1):  # old classes keep the first 3 of their herding order
             assert torch.equal(memory1[memory1[:, 2] == c], memory0[memory0[:, 2] == c][:3])
     else:
-        assert len(memory0) == 12 and (memory0[:, 0] == 0).all()
+        assert memory0[:, :2].tolist() == [[0, i] for i in range(12)]  # first K in dataset order
         assert torch.bincount(memory1[:, 0]).tolist() == [6, 6]
         assert torch.equal(memory1[memory1[:, 0] == 0], memory0[:6])
         assert set(memory1[memory1[:, 0] == 1, 2].tolist()) <= {2, 3}
 
 
 def test_icarl_memory_is_the_herding_choice_of_the_trained_model(scenario, tokenizer):
-    """ZSCL variant: exemplars = herding over the task's (normalised) image features, in order."""
-    method = get_method("icarl", {"variant": "zscl", "memory_size": 5})
-    ctx = make_ctx(scenario, tokenizer)
+    """ZSCL variant, MTIL code, task 2: its K − K//2 exemplars are the herding choice over the
+    task's normalised image features (the first candidates in dataset order), in order."""
+    method = get_method("icarl", {"variant": "zscl", "memory_size": 10, "zscl_code": "mtil"})
+    method.end_task(make_ctx(scenario, tokenizer, 0))
+    ctx = make_ctx(scenario, tokenizer, 1)
     method.end_task(ctx)
-    data = scenario.tasks[0].train_data(to_tensor)
+    data = scenario.tasks[1].train_data(to_tensor)
     with torch.no_grad():
         feats = ctx.model.encode_image(torch.stack([data[i][0] for i in range(len(data))]), normalize=True)
-    candidates = torch.randperm(len(data), generator=torch.Generator().manual_seed(ctx.seed))
-    assert method.memory[:, 1].tolist() == candidates[herding(feats[candidates], 5)].tolist()
+    new = method.memory[method.memory[:, 0] == 1]
+    assert new[:, 1].tolist() == herding(feats, 5).tolist()
 
 
 def test_icarl_state_tensors_round_trip_through_safetensors(scenario, tokenizer, tmp_path):
@@ -561,13 +564,23 @@ def test_icarl_state_tensors_round_trip_through_safetensors(scenario, tokenizer,
     assert torch.equal(restored.memory, method.memory) and restored.memory.dtype == torch.long
 
 
-def test_icarl_teacher_defaults_per_variant_and_options_are_validated():
-    """ZSCL's iCaRL distils the pretrained model (P12), classical iCaRL the previous one; an explicit
-    teacher is kept; KD images are always the memory."""
-    assert get_method("icarl", {"variant": "zscl"}).options.teacher == "initial"
-    assert get_method("icarl").options.teacher == "previous"
-    assert get_method("icarl", {"variant": "zscl", "teacher": "previous"}).options.teacher == "previous"
-    assert get_method("icarl", {"teacher": "initial"}).options.teacher == "initial"
+def test_icarl_teacher_defaults_per_variant_and_options_are_validated(scenario, tokenizer):
+    """ZSCL's MTIL iCaRL distils the pretrained model (P12), its CIL iCaRL and classical iCaRL the
+    previous one; an explicit teacher is kept; KD images are always the memory."""
+    ctx = make_ctx(scenario, tokenizer)  # a class-incremental scenario
+
+    def teacher(options):
+        return get_method("icarl", options).teacher_choice(ctx)
+
+    assert teacher({"variant": "zscl", "zscl_code": "mtil"}) == "initial"
+    assert teacher({"variant": "zscl"}) == "previous"  # auto: the scenario is class-incremental
+    assert teacher({}) == "previous"
+    assert teacher({"variant": "zscl", "zscl_code": "mtil", "teacher": "previous"}) == "previous"
+    assert teacher({"teacher": "initial"}) == "initial"
+    assert get_method("icarl").options.directions == "i2t"  # Rebuffi: each image's old-class outputs
+    assert get_method("icarl", {"variant": "zscl"}).options.directions == "both"
+    with pytest.raises(ValueError, match="zscl_code"):
+        get_method("icarl", {"zscl_code": "tinyimagenet"})
     with pytest.raises(ValueError, match="variant"):
         get_method("icarl", {"variant": "modern"})
     with pytest.raises(ValueError, match="teacher"):
@@ -592,12 +605,26 @@ def test_weight_ensemble_is_the_uniform_mean_of_start_and_snapshots():
         torch.testing.assert_close(ensemble.average[key], sum(s[key] for s in states) / 3)
 
 
-@pytest.mark.parametrize("steps,avg_freq", [(7, 3), (5, 1), (4, 10)])
-def test_zscl_snapshots_after_steps_0_i_2i_and_ends_with_the_average(scenario, tokenizer, steps, avg_freq):
-    """after_step(s) with s = steps done snapshots when (s−1) % I == 0; end_task loads the mean of the
-    start weights and exactly those snapshots."""
+@pytest.mark.parametrize(
+    "steps,avg_freq,final,snapshots",
+    [
+        (7, 3, "always", [1, 4, 7]),  # ZSCL iterations 0, 3, 6; step 7 = iteration 6 holds the final weights
+        (6, 3, "on_interval", [1, 4, 6]),  # iteration 6 = ZSCL's extra zero-lr step: the final weights
+        (8, 3, "on_interval", [1, 4, 7]),  # ZSCL CIL: the update after iteration 6 is lost
+        (8, 3, "always", [1, 4, 7, 8]),
+        (5, 1, "always", [1, 2, 3, 4, 5, 5]),  # I = 1: ZSCL's iterations 4 and 5 both hold the final weights
+        (4, 10, "always", [1, 4]),
+        (4, 10, "on_interval", [1]),
+    ],
+)
+def test_zscl_snapshots_after_steps_0_i_2i_and_ends_with_the_average(
+    scenario, tokenizer, steps, avg_freq, final, snapshots
+):
+    """after_step(s) with s = steps done snapshots when (s−1) % I == 0, and the final weights once
+    more when steps % I == 0 (or, with final_snapshot=always, when no snapshot took them);
+    end_task loads the mean of the start weights and exactly those snapshots."""
     ctx = make_ctx(scenario, tokenizer, steps=steps)
-    method = get_method("zscl", {"avg_freq": avg_freq})
+    method = get_method("zscl", {"avg_freq": avg_freq, "final_snapshot": final})
     method.begin_task(ctx)
     key = "visual.proj"
     start_value = ctx.model.state_dict()[key].clone()
@@ -605,9 +632,8 @@ def test_zscl_snapshots_after_steps_0_i_2i_and_ends_with_the_average(scenario, t
         with torch.no_grad():
             ctx.model.state_dict()[key].fill_(float(s))  # the "optimiser step" s
         method.after_step(ctx, s)
-    snapshot_steps = [s for s in range(1, steps + 1) if (s - 1) % avg_freq == 0]
-    assert method.ensemble.count == 1 + len(snapshot_steps)
-    expected = (start_value + sum(float(s) for s in snapshot_steps)) / (1 + len(snapshot_steps))
+    assert method.ensemble.count == 1 + len(snapshots)
+    expected = (start_value + sum(float(s) for s in snapshots)) / (1 + len(snapshots))
     method.end_task(ctx)
     torch.testing.assert_close(ctx.model.state_dict()[key], expected)
 
@@ -697,17 +723,22 @@ def test_method_trains_end_to_end_through_the_loop(scenario, tokenizer, tmp_path
     assert changed(ctx.model, before)
 
 
-@pytest.mark.parametrize("variant,side", [("classical", "teacher"), ("zscl", "teacher"), ("classical", "student")])
-def test_icarl_end_to_end_over_two_tasks(scenario, tokenizer, tmp_path, variant, side):
+@pytest.mark.parametrize(
+    "variant,side,code",
+    [("classical", "teacher", "auto"), ("zscl", "teacher", "mtil"), ("classical", "student", "auto")],
+)
+def test_icarl_end_to_end_over_two_tasks(scenario, tokenizer, tmp_path, variant, side, code):
     """Task 0 builds the memory; task 1 distils on exemplars (and, classically, rehearses them with
     cross-entropy among all seen classes)."""
-    method = get_method("icarl", {**E2E_OPTIONS["icarl"], "variant": variant, "student_text_side": side})
+    options = {**E2E_OPTIONS["icarl"], "variant": variant, "student_text_side": side, "zscl_code": code}
+    method = get_method("icarl", options)
     ctx0, _ = _train(method, scenario, tokenizer, tmp_path / "t0")
     assert len(method.memory) == 8
     assert {r["term"] for r in _loss_log(tmp_path / "t0")} == {"ce", "total"}  # no memory yet
     ctx1, before = _train(method, scenario, tokenizer, tmp_path / "t1", 1, model=ctx0.model, initial=ctx0.initial_model)
     rows = [r for r in _loss_log(tmp_path / "t1") if r["term"] != "total"]
-    expected = {"ce", "kd_i2t", "kd_t2i"} | ({"rehearsal_ce"} if variant == "classical" else set())
+    # classical: image→text over the old classes (Rebuffi) and rehearsal; zscl: both directions
+    expected = {"ce", "kd_i2t", "rehearsal_ce"} if variant == "classical" else {"ce", "kd_i2t", "kd_t2i"}
     assert {r["term"] for r in rows} == expected
     assert all(math.isfinite(float(r["value"])) for r in rows)
     assert changed(ctx1.model, before)
@@ -753,7 +784,7 @@ def test_distillation_with_gradient_accumulation(scenario, tokenizer, tmp_path, 
         grad_accum=2,
     )
     rows = [r for r in _loss_log(tmp_path / "run") if r["term"] != "total"]
-    assert {"kd_i2t", "kd_t2i"} <= {r["term"] for r in rows}
+    assert {"kd_i2t"} | ({"rehearsal_ce"} if name == "icarl" else {"kd_t2i"}) <= {r["term"] for r in rows}
     assert all(math.isfinite(float(r["value"])) for r in rows)
     assert changed(ctx.model, before)
 

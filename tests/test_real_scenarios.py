@@ -170,7 +170,7 @@ def test_zscl_defaults_are_recorded(fake_root):
     assert mtil.method == {"memory_size": 10000, "max_candidates": 30000, "variant": "zscl"}
     cil = build_config(get_scenario("cifar100-cil-10", root=fake_root), "zscl", None, None)
     assert (cil.lr, cil.batch_size, cil.epochs_per_task, cil.warmup_steps) == (7.1e-6, 64, 1.0, 30)
-    assert cil.method == {"weight": 5.0, "avg_freq": 10}
+    assert cil.method == {"weight": 5.0, "avg_freq": 10, "final_snapshot": "on_interval", "l2": 0.0}
     assert build_config(get_scenario("cifar100-cil-50", root=fake_root), "lwf", ["lr=1e-3"], None).lr == 1e-3
 
 
@@ -247,6 +247,12 @@ def test_cifar100_cil_10_all_tasks_through_the_cli(fake_root, tmp_path, capsys, 
     _check_matrix(metrics, 10)
     seen = metrics["class_incremental_accuracy"]
     assert len(seen) == 10 and all(0.0 <= v <= 100.0 for v in seen)
+    assert metrics["task_test_sizes"] == [2] * 10  # max_eval_images=2 of the 10 (one per class) evaluated
+    matrix = metrics["accuracy_matrix"]
+    assert seen == pytest.approx([sum(matrix[t][: t + 1]) / (t + 1) for t in range(10)], abs=1e-9)
+    summary = metrics["summary"]  # the class-incremental formulas, not MTIL's
+    assert summary["avg"] == pytest.approx(sum(seen) / 10) and summary["last"] == seen[-1]
+    assert summary["transfer"] is None
     config = metrics["config"]
     assert (config["lr"], config["epochs_per_task"], config["warmup_steps"], config["label_smoothing"]) == (
         7.1e-6,
@@ -352,7 +358,12 @@ def test_zscl_with_probes_retrieval_and_reference_data(fake_root, reference, tmp
     metrics = _metrics(out)
     assert metrics["tasks"] == ["classes_00-09", "classes_10-19"]
     _check_matrix(metrics, 2)
-    assert metrics["config"]["method"] == {"weight": 5.0, "avg_freq": 10}  # ZSCL's CIL settings
+    assert metrics["config"]["method"] == {  # ZSCL's CIL settings
+        "weight": 5.0,
+        "avg_freq": 10,
+        "final_snapshot": "on_interval",
+        "l2": 0.0,
+    }
     assert metrics["config"]["train_mode"] == "whole" and metrics["config"]["lr"] == 7.1e-6
     assert list(metrics["zero_shot"]) == ["cifar10"] and len(metrics["zero_shot"]["cifar10"]) == 3
     assert list(metrics["retrieval"]) == ["coco_karpathy"]
@@ -363,4 +374,4 @@ def test_zscl_with_probes_retrieval_and_reference_data(fake_root, reference, tmp
     assert classifier_widths == [10, 20, 10, 10, 20, 10, 20, 20, 10]
     with open(out / "loss_log.csv", newline="") as handle:
         terms = {row["term"] for row in csv.DictReader(handle)}
-    assert {"ce", "kd_i2t", "kd_t2i", "l2", "total"} <= terms
+    assert {"ce", "kd_i2t", "kd_t2i", "total"} <= terms and "l2" not in terms  # no L2 in ZSCL's CIL configs

@@ -135,7 +135,8 @@ def _three_runs(root):
 def test_load_runs_tidy_rows(tmp_path):
     _three_runs(tmp_path)
     df = load_runs(tmp_path, config_keys=("distill.weight",))
-    assert list(df.columns[:11]) == results.TIDY_COLUMNS and "distill.weight" in df
+    assert list(df.columns[:12]) == results.TIDY_COLUMNS and "distill.weight" in df
+    assert set(df["protocol"]) == {"task_incremental"}  # make_run records none: the default
     assert sorted(df["run"].unique()) == ["lwf/seed0", "lwf/seed1", "zscl/seed0"]
     # per run: 4 accuracy + 3 zero-shot + 2 x 3 retrieval + 5 summary = 18 rows.
     assert len(df) == 3 * 18

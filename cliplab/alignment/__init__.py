@@ -6,21 +6,24 @@ image-caption pair) of a FIXED probe set, encoded once per model version (`clipl
 * `geometry` — one version: modality gap (L2M, L2I, RMG, direction), cone, alignment and
   uniformity, matched vs unmatched similarity + AUROC, effective rank, linear CKA.
 * `drift` — two versions: per-sample rotation angles, self-angle (topology) change,
-  off-diagonal similarity drift, cross-version retrieval.
+  Mod-X's drift (`modx_drift`), cliplab's unmatched-pair similarity drift
+  (`unmatched_similarity_drift`), cross-version retrieval.
 * `shift` — Liang et al.'s embedding-shift experiment and the CLIP loss.
 * `summary` — `alignment_summary` / `version_drift` flat dicts for per-task tables.
 
 Key point (see docs/alignment.md): rotation-invariant measures (CKA, self-angle matrix,
 effective rank) are blind to Mod-X-style misalignment, so always read them beside the
-rotation-sensitive ones (rotation angles, off-diagonal drift, cross-version retrieval).
+rotation-sensitive ones (rotation angles, the two drifts, cross-version retrieval).
 """
 
 from cliplab.alignment.drift import (
     cross_version_matrix,
     cross_version_retrieval,
+    modx_drift,
     offdiag_drift,
     rotation_angles,
     self_angle_change,
+    unmatched_similarity_drift,
 )
 from cliplab.alignment.geometry import (
     alignment_loss,
@@ -51,6 +54,7 @@ __all__ = [
     "instance_gap",
     "linear_cka",
     "modality_gap",
+    "modx_drift",
     "offdiag_drift",
     "relative_modality_gap",
     "rotation_angles",
@@ -59,5 +63,6 @@ __all__ = [
     "shift_experiment",
     "similarity_stats",
     "uniformity_loss",
+    "unmatched_similarity_drift",
     "version_drift",
 ]

@@ -7,8 +7,12 @@ self-angle matrix, effective rank) cannot see this; the functions here split the
 
 * `rotation_angles` — per-sample rotation (Mod-X's RAM), rotation-SENSITIVE;
 * `self_angle_change` — topology change (Mod-X's SAM), rotation-INVARIANT;
-* `offdiag_drift` — change of the off-diagonal cross-modal similarity distribution at the
-  model temperature (what Mod-X distils), sensitive to unsynchronised rotation;
+* `modx_drift` — Mod-X's own quantity: the KL between the old and new similarity rows (diagonal
+  included) on raw cosines by default, counting only rows the old model retrieves correctly
+  (Mod-X's cognition alignment), both directions averaged;
+* `unmatched_similarity_drift` — cliplab's measure, not Mod-X's: the KL between old and new
+  similarity rows restricted to the unmatched (off-diagonal) pairs, at the model's temperature,
+  over every row; sensitive to unsynchronised rotation;
 * `cross_version_retrieval` / `cross_version_matrix` — retrieve new images with old texts and
   the reverse: a synchronised rotation keeps within-version recall but breaks these.
 
@@ -17,8 +21,10 @@ Inputs are L2-normalised N x d matrices of the SAME probe samples in both versio
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,9 +34,11 @@ from cliplab.evaluation.retrieval import retrieval_metrics
 __all__ = [
     "cross_version_matrix",
     "cross_version_retrieval",
+    "modx_drift",
     "offdiag_drift",
     "rotation_angles",
     "self_angle_change",
+    "unmatched_similarity_drift",
 ]
 
 
@@ -85,8 +93,8 @@ def _row_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
-def offdiag_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, temperature: float) -> float:
-    """Drift of the off-diagonal (unmatched-pair) similarity distribution, in nats.
+def unmatched_similarity_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, temperature: float) -> float:
+    """Drift of the unmatched-pair (off-diagonal) similarity distribution, in nats (cliplab's measure).
 
     With S = I Tᵀ (N x N, matched pairs on the diagonal) for each version, let p_i be the
     softmax of row i of S⁽ᵒˡᵈ⁾/τ restricted to its N−1 off-diagonal entries (the distribution
@@ -95,21 +103,87 @@ def offdiag_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, te
 
         drift = ½ [ mean_i KL(p_i ‖ q_i) + mean_j KL(p'_j ‖ q'_j) ].
 
-    Excluding the diagonal separates "relational knowledge" (how a sample relates to the
-    others, what Mod-X distils) from matched-pair similarity, which `similarity_stats` covers.
-    Range [0, ∞); 0 for identical versions or any rotation applied to BOTH modalities.
-    Use the model's temperature τ = 1/exp(logit_scale) (≈ 0.01 for CLIP): at τ = 1 on raw
-    cosines the KL is ~1e-3 nats even for a 55° one-modality rotation and is uninformative.
+    Excluding the diagonal separates how a sample relates to the others from matched-pair
+    similarity, which `similarity_stats` covers. Not Mod-X's quantity (that is `modx_drift`:
+    diagonal included, raw cosines, rows the old model gets wrong count 0). Range [0, ∞); 0 for
+    identical versions or any rotation applied to BOTH modalities. Use the model's temperature
+    τ = 1/exp(logit_scale) (≈ 0.01 for CLIP): at τ = 1 on raw cosines the KL is ~1e-3 nats even
+    for a 55° one-modality rotation and is uninformative.
     """
     for old, new in ((I_old, I_new), (T_old, T_new)):
         _same_rows(old, new)
     if I_old.shape[0] != T_old.shape[0] or I_old.shape[0] < 2:
-        raise ValueError("offdiag_drift needs N >= 2 matched pairs (square similarity matrix)")
+        raise ValueError("unmatched_similarity_drift needs N >= 2 matched pairs (square similarity matrix)")
     S_old = I_old.double() @ T_old.double().T
     S_new = I_new.double() @ T_new.double().T
     i2t = _row_kl(_offdiag_log_softmax(S_old, temperature), _offdiag_log_softmax(S_new, temperature))
     t2i = _row_kl(_offdiag_log_softmax(S_old.T, temperature), _offdiag_log_softmax(S_new.T, temperature))
     return 0.5 * (i2t.mean() + t2i.mean()).item()
+
+
+def offdiag_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, temperature: float) -> float:
+    """Deprecated name of `unmatched_similarity_drift` (the same numbers); it is not Mod-X's drift."""
+    warnings.warn(
+        "offdiag_drift is renamed unmatched_similarity_drift (Mod-X's own quantity is modx_drift)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return unmatched_similarity_drift(I_old, T_old, I_new, T_new, temperature)
+
+
+def _as_matrix(x, name: str) -> Tensor:
+    """A 2-D float64 tensor with L2-normalised rows, from a tensor or a numpy array."""
+    if not isinstance(x, (Tensor, np.ndarray)):
+        raise TypeError(f"{name} must be an N x d numpy array or torch tensor, got {type(x).__name__}")
+    t = torch.as_tensor(x).detach().cpu().double()
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty N x d matrix, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all() or (t.norm(dim=1) == 0).any():
+        raise ValueError(f"{name} has a row that is zero or not finite; it cannot be L2-normalised")
+    return F.normalize(t, dim=1)
+
+
+def _aligned_kl(S_old: Tensor, S_new: Tensor) -> Tensor:
+    """mean over all N rows of KL(softmax S_old[i] ‖ softmax S_new[i]), 0 where S_old's argmax ≠ i."""
+    log_p, log_q = F.log_softmax(S_old, dim=1), F.log_softmax(S_new, dim=1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=1)
+    aligned = S_old.argmax(dim=1) == torch.arange(len(S_old))
+    return torch.where(aligned, kl, torch.zeros_like(kl)).mean()
+
+
+def modx_drift(img_old, txt_old, img_new, txt_new, temperature: float = 1.0) -> float:
+    """Mod-X's distillation quantity between two versions (Ni et al., ICML 2023), in nats.
+
+    `img_*`, `txt_*`: N x d numpy arrays or tensors of the same N matching pairs (row i of each
+    is pair i), L2-normalised here. With S_old = img_old·txt_oldᵀ / temperature and S_new
+    likewise, p_i = softmax of row i of S_old and q_i of S_new:
+
+        i2t = (1/N) Σ_i KL(p_i ‖ q_i), a row counting 0 when argmax_j S_old[i, j] ≠ i
+        t2i = the same on the transposes (text rows);      result = (i2t + t2i) / 2.
+
+    The zeroed rows are Mod-X's cognition alignment (`ModX_Training/continue_train_model.py`:
+    where the old model retrieves the wrong item, its row is replaced by the new model's, which
+    gives KL 0). Mod-X uses raw cosines (temperature 1) and sums its KL over the batch; this is
+    that sum divided by N, so probes of different sizes compare. Range [0, ∞); 0 for identical
+    versions.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    I_old, T_old = _as_matrix(img_old, "img_old"), _as_matrix(txt_old, "txt_old")
+    I_new, T_new = _as_matrix(img_new, "img_new"), _as_matrix(txt_new, "txt_new")
+    n = len(I_old)
+    if any(len(x) != n for x in (T_old, I_new, T_new)):
+        raise ValueError(
+            f"modx_drift needs the same N matching pairs in all four matrices, got rows "
+            f"{[len(x) for x in (I_old, T_old, I_new, T_new)]}"
+        )
+    for a, b, version in ((I_old, T_old, "old"), (I_new, T_new, "new")):
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(
+                f"img_{version} and txt_{version} must share the embedding width, got {a.shape[1]} and {b.shape[1]}"
+            )
+    S_old, S_new = I_old @ T_old.T / temperature, I_new @ T_new.T / temperature
+    return float((_aligned_kl(S_old, S_new) + _aligned_kl(S_old.T, S_new.T)) / 2)
 
 
 def cross_version_retrieval(

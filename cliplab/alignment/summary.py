@@ -12,9 +12,10 @@ from torch import Tensor
 
 from cliplab.alignment.drift import (
     cross_version_retrieval,
-    offdiag_drift,
+    modx_drift,
     rotation_angles,
     self_angle_change,
+    unmatched_similarity_drift,
 )
 from cliplab.alignment.geometry import (
     alignment_loss,
@@ -79,7 +80,8 @@ def version_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, te
     Keys (angles in degrees, recalls in percent):
       rotation-SENSITIVE: `angle_img_mean`, `angle_img_p90`, `angle_txt_mean`, `angle_txt_p90`
         (`rotation_angles`), `angle_mismatch` = mean_i |θ_img,i − θ_txt,i| (inter-modal
-        deviation), `offdiag_drift` (nats at `temperature`), `newI_oldT_i2t_r1`,
+        deviation), `unmatched_similarity_drift` (cliplab's, nats at `temperature`), `modx_drift`
+        (Mod-X's, nats on raw cosines), `newI_oldT_i2t_r1`,
         `newI_oldT_t2i_r1`, `oldI_newT_i2t_r1`, `oldI_newT_t2i_r1` (cross-version retrieval);
       rotation-INVARIANT: `sam_img`, `sam_txt` (mean self-angle change), `cka_img`, `cka_txt`
         (linear CKA old vs new), `d_erank_img`, `d_erank_txt`;
@@ -94,7 +96,8 @@ def version_drift(I_old: Tensor, T_old: Tensor, I_new: Tensor, T_new: Tensor, te
         **_angle_stats("angle_img", theta_img),
         **_angle_stats("angle_txt", theta_txt),
         "angle_mismatch": (theta_img - theta_txt).abs().mean().item(),
-        "offdiag_drift": offdiag_drift(I_old, T_old, I_new, T_new, temperature),
+        "unmatched_similarity_drift": unmatched_similarity_drift(I_old, T_old, I_new, T_new, temperature),
+        "modx_drift": modx_drift(I_old, T_old, I_new, T_new),
         **{key: cross[key] for key in ("newI_oldT_i2t_r1", "newI_oldT_t2i_r1", "oldI_newT_i2t_r1", "oldI_newT_t2i_r1")},
         "sam_img": self_angle_change(I_old, I_new),
         "sam_txt": self_angle_change(T_old, T_new),

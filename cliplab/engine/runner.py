@@ -38,9 +38,13 @@ from cliplab.scenarios import Scenario, ScenarioSpec, get_scenario, scenario_spe
 from cliplab.utils import resolve_device, seed_everything
 
 # Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
-# (2: fused AdamW; 3: training batches are augmented under a generator seeded per (seed, task,
-# step, position), not the global RNG, which makes resumes exact). Part of a run's identity, so
-# the study never reuses a run of an older engine.
+# (2: fused AdamW; 3: issue 14 — training batches are augmented under a generator seeded per
+# (seed, task, step, position), not the global RNG, which makes resumes exact; ZSCL's weight
+# ensemble includes the task's final weights; iCaRL's two variants follow ZSCL's split and Rebuffi
+# et al.'s distillation; class-incremental distillation images go through the train transform;
+# distillation logits in fp32; class-incremental metrics.json records task_test_sizes and the
+# class-incremental summary). Part of a run's identity, so the study never reuses a run of an
+# older engine.
 ENGINE_REVISION = 3
 
 
@@ -281,8 +285,11 @@ def _finish(
         "zero_shot_row": before["accuracy"],
         "seconds": {k: round(v, 2) for k, v in progress.data.get("seconds", {}).items()},
     }
-    if scenario.protocol == "class_incremental":
+    if scenario.protocol == "class_incremental":  # the summary's Avg / Last (results.record.run_summary)
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
+        sizes = after[-1].get("test_sizes")
+        if sizes is not None:
+            extra["task_test_sizes"] = [int(n) for n in sizes]
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,

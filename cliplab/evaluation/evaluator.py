@@ -5,7 +5,8 @@ Row semantics, A[i, j] after training task i:
 - class-incremental: task j's test images classified among the classes of tasks 1..max(i, j)
   (the classes seen so far; for a future task, those plus its own, which gives its zero-shot
   transfer). The usual CIL accuracy after task i — all seen test images, all seen classes — is
-  the test-size-weighted mean of A[i, 1..i], stored beside the matrix.
+  the test-size-weighted mean of A[i, 1..i] (`seen_accuracy`), stored beside the matrix with
+  the test sizes (`test_sizes`) that weight it.
 Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
 computed once per evaluation and shared across classifiers.
 
@@ -42,6 +43,7 @@ class Evaluation:
     retrieval: dict[str, dict[str, float]]
     seen_accuracy: float | None = None  # CIL: all seen classes (None before training)
     extra: dict[str, float] = field(default_factory=dict)
+    test_sizes: list[int] | None = None  # test images evaluated per task (the n_j weighting seen_accuracy)
 
 
 class _MemoTokenizer:
@@ -137,7 +139,11 @@ class ScenarioEvaluator:
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
-        feats = [self._features(model, data) for data in self.tests]
+        return self._accuracy_row(model, [self._features(model, data) for data in self.tests], after_task)
+
+    def _accuracy_row(
+        self, model, feats: list[tuple[Tensor, Tensor]], after_task: int
+    ) -> tuple[list[float], float | None]:
         if self.scenario.protocol != "class_incremental":
             row = []
             for task, (x, y) in zip(self.scenario.tasks, feats):
@@ -151,7 +157,7 @@ class ScenarioEvaluator:
             names, offsets = self.scenario.classes_up_to(max(after_task, j))
             acc = accuracy_from_logits(x @ self._classifier(model, names, templates), y + offsets[j], (1,))["top1"]
             row.append(acc)
-            if j <= after_task:
+            if j <= after_task:  # sum_j n_j A[i, j] / sum_j n_j over the tasks seen so far
                 hits, total = hits + acc * len(y), total + len(y)
         return row, (hits / total if total else None)
 
@@ -178,5 +184,7 @@ class ScenarioEvaluator:
     @torch.no_grad()
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
-        row, seen = self.accuracy_row(model, max(after_task, 0) if after_task >= 0 else -1)
-        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen)
+        feats = [self._features(model, data) for data in self.tests]
+        row, seen = self._accuracy_row(model, feats, max(after_task, 0) if after_task >= 0 else -1)
+        sizes = [len(y) for _, y in feats]
+        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen, test_sizes=sizes)

@@ -10,6 +10,10 @@ Sources: MTIL Transfer / Avg / Last — ZSCL (Zheng et al., ICCV 2023, ``mtil/re
 average incremental accuracy — Rebuffi et al. 2017 (iCaRL), used by ZSCL's CIL tables;
 backward transfer — Lopez-Paz & Ranzato 2017 (GEM); average forgetting — Chaudhry et al. 2018
 (RWalk), in the "since the task was learned" variant described in ``average_forgetting``.
+
+Which formulas summarise a run depends on its protocol (``protocol_summary``,
+``PROTOCOL_SUMMARY_KEYS``): MTIL's Transfer / Avg / Last for task-incremental runs, the average
+incremental accuracy and the last step's accuracy on all seen classes for class-incremental ones.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ from collections.abc import Sequence
 import numpy as np
 
 SUMMARY_KEYS = ("transfer", "avg", "last", "bwt", "forgetting")
+
+# The summary metrics each protocol defines; the others are stored as null (NaN) in its summary.
+# Class-incremental Avg / Last are the average incremental accuracy and the last step's accuracy on
+# all seen classes (not the MTIL formulas); Transfer (accuracy before a task is learned, averaged
+# per task) is not defined there. One session has a single task: no Transfer, BWT or forgetting.
+PROTOCOL_SUMMARY_KEYS = {
+    "task_incremental": ("transfer", "avg", "last", "bwt", "forgetting"),
+    "class_incremental": ("avg", "last", "bwt", "forgetting"),
+    "one_session": ("avg", "last"),
+}
 
 
 def as_accuracy_matrix(matrix: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -175,7 +189,10 @@ def step_accuracies_from_matrix(
     array = as_accuracy_matrix(matrix)
     counts = np.asarray(class_counts, dtype=float)
     if counts.shape != (len(array),) or (counts <= 0).any() or np.isnan(counts).any():
-        raise ValueError(f"class_counts must be {len(array)} positive numbers, got {list(class_counts)}")
+        raise ValueError(
+            f"class_counts (test images or classes per task) must be {len(array)} positive numbers, "
+            f"got {list(class_counts)}"
+        )
     _require(array, np.tril(np.ones_like(array, dtype=bool)), "step accuracies (lower triangle)")
     return np.array([np.average(array[t, : t + 1], weights=counts[: t + 1]) for t in range(len(array))])
 
@@ -200,6 +217,49 @@ def class_incremental_summary(
             raise ValueError("class_counts is only used with a T x T matrix, not with per-step accuracies")
         steps = _as_percent_vector(accuracies, "per-step accuracies")
     return {"avg": float(steps.mean()), "last": float(steps[-1]), "step_accuracies": steps.tolist()}
+
+
+def protocol_summary(
+    matrix: Sequence[Sequence[float]] | np.ndarray,
+    protocol: str = "task_incremental",
+    class_incremental_accuracy: Sequence[float] | None = None,
+    task_test_sizes: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """The summary of a run under its protocol's formulas: every key of ``SUMMARY_KEYS``.
+
+    - ``task_incremental`` and ``one_session``: ``continual_summary`` (ZSCL's MTIL Transfer / Avg /
+      Last, BWT, forgetting).
+    - ``class_incremental``: ``avg`` = mean of the per-step accuracies on all seen classes, ``last``
+      = the last of them (Rebuffi et al.; ZSCL's CIL tables), ``transfer`` = NaN (not defined),
+      ``bwt`` / ``forgetting`` from the task matrix. The per-step accuracies are
+      ``class_incremental_accuracy`` when given, else ``step_accuracies_from_matrix(matrix,
+      task_test_sizes)``; one of the two is required.
+    """
+    if protocol not in PROTOCOL_SUMMARY_KEYS:
+        raise ValueError(f"unknown protocol {protocol!r}; use one of {sorted(PROTOCOL_SUMMARY_KEYS)}")
+    if protocol != "class_incremental":
+        return continual_summary(matrix)
+    array = as_accuracy_matrix(matrix)
+    if class_incremental_accuracy is not None:
+        steps = _as_percent_vector(class_incremental_accuracy, "class_incremental_accuracy")
+        if len(steps) != len(array):
+            raise ValueError(
+                f"class_incremental_accuracy has {len(steps)} entries; expected one per task (T = {len(array)})"
+            )
+    elif task_test_sizes is not None:
+        steps = step_accuracies_from_matrix(array, task_test_sizes)
+    else:
+        raise ValueError(
+            "a class-incremental summary needs class_incremental_accuracy (per-step accuracy on all seen "
+            "classes) or task_test_sizes (test images per task, to weight the accuracy matrix)"
+        )
+    return {
+        "transfer": math.nan,
+        "avg": float(steps.mean()),
+        "last": float(steps[-1]),
+        "bwt": backward_transfer(array),
+        "forgetting": average_forgetting(array),
+    }
 
 
 def zero_shot_retention(before: float, after: Sequence[float] | np.ndarray) -> dict[str, float | list[float]]:

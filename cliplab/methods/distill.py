@@ -10,11 +10,19 @@ share this one implementation of the ZSCL loss (§1.2–1.3 of the reference not
     ℓ_t2i = T² · mean_k CE(softmax(z̄ᵀ_k/T), softmax(zᵀ_k/T))        over the batch's images
 
 The soft-target cross-entropy has KL's gradient; its value exceeds KL by the teacher entropy
-(pitfall P5). Teacher text embeddings of a fixed text set are computed once per task (P4).
+(pitfall P5). Teacher text embeddings of a fixed text set are computed once per task (P4). The
+logits and softmaxes are computed in float32 even under bf16 autocast (ZSCL runs CLIP in fp32
+throughout; at logit scale 100 and T = 2, bf16's 8-bit mantissa would round the targets).
+
+Distillation images of the current task or of a memory go through the eval transform in
+task-incremental scenarios (ZSCL's MTIL code) and the train transform in class-incremental ones
+(ZSCL's CIL code), unless `kd_transform` says otherwise; reference images always through the eval
+transform (both codes).
 
 Subclasses choose the texts (`distill_tokens`) and possibly the images (`distill_images`). During a
 step they may read the step's distillation batch: `kd_batch_images` and `kd_batch_labels` (None when there is
-none) and `kd_part`, the slice of them in the current micro-batch.
+none) and `kd_part`, the slice of them in the current micro-batch (set by `kd_pair`); `distil`
+computes the weighted terms of any image features they assemble.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import Tensor
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
 
 DIRECTIONS = ("both", "i2t", "t2i")
+KD_TRANSFORMS = ("auto", "eval", "train")
 
 
 def soft_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
@@ -45,9 +54,18 @@ def distillation_losses(
     T: float,
     directions: str,
 ) -> dict[str, Tensor]:
-    """The image→text and text→image distillation terms on normalised features."""
-    student_logits = scale * student_images @ student_texts.T
-    teacher_logits = scale * teacher_images @ teacher_texts.T
+    """The image→text and text→image distillation terms on normalised features, in float32.
+
+    Autocast is switched off here: under it a matmul of float32 inputs still runs in bf16.
+    """
+    with torch.autocast(device_type=student_images.device.type, enabled=False):
+        scale = torch.as_tensor(scale).float()
+        student_logits = scale * student_images.float() @ student_texts.float().T
+        teacher_logits = scale * teacher_images.float() @ teacher_texts.float().T
+        return _directions(student_logits, teacher_logits, T, directions)
+
+
+def _directions(student_logits: Tensor, teacher_logits: Tensor, T: float, directions: str) -> dict[str, Tensor]:
     out = {}
     if directions in ("both", "i2t"):
         out["kd_i2t"] = soft_cross_entropy(student_logits, teacher_logits, T)
@@ -69,9 +87,9 @@ class DistillOptions(MethodOptions):
     student_text_side: str = (
         "teacher"  # teacher: student logits use teacher text embeddings [ZSCL, P2]; student: own encoder
     )
-    kd_images: str = (
-        "current"  # current: separate batch of task images, eval transform [ZSCL]; ce_batch: reuse CE batch; reference
-    )
+    kd_images: str = "current"  # current: separate batch of task images (see kd_transform) [ZSCL]; ce_batch: reuse CE batch; reference
+    kd_transform: str = "auto"  # auto | eval | train: transform of current-task / memory KD images
+    # [ZSCL: eval in MTIL, train in CIL — auto picks by the scenario's protocol; reference images: eval]
     kd_batch_size: int | None = None  # None = the CE batch size [ZSCL: 64]
     cache_teacher_texts: bool = True  # False = reference-code style: re-encode the fixed texts every step (P4)
 
@@ -86,6 +104,8 @@ class DistillOptions(MethodOptions):
             raise ValueError(f"kd_images must be current, ce_batch, reference or memory, got {self.kd_images!r}")
         if self.T <= 0:
             raise ValueError(f"temperature T must be positive, got {self.T}")
+        if self.kd_transform not in KD_TRANSFORMS:
+            raise ValueError(f"kd_transform must be one of {KD_TRANSFORMS}, got {self.kd_transform!r}")
 
 
 class DistillationMethod(Method):
@@ -100,15 +120,29 @@ class DistillationMethod(Method):
 
     texts_per_step: bool = False
 
+    def kd_transform(self, ctx: TaskContext, source: str = "current"):
+        """The transform of distillation images from `source` (current | memory | reference).
+
+        `kd_transform=auto`: the train transform for current-task and memory images in a
+        class-incremental scenario (ZSCL's CIL code) unless the run trains without augmentation
+        (`augment=false`), else the eval transform (ZSCL's MTIL code; reference images in both).
+        """
+        choice = self.options.kd_transform
+        if choice == "auto":
+            cil = getattr(ctx.scenario, "protocol", None) == "class_incremental"
+            augment = getattr(ctx.config, "augment", True)
+            choice = "train" if source != "reference" and cil and augment else "eval"
+        return ctx.train_transform if choice == "train" else ctx.eval_transform
+
     def distill_images(self, ctx: TaskContext):
         """Dataset of (image, label) for the distillation batches (None: no distillation now)."""
         mode = self.options.kd_images
         if mode == "current":
-            return ctx.task.train_data(ctx.eval_transform)
+            return ctx.task.train_data(self.kd_transform(ctx, "current"))
         if mode == "reference":
             if ctx.scenario.reference is None:
                 raise ValueError(f"scenario {ctx.scenario.name!r} has no reference data; use kd_images=current")
-            return ctx.scenario.reference.images(ctx.eval_transform)
+            return ctx.scenario.reference.images(self.kd_transform(ctx, "reference"))
         if mode == "memory":
             raise ValueError(
                 f"kd_images=memory needs an exemplar memory, which method {self.name!r} does not keep; "
@@ -117,8 +151,12 @@ class DistillationMethod(Method):
         return None  # ce_batch
 
     # -- hooks -------------------------------------------------------------------------------
+    def teacher_choice(self, ctx: TaskContext) -> str:
+        """previous (the start-of-task model) or initial (the pretrained model)."""
+        return self.options.teacher
+
     def begin_task(self, ctx: TaskContext) -> None:
-        self.teacher = ctx.start_model if self.options.teacher == "previous" else ctx.initial_model
+        self.teacher = ctx.start_model if self.teacher_choice(ctx) == "previous" else ctx.initial_model
         self.kd_data = self.distill_images(ctx)
         self.kd_iter = None
         if self.kd_data is not None and len(self.kd_data) > 0:
@@ -150,17 +188,26 @@ class DistillationMethod(Method):
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         if not self.distilling():
             return {}
-        if self.kd_batch_images is not None:
-            # With grad_accum > 1 the loop sends consecutive slices of the step's extra images through
-            # successive forwards: the teacher must see the same slice as the student.
-            student_images = out.extra_images
-            self.kd_part = slice(self._kd_offset, self._kd_offset + len(student_images))
-            self._kd_offset += len(student_images)
-            teacher_input = self.kd_batch_images[self.kd_part]
-        else:
-            student_images, teacher_input = out.ce_images, out.ce_inputs
+        student_images, teacher_input = self.kd_pair(out)
+        return self.distil(ctx, out, student_images, self.teacher_features(teacher_input))
+
+    def kd_pair(self, out) -> tuple[Tensor, Tensor]:
+        """(student features, teacher input images) of this forward's distillation images."""
+        if self.kd_batch_images is None:
+            return out.ce_images, out.ce_inputs
+        # With grad_accum > 1 the loop sends consecutive slices of the step's extra images through
+        # successive forwards: the teacher must see the same slice as the student.
+        student_images = out.extra_images
+        self.kd_part = slice(self._kd_offset, self._kd_offset + len(student_images))
+        self._kd_offset += len(student_images)
+        return student_images, self.kd_batch_images[self.kd_part]
+
+    def teacher_features(self, images: Tensor) -> Tensor:
         with torch.no_grad():
-            teacher_images = self.teacher.encode_image(teacher_input, normalize=True)
+            return self.teacher.encode_image(images, normalize=True)
+
+    def distil(self, ctx: TaskContext, out, student_images: Tensor, teacher_images: Tensor) -> dict[str, Tensor]:
+        """The weighted distillation terms of these image features against the distillation texts."""
         if self.options.student_text_side == "student":  # subclasses may append texts after the distilled ones
             student_texts = out.extra_texts[: len(self.teacher_texts)]
         else:

@@ -1,7 +1,8 @@
 """Many runs as one tidy table, and mean ± std over seeds.
 
 `load_runs` gathers every `metrics.json` under a folder into a long DataFrame (one row per
-number); `summary_table` groups it (by method and scenario, say) into mean, sample std and n.
+number, each run's summary computed with its protocol's formulas); `summary_table` groups it (by
+method and scenario, say) into mean, sample std and n.
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ from typing import Any
 
 import pandas as pd
 
-from cliplab.evaluation.metrics import continual_summary
 from cliplab.results.layout import METRICS_FILE
-from cliplab.results.record import RunResult, load_run
+from cliplab.results.record import RunResult, load_run, run_summary
 
-TIDY_COLUMNS = ["run", "method", "scenario", "model", "seed", "kind", "probe", "task", "step", "metric", "value"]
+TIDY_COLUMNS = [
+    "run",
+    "method",
+    "scenario",
+    "protocol",
+    "model",
+    "seed",
+    "kind",
+    "probe",
+    "task",
+    "step",
+    "metric",
+    "value",
+]
 
 
 def _find_runs(root_or_folders: str | os.PathLike | Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
@@ -41,7 +54,7 @@ def _find_runs(root_or_folders: str | os.PathLike | Iterable[str | os.PathLike])
 
 def _tidy_rows(run: str, result: RunResult) -> list[tuple]:
     """All numbers of one run as (kind, probe, task, step, metric, value) rows plus run columns."""
-    head = (run, result.method, result.scenario, result.model, result.seed)
+    head = (run, result.method, result.scenario, result.protocol, result.model, result.seed)
     n_tasks = len(result.tasks)
     rows = [
         (*head, "accuracy", None, task, i + 1, "accuracy", value)
@@ -68,13 +81,15 @@ def load_runs(
 ) -> pd.DataFrame:
     """Gather every run (``metrics.json`` found recursively) into one tidy long DataFrame.
 
-    Columns: run, method, scenario, model, seed, kind (accuracy | zero_shot | retrieval |
-    summary), probe, task, step (0 = before training, i = after task i; summary rows use T),
-    metric, value — plus one column per dotted ``config_keys`` entry (e.g. ``"lr"``,
+    Columns: run, method, scenario, protocol, model, seed, kind (accuracy | zero_shot |
+    retrieval | summary), probe, task, step (0 = before training, i = after task i; summary rows
+    use T), metric, value — plus one column per dotted ``config_keys`` entry (e.g. ``"lr"``,
     ``"distill.weight"``). ``probe`` is missing for accuracy/summary rows, ``task`` for the rest.
-    Runs without a summary in the file get one from ``continual_summary``. A ``metrics.json`` that
-    cannot be read (damaged JSON, missing keys) is skipped with a warning naming it; when none can
-    be read, a ValueError lists them.
+    Summary rows follow the run's protocol (``run_summary``: class-incremental Avg / Last are the
+    average incremental and last accuracy on all seen classes, and their Transfer is NaN); runs
+    without a summary in the file get one computed the same way.
+    A ``metrics.json`` that cannot be read (damaged JSON, missing keys) is skipped with a warning
+    naming it; when none can be read, a ValueError lists them.
     """
     frames, bad = [], []
     found = _find_runs(root_or_folders)
@@ -87,7 +102,7 @@ def load_runs(
             warnings.warn(f"skipping {path}: it cannot be read ({reason})", UserWarning, stacklevel=2)
             continue
         if result.summary is None:
-            result.summary = continual_summary(result.accuracy_matrix)
+            result.summary = run_summary(result)
         frame = pd.DataFrame(_tidy_rows(run, result), columns=TIDY_COLUMNS)
         for key in config_keys:
             value: Any = result.config
@@ -137,11 +152,16 @@ def summary_table(df: pd.DataFrame, by: Sequence[str] = ("method", "scenario")) 
 
 
 def format_summary(table: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
-    """``summary_table`` output as "mean ± std" strings (std omitted for a single seed)."""
+    """``summary_table`` output as "mean ± std" strings (std omitted for a single seed).
+
+    A quantity with no value in a group (not defined by its protocol, e.g. Transfer of a
+    class-incremental run, or NaN for a single task) is an empty string.
+    """
     cells = {}
     for quantity in dict.fromkeys(table.columns.get_level_values(0)):
         mean, std = table[(quantity, "mean")], table[(quantity, "std")]
         cells[quantity] = [
-            f"{m:.{decimals}f}" if pd.isna(s) else f"{m:.{decimals}f} ± {s:.{decimals}f}" for m, s in zip(mean, std)
+            "" if pd.isna(m) else f"{m:.{decimals}f}" if pd.isna(s) else f"{m:.{decimals}f} ± {s:.{decimals}f}"
+            for m, s in zip(mean, std)
         ]
     return pd.DataFrame(cells, index=table.index)

@@ -5,6 +5,18 @@ run) and ``accuracy_matrix.csv`` (a human-readable copy: index column ``after_ta
 task); file names come from ``cliplab.results.layout``. All accuracies are percent.
 Curves (``zero_shot``, ``retrieval``) have T + 1 entries: before training, then after each task.
 NaN is stored as JSON ``null`` and read back as NaN.
+
+The summary follows the run's protocol (``extra["protocol"]``; ``protocol_summary``). A
+class-incremental run also stores ``class_incremental_accuracy`` (per step, all seen classes) and
+``task_test_sizes`` (test images per task), which must agree with the matrix:
+``class_incremental_accuracy[t] = sum_{j<=t} n_j A[t][j] / sum_{j<=t} n_j``.
+
+Schema 2 (this one) summarises class-incremental runs with the class-incremental formulas. A
+schema-1 file (written before) summarised them with MTIL's; ``load_run`` recomputes such a
+summary from the file's ``class_incremental_accuracy`` (which schema-1 files already stored), so
+old run folders load with the right numbers and need no ``task_test_sizes``. A schema-1
+class-incremental file without per-step accuracies cannot be summarised: its Avg and Last load
+as NaN, with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,11 +33,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cliplab.evaluation.metrics import SUMMARY_KEYS, as_accuracy_matrix, continual_summary
+from cliplab.evaluation.metrics import (
+    SUMMARY_KEYS,
+    as_accuracy_matrix,
+    protocol_summary,
+    step_accuracies_from_matrix,
+)
 from cliplab.io import atomic_path, jsonable, write_json_atomic
 from cliplab.results.layout import MATRIX_FILE, METRICS_FILE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CLASS_INCREMENTAL = "class_incremental"
 
 
 def _floats(values: Any, name: str) -> list[float]:
@@ -44,7 +63,8 @@ class RunResult:
 
     ``zero_shot``: ``{probe: [before, after task 1, ..., after task T]}``; ``retrieval``:
     ``{probe: {"i2t_r1": [...T+1], "t2i_r1": [...], ...}}``; ``summary`` is filled by
-    ``continual_summary`` on save when left ``None``; ``extra`` keeps any other JSON keys.
+    ``run_summary`` (the protocol's formulas) on save when left ``None``; ``extra`` keeps any
+    other JSON keys (``protocol``, ``class_incremental_accuracy``, ``task_test_sizes``, ...).
     Fields are normalised (NumPy -> lists of floats) and validated on construction.
     Equality compares ``to_json_dict()``, so NaN == NaN.
     """
@@ -100,11 +120,43 @@ class RunResult:
                 )
         if self.summary is not None and not set(SUMMARY_KEYS) <= set(self.summary):
             raise ValueError(f"summary must contain {list(SUMMARY_KEYS)}, got {sorted(self.summary)}")
+        self._validate_class_incremental(n_tasks)
         if not isinstance(self.config, dict):
             raise ValueError(f"config must be a dict, got {type(self.config).__name__}")
         reserved = {f.name for f in fields(self)} | {"schema_version"}
         if reserved & set(self.extra):
             raise ValueError(f"extra must not repeat the standard keys {sorted(reserved & set(self.extra))}")
+
+    @property
+    def protocol(self) -> str:
+        """The scenario's protocol as recorded (``task_incremental`` when the record names none)."""
+        return str(self.extra.get("protocol") or "task_incremental")
+
+    def _validate_class_incremental(self, n_tasks: int) -> None:
+        """Per-step accuracies and test sizes: one per task, and consistent with the matrix."""
+        accuracies, sizes = self.extra.get("class_incremental_accuracy"), self.extra.get("task_test_sizes")
+        if accuracies is not None:
+            values = _floats(accuracies, "class_incremental_accuracy")
+            if len(values) != n_tasks or any(math.isnan(v) or not 0 <= v <= 100 for v in values):
+                raise ValueError(
+                    f"class_incremental_accuracy must hold T = {n_tasks} percentages (one per step), got {accuracies}"
+                )
+        sizes_ok = sizes is None or (
+            len(sizes) == n_tasks and all(isinstance(n, (int, np.integer)) and n > 0 for n in sizes)
+        )
+        if not sizes_ok:
+            raise ValueError(
+                f"task_test_sizes must hold T = {n_tasks} positive integers (test images per task), got {sizes}"
+            )
+        if accuracies is not None and sizes is not None:
+            expected = step_accuracies_from_matrix(self.accuracy_matrix, sizes)
+            worst = int(np.argmax(np.abs(expected - np.asarray(values))))
+            if abs(expected[worst] - values[worst]) > 1e-6:
+                raise ValueError(
+                    f"class_incremental_accuracy[{worst}] = {values[worst]} but the test-size-weighted mean of "
+                    f"accuracy_matrix row {worst} is {expected[worst]}: the matrix, the per-step accuracies and "
+                    "task_test_sizes must come from the same evaluation"
+                )
 
     def to_json_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content: plain JSON types, NaN as ``None``."""
@@ -128,16 +180,31 @@ class RunResult:
         return cls(**known, extra=extra)
 
 
+def run_summary(result: RunResult) -> dict[str, float]:
+    """The summary of ``result`` under its protocol's formulas (``protocol_summary``).
+
+    Class-incremental: Avg / Last from ``class_incremental_accuracy`` (else from the matrix
+    weighted by ``task_test_sizes``), Transfer NaN, BWT and forgetting from the matrix; other
+    protocols: ``continual_summary``. Raises ``ValueError`` when the record lacks what is needed.
+    """
+    return protocol_summary(
+        result.accuracy_matrix,
+        result.protocol,
+        result.extra.get("class_incremental_accuracy"),
+        result.extra.get("task_test_sizes"),
+    )
+
+
 def save_run(result: RunResult, folder: str | os.PathLike) -> Path:
     """Validate ``result`` and write ``accuracy_matrix.csv`` then ``metrics.json`` atomically.
 
-    ``summary`` is computed with ``continual_summary`` when it is ``None``. The config must be
-    JSON-serialisable. Returns the path of ``metrics.json``.
+    ``summary`` is computed with ``run_summary`` (the protocol's formulas) when it is ``None``.
+    The config must be JSON-serialisable. Returns the path of ``metrics.json``.
     """
     result.validate()
     if result.summary is None:
         try:
-            result = replace(result, summary=continual_summary(result.accuracy_matrix))
+            result = replace(result, summary=run_summary(result))
         except ValueError as error:
             raise ValueError(f"cannot compute the summary (pass summary= for a partial matrix): {error}") from None
     data = result.to_json_dict()
@@ -154,12 +221,33 @@ def save_run(result: RunResult, folder: str | os.PathLike) -> Path:
 
 
 def load_run(folder: str | os.PathLike) -> RunResult:
-    """Read a run folder (or its ``metrics.json``) back into a ``RunResult``."""
+    """Read a run folder (or its ``metrics.json``) back into a ``RunResult``.
+
+    A schema-1 class-incremental record gets its summary recomputed with the class-incremental
+    formulas (see the module docstring).
+    """
     path = Path(folder)
     path = path if path.name == METRICS_FILE else path / METRICS_FILE
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     try:
-        return RunResult.from_json_dict(data)
+        result = RunResult.from_json_dict(data)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    if data.get("schema_version", 1) < 2 and result.protocol == CLASS_INCREMENTAL:
+        result.summary = _upgraded_summary(result, path)
+    return result
+
+
+def _upgraded_summary(result: RunResult, path: Path) -> dict[str, float]:
+    """The class-incremental summary of a schema-1 record (whose stored one used MTIL's formulas)."""
+    try:
+        return run_summary(result)
+    except ValueError:
+        warnings.warn(
+            f"{path}: a class-incremental run written before per-step accuracies were recorded; its Avg and "
+            "Last cannot be computed and load as NaN (run it again to get them)",
+            stacklevel=3,
+        )
+        kept = {k: v for k, v in (result.summary or {}).items() if k in ("bwt", "forgetting")}  # same formulas then
+        return {**{key: math.nan for key in SUMMARY_KEYS}, **kept}

@@ -1,10 +1,15 @@
 """Published benchmarks on local data: CIFAR-100 class-incremental (10/20/50 steps) and MTIL.
 
-Defaults are ZSCL's (§3 of the reference notes): CIFAR-100 CIL — ZSCL's class order, 1 epoch per
-task, batch 64, lr 7.1e-6, 30 warm-up steps, prompt "a bad photo of a {}.", distillation weight 5,
-weight-ensemble interval 10, iCaRL memory 5,000; MTIL — 1,000 iterations per task, lr 1e-5
-(5e-5 for Aircraft and MNIST), 100 warm-up steps, single training template, ensembled evaluation
-templates, iCaRL memory 10,000.
+Defaults are ZSCL's (§3 of the reference notes; `cil/configs/class/*`, `mtil/scripts/*`):
+CIFAR-100 CIL — ZSCL's class order, 1 epoch per task, batch 64, lr 7.1e-6, 30 warm-up steps,
+prompt "a bad photo of a {}.", distillation weight 5 per direction; iCaRL as ZSCL's CIL code
+(class-agnostic memory of 5,000 herded from the first 10,000 images of each task, previous-task
+teacher, no cross-entropy on exemplars); ZSCL with a weight ensemble every 10 steps whose final
+weights count only on the interval, and no L2. Distillation images of the current task or memory
+go through the train transform there (the methods' `kd_transform=auto`). MTIL — 1,000 iterations
+per task, lr 1e-5 (5e-5 for Aircraft and MNIST), 100 warm-up steps, single training template,
+ensembled evaluation templates, iCaRL as ZSCL's MTIL code (memory 10,000 of the first 30,000
+images, pretrained teacher), ZSCL with L2 1 and a weight ensemble every 100 of 1,000 steps.
 
 Datasets are read from `root` in their torchvision layouts (see docs/datasets.md). A spec takes its
 class names and templates from the shipped metadata; building checks that every dataset's files
@@ -48,8 +53,8 @@ CIFAR_CIL_DEFAULTS = {
 CIFAR_CIL_METHODS = {
     "lwf": {"weight": 5.0},
     "vr_lwf": {"weight": 5.0},
-    "icarl": {"weight": 5.0, "memory_size": 5000, "max_candidates": 10000},
-    "zscl": {"weight": 5.0, "avg_freq": 10},
+    "icarl": {"weight": 5.0, "variant": "zscl", "teacher": "previous", "memory_size": 5000, "max_candidates": 10000},
+    "zscl": {"weight": 5.0, "avg_freq": 10, "final_snapshot": "on_interval", "l2": 0.0},
 }
 MTIL_DEFAULTS = {
     "steps_per_task": 1000,

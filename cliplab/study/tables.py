@@ -1,7 +1,9 @@
 """Tables of the study: mean ± std over seeds, per method and scenario.
 
-- `results_table` / `to_markdown`: README's results tables (`cliplab table RUNS_DIR`), one row per
-  method or ablation variant of a run folder laid out as `<scenario>/<label>/seed<k>`;
+- `results_table` / `to_markdown` / `render_tables`: README's results tables (`cliplab table
+  RUNS_DIR`), one row per method or ablation variant of a run folder laid out as
+  `<scenario>/<label>/seed<k>`, one table per scenario with the columns its protocol defines
+  (`PROTOCOL_COLUMNS`: no Transfer for class-incremental runs) and a note on reading them;
 - `method_table`: any `summary_table` quantities as "mean ± std" strings (notebooks);
 - `headline_numbers`, `zero_shot_summary`: the numbers each notebook records in its metrics.json.
 """
@@ -17,19 +19,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cliplab.evaluation.metrics import SUMMARY_KEYS
-from cliplab.results import RunResult, format_summary, load_runs, summary_table
+from cliplab.evaluation.metrics import PROTOCOL_SUMMARY_KEYS, SUMMARY_KEYS
+from cliplab.results import RunResult, format_summary, load_runs, run_summary, summary_table
 from cliplab.results.views import final_accuracy
 
 # Column header -> `summary_table` quantity. Δ = final minus before training, in points.
-README_COLUMNS = {
-    "Transfer": "transfer",
-    "Avg": "avg",
-    "Last": "last",
-    "BWT": "bwt",
+PROBE_COLUMNS = {
     "Δ zero-shot shape+colour": "zero_shot_delta/toyworld_shape_colour",
     "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
     "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
+}
+# The columns of each protocol's table. Class-incremental Avg / Last are the average incremental
+# accuracy and the last step's accuracy on all seen classes (ZSCL's CIL tables); task-incremental
+# Transfer / Avg / Last are ZSCL's MTIL metrics; a one-session run has one accuracy.
+PROTOCOL_COLUMNS = {
+    "task_incremental": {"Transfer": "transfer", "Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
+    "class_incremental": {"Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
+    "one_session": {"Accuracy": "last", **PROBE_COLUMNS},
+}
+README_COLUMNS = PROTOCOL_COLUMNS["task_incremental"]  # a table over several protocols: every column
+# What a reader of each protocol's table must know that the numbers do not say.
+PROTOCOL_NOTES = {
+    "class_incremental": (
+        "Avg = mean over steps of the accuracy on all classes seen so far; Last = that accuracy after the "
+        "last step; no Transfer (not defined for this protocol). BWT compares task j after the last step "
+        "with task j right after it was learned, and in between the label space grows: a task's images "
+        "are classified among more and more classes, so even the untrained `zeroshot` row has BWT < 0."
+    ),
+    "one_session": "One task: Accuracy after it; Transfer, BWT and forgetting are not defined.",
 }
 
 
@@ -39,19 +56,8 @@ def run_label(run: str) -> str:
     return parts[-2] if len(parts) >= 3 else run
 
 
-def results_table(
-    runs: str | os.PathLike,
-    columns: dict[str, str] | None = None,
-    scenario: str | None = None,
-    labels: Sequence[str] | None = None,
-    decimals: int = 1,
-) -> pd.DataFrame:
-    """ "mean ± std" per (scenario, label) of `columns` (header -> quantity) and a `seeds` count.
-
-    `labels` selects and orders rows (default: every label, alphabetically); a quantity a run
-    lacks (e.g. ToyWorld probes on a real scenario) is left empty.
-    """
-    columns = columns or README_COLUMNS
+def _runs_frame(runs: str | os.PathLike, scenario: str | None, labels: Sequence[str] | None) -> pd.DataFrame:
+    """The tidy runs under `runs` with a `label` column, of one scenario and these labels if given."""
     df = load_runs(runs)
     if df.empty:
         raise FileNotFoundError(f"no runs (metrics.json) under {runs}")
@@ -62,6 +68,10 @@ def results_table(
             raise ValueError(f"no runs of scenario {scenario!r} under {runs}")
     if labels:
         df = df[df["label"].isin(labels)]
+    return df
+
+
+def _table(df: pd.DataFrame, columns: dict[str, str], labels: Sequence[str] | None, decimals: int) -> pd.DataFrame:
     table = summary_table(df, by=("scenario", "label"))
     present = {header: q for header, q in columns.items() if q in table.columns.get_level_values(0)}
     out = format_summary(table[list(present.values())], decimals=decimals).set_axis(list(present), axis=1)
@@ -74,15 +84,50 @@ def results_table(
     return out
 
 
+def protocol_of(df: pd.DataFrame, scenario: str) -> str:
+    """The protocol of `scenario`'s runs in a tidy table (one protocol per scenario)."""
+    protocols = sorted(set(df.loc[df["scenario"] == scenario, "protocol"]))
+    if len(protocols) != 1:
+        raise ValueError(f"runs of scenario {scenario!r} record several protocols {protocols}; keep them apart")
+    return protocols[0]
+
+
+def results_table(
+    runs: str | os.PathLike,
+    columns: dict[str, str] | None = None,
+    scenario: str | None = None,
+    labels: Sequence[str] | None = None,
+    decimals: int = 1,
+) -> pd.DataFrame:
+    """ "mean ± std" per (scenario, label) of `columns` (header -> quantity) and a `seeds` count.
+
+    `columns=None`: the columns of the runs' protocol (`PROTOCOL_COLUMNS`), or every column
+    (`README_COLUMNS`) when the runs mix protocols, cells a protocol does not define left empty.
+    `labels` selects and orders rows (default: every label, alphabetically); a quantity a run
+    lacks (e.g. ToyWorld probes on a real scenario) is left empty.
+    """
+    df = _runs_frame(runs, scenario, labels)
+    if columns is None:
+        protocols = set(df["protocol"])
+        columns = PROTOCOL_COLUMNS.get(protocols.pop(), README_COLUMNS) if len(protocols) == 1 else README_COLUMNS
+    return _table(df, columns, labels, decimals)
+
+
 def render_tables(
     runs: str | os.PathLike, scenario: str | None = None, labels: Sequence[str] | None = None, markdown: bool = False
 ) -> str:
-    """`results_table` of `runs` as text: one table per scenario (GitHub Markdown or plain)."""
-    table = results_table(runs, scenario=scenario, labels=labels)
+    """The runs as text: one table per scenario (GitHub Markdown or plain), each with the columns
+    of its protocol (`PROTOCOL_COLUMNS`) and, below it, the protocol's note (`PROTOCOL_NOTES`)."""
+    df = _runs_frame(runs, scenario, labels)
     parts = []
-    for name in dict.fromkeys(table.index.get_level_values("scenario")):
-        part = table.xs(name, level="scenario", drop_level=False)
-        parts.append(f"**{name}**\n\n{to_markdown(part)}\n" if markdown else f"{name}\n{part.droplevel(0)}\n")
+    for name in dict.fromkeys(df["scenario"]):
+        protocol = protocol_of(df, name)
+        part = _table(df[df["scenario"] == name], PROTOCOL_COLUMNS.get(protocol, README_COLUMNS), labels, 1)
+        note = PROTOCOL_NOTES.get(protocol)
+        if markdown:
+            parts.append(f"**{name}**\n\n{to_markdown(part)}\n" + (f"\n{note}\n" if note else ""))
+        else:
+            parts.append(f"{name}\n{part.droplevel(0)}\n" + (f"{note}\n" if note else ""))
     return "\n".join(parts)
 
 
@@ -138,13 +183,17 @@ def zero_shot_summary(results: Sequence[RunResult]) -> dict[str, float]:
 def headline_numbers(results: Sequence[RunResult]) -> dict[str, float]:
     """The numbers a notebook records for one method: means over seeds (and std for n > 1).
 
-    Continual summary (transfer, avg, last, bwt, forgetting), learned-class accuracy after the
-    last task, plasticity (mean of the matrix diagonal), and `zero_shot_summary`.
+    The summary metrics the runs' protocol defines (`PROTOCOL_SUMMARY_KEYS`: transfer, avg, last,
+    bwt, forgetting for task-incremental runs; no transfer for class-incremental ones, whose avg /
+    last are the average incremental and last accuracy on all seen classes), learned-class accuracy
+    after the last task, plasticity (mean of the matrix diagonal), and `zero_shot_summary`.
     """
+    defined = {k for r in results for k in PROTOCOL_SUMMARY_KEYS.get(r.protocol, SUMMARY_KEYS)}
+    keys = [k for k in SUMMARY_KEYS if k in defined]
     per_run = pd.DataFrame(
         [
             {
-                **{k: (r.summary or {}).get(k, math.nan) for k in SUMMARY_KEYS},
+                **{k: (r.summary or run_summary(r)).get(k, math.nan) for k in keys},
                 "final_accuracy": final_accuracy(r),
                 "plasticity": float(np.nanmean(np.diag(np.asarray(r.accuracy_matrix, dtype=float)))),
             }
@@ -158,9 +207,12 @@ def headline_numbers(results: Sequence[RunResult]) -> dict[str, float]:
 
 
 __all__ = [
+    "PROTOCOL_COLUMNS",
+    "PROTOCOL_NOTES",
     "README_COLUMNS",
     "headline_numbers",
     "method_table",
+    "protocol_of",
     "render_tables",
     "results_table",
     "run_label",

@@ -368,3 +368,19 @@ def test_cil_code_icarl_resumed_mid_task_ends_with_the_same_numbers(tokenizer, t
         _run_icarl_cil(tmp_path / "resumed", tokenizer, stop_at=(1, 2))
     assert (tmp_path / "resumed" / "checkpoints" / "mid_task.safetensors").exists()
     assert _run_icarl_cil(tmp_path / "resumed", tokenizer) == reference
+
+
+def test_classification_logits_are_float32_under_bf16_autocast():
+    """The loop's CE logits, like the distillation's, are not rounded to bf16 by autocast."""
+    from cliplab.engine.loop import classification_logits
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    scale = torch.tensor(100.0)
+    exact = scale * images @ texts.T
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = classification_logits(images, texts, scale)
+        rounded = scale * images @ texts.T
+    assert ours.dtype == torch.float32 and torch.allclose(ours, exact, atol=1e-5)
+    assert (rounded.float() - exact).abs().max() > 1e-3  # what autocast alone would have given

@@ -140,6 +140,13 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     method.end_task(ctx)
 
 
+def classification_logits(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale · images · textsᵀ in float32 even under bf16 autocast (as the distillation logits are):
+    autocast would otherwise run the matmul in bf16 whatever the inputs' dtype."""
+    with torch.autocast(device_type=images.device.type, enabled=False):
+        return scale.float() * images.float() @ texts.float().T
+
+
 def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:
     """Forward/backward over `grad_accum` micro-batches; returns the step's mean loss terms."""
     accum = ctx.config.grad_accum
@@ -155,7 +162,7 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
         sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
         with sync, _autocast(ctx.device, ctx.config.precision):
             out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)
-            logits = scale * out.ce_images.float() @ out.class_texts.float().T
+            logits = classification_logits(out.ce_images, out.class_texts, scale)
             losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
             losses.update(method.losses(ctx, out))
         _check_finite(losses, ctx, step + 1)
@@ -178,4 +185,4 @@ def clear_mid_task(run_dir: Path) -> None:
     RunFolder(run_dir).mid_task.unlink(missing_ok=True)
 
 
-__all__ = ["NonFiniteLossError", "bind_services", "clear_mid_task", "task_steps", "train_task"]
+__all__ = ["NonFiniteLossError", "bind_services", "classification_logits", "clear_mid_task", "task_steps", "train_task"]

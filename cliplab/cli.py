@@ -189,6 +189,10 @@ def _cmd_study(args) -> int:
 
     from cliplab.study.notebooks import parse_params, run_study
 
+    if args.log_output:  # papermill logs the cells' output through `logging`
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out or ("runs/study-smoke" if args.smoke else "runs/study"))
     figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
     params = parse_params(args.params)

@@ -40,6 +40,7 @@ from cliplab.study.explorer_page import FIGURES, build_page
 
 RUNS_ENV = "CLIPLAB_RUNS"  # the run folder `cliplab explore` hands to the explorer notebook
 PROBE_SIZE = 300  # image-caption pairs of the projection probe: notebook 03's, so its cache is shared
+# (fewer for runs made with a smaller probe, e.g. SMOKE's 32: notebook 03 uses that size for them too)
 
 
 def default_runs() -> Path:
@@ -128,15 +129,16 @@ class Explorer:
                 ax.axvline(step, color="black", linewidth=1.2, alpha=0.5, linestyle="--")
         return fig
 
-    def stability_figure(self, scenario: str, seed: int, step: int) -> Figure | str:
-        if step == 0:
-            return "pretrained: no task learned yet (move the step to 1 or later)"
+    def stability_points(self, scenario: str, seed: int, step: int) -> pd.DataFrame:
+        """Per method of `scenario` (this seed): new-task accuracy, the mean of the accuracy-matrix
+        diagonal over tasks 1..`step`, and held-out zero-shot accuracy after task `step` (mean over
+        probes; `retention_before` = pretrained). Runs without zero-shot probes are left out."""
         rows = []
         for label in self.labels(scenario):
             if (scenario, label, seed) not in self.runs:
                 continue
             result = self.result(scenario, label, seed)
-            if not result.zero_shot or step > len(result.tasks):
+            if not result.zero_shot or not 1 <= step <= len(result.tasks):
                 continue
             diagonal = np.diag(np.asarray(result.accuracy_matrix, dtype=float))[:step]
             rows.append(
@@ -149,30 +151,35 @@ class Explorer:
                     "retention_before": final_zero_shot(result, 0),
                 }
             )
-        if not rows:
+        return pd.DataFrame(rows, columns=["label", "scenario", "seed", "plasticity", "retention", "retention_before"])
+
+    def stability_figure(self, scenario: str, seed: int, step: int) -> Figure | str:
+        if step == 0:
+            return "pretrained: no task learned yet (move the step to 1 or later)"
+        points = self.stability_points(scenario, seed, step)
+        if points.empty:
             return "no run of this scenario has held-out zero-shot probes"
-        return cplots.plot_stability_plasticity(
-            pd.DataFrame(rows), by="label", title=f"Stability (up) vs plasticity (right) after task {step}, seed {seed}"
-        )
+        title = f"Stability (up) vs plasticity (right) after task {step}, seed {seed}"
+        return cplots.plot_stability_plasticity(points, by="label", title=title)
 
     def projection_figure(self, scenario: str, label: str, seed: int, step: int) -> Figure | str:
         if scenario_spec(scenario).needs_root:
             return "the embedding projection is drawn for the built-in (toy) scenarios; notebook 03 draws it for others"
         result = self.result(scenario, label, seed)
-        reference, chain = self._embeddings(scenario, label, seed, result.model, result.extra.get("pretrained"))
+        size = min(PROBE_SIZE, int(result.config.get("probe_size") or PROBE_SIZE))
+        pretrained = result.extra.get("pretrained")
+        reference, chain = self._embeddings(scenario, label, seed, result.model, pretrained, size)
         if chain is None:
             return f"{label} kept no per-task checkpoints, so there is nothing to embed"
         versions = {"pretrained": reference}
         if step > 0:
             versions[f"{label} after task {step}"] = chain[step - 1]
-        fig = aplots.plot_joint_projection(
-            _projection(scenario, result.model, result.extra.get("pretrained")), versions
-        )
+        fig = aplots.plot_joint_projection(_projection(scenario, result.model, pretrained, size), versions)
         fig.suptitle("Images (red) and captions (blue) in the pretrained frame", y=1.02)
         return fig
 
-    def _embeddings(self, scenario: str, label: str, seed: int, model: str, pretrained: str | None):
-        _, tokenizer, probe, reference = _probe(scenario, model, pretrained)
+    def _embeddings(self, scenario: str, label: str, seed: int, model: str, pretrained: str | None, size: int):
+        _, tokenizer, probe, reference = _probe(scenario, model, pretrained, size)
         try:
             chain = embed_run(self.runs[(scenario, label, seed)], probe, tokenizer, "cpu", scenario)
         except FileNotFoundError:
@@ -193,16 +200,16 @@ def _load(folder: Path) -> RunResult:
 
 
 @lru_cache(maxsize=4)
-def _probe(scenario: str, model: str, pretrained: str | None):
+def _probe(scenario: str, model: str, pretrained: str | None, size: int):
     """(bundle, tokenizer, probe, pretrained embeddings) of the projection probe, built once."""
     bundle = load_model(model, pretrained=pretrained, device="cpu")
-    probe = alignment_probe(scenario, bundle.eval_transform, PROBE_SIZE)
+    probe = alignment_probe(scenario, bundle.eval_transform, size)
     return bundle, bundle.tokenizer, probe, encode_probe(bundle.model, bundle.tokenizer, probe)
 
 
 @lru_cache(maxsize=4)
-def _projection(scenario: str, model: str, pretrained: str | None):
-    return aplots.fit_projection(*_probe(scenario, model, pretrained)[3], method="pca")
+def _projection(scenario: str, model: str, pretrained: str | None, size: int):
+    return aplots.fit_projection(*_probe(scenario, model, pretrained, size)[3], method="pca")
 
 
 def explorer_app(runs: str | os.PathLike | None = None):

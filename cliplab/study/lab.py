@@ -113,7 +113,7 @@ def lab_command(dest: str | os.PathLike | None = None, extra: Sequence[str] = ()
         "-m",
         "jupyterlab",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.default_url=/lab/tree/{start}",
+        f"--LabApp.default_url=/lab/tree/{start}" if start else "--LabApp.default_url=/lab",
         f"--LabApp.app_settings_dir={SETTINGS_DIR}",
         *(f"--ContentsManager.hide_globs={pattern}" for pattern in HIDDEN),
         *_root_flags(),

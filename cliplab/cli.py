@@ -200,6 +200,11 @@ def _cmd_study(args) -> int:
         params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
     try:
         executed = run_study(out, params, figures=figures, smoke=args.smoke, log_output=args.log_output)
+    except KeyboardInterrupt:
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's abandoned cell task, not news
+        raise
     except PapermillExecutionError as error:
         print(
             f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"

@@ -59,8 +59,9 @@
 #    the cost of learning in sessions.
 
 # %% tags=["parameters"]
-# Workshop: change SEEDS, STEPS_PER_TASK, METHODS or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True for a
-# first look in a minute. The other settings are for other models, data and machines.
+# Workshop: change SEEDS, METHODS, STEPS_PER_TASK or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True for a
+# first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex1"), so that
+# the study's runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIO = "toy-digits-cil"  # the multi-session (class-incremental) scenario

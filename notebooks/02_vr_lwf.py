@@ -76,8 +76,9 @@
 # 3. *Zero-shot and retrieval curves*: as in notebook 01, one line per method.
 
 # %% tags=["parameters"]
-# Workshop: change METHODS, SEEDS, STEPS_PER_TASK, ABLATION or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True
-# for a first look. The other settings are for other models, data and machines.
+# Workshop: change METHODS, SEEDS, ABLATION, STEPS_PER_TASK or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True for a
+# first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex1"), so that
+# the study's runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIOS = ["toy-digits-cil", "toy-mtil"]

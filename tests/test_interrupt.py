@@ -23,7 +23,7 @@ import pytest
 import cliplab.study as sh
 from cliplab.cli import main
 from cliplab.models import TOYCLIP_CHECKPOINT
-from cliplab.study.store import RUN_START_SECONDS, SECONDS_PER_COST, estimate_seconds
+from cliplab.study.store import RUN_START_SECONDS, SECONDS_PER_COST, WORKER_START_SECONDS, estimate_seconds
 
 needs_toyclip = pytest.mark.skipif(not TOYCLIP_CHECKPOINT.exists(), reason="the shipped ToyCLIP checkpoint is missing")
 STOP_LIMIT = 10.0  # seconds from SIGINT to exit, with room for a loaded 2-core machine
@@ -73,11 +73,11 @@ def _interrupt(process: subprocess.Popen) -> float:
 
 def test_the_estimate_packs_runs_longest_first_on_the_workers():
     one = RUN_START_SECONDS + SECONDS_PER_COST * 350  # toy-digits-cil finetune: (60 steps + 10) x 5 tasks
-    assert estimate_seconds([350], jobs=2) == pytest.approx(one)
-    # 600, 400, 300, 200 on two workers, longest first: {600, 200} and {400, 300}
+    assert estimate_seconds([350], jobs=2) == pytest.approx(one)  # one run trains in-process
+    # 600, 400, 300, 200 on two spawned workers, longest first: {600, 200} and {400, 300}
     costs = [300, 600, 200, 400]
-    loads = [2 * RUN_START_SECONDS + SECONDS_PER_COST * 800, 2 * RUN_START_SECONDS + SECONDS_PER_COST * 700]
-    assert estimate_seconds(costs, jobs=2) == pytest.approx(max(loads))
+    start = WORKER_START_SECONDS + 2 * RUN_START_SECONDS
+    assert estimate_seconds(costs, jobs=2) == pytest.approx(start + SECONDS_PER_COST * 800)
     assert estimate_seconds(costs, jobs=1) == pytest.approx(4 * RUN_START_SECONDS + SECONDS_PER_COST * 1500)
 
 

@@ -184,15 +184,17 @@ def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
 # Seconds per unit of `_expected_cost` for ToyCLIP on one core of the 2-core CPU machine the study is
 # measured on (two runs side by side): `toy-digits-cil` / `finetune` (350 units) trains in 52 s and
 # evaluates in 16 s (benchmarks/README.md), and notebook 02's runs (about 9,980 units, two at a time)
-# took 1,003 s: both about 0.19 s a unit. Starting a run (a spawned worker importing torch, building
-# the scenario's data and probes) adds RUN_START_SECONDS.
+# took 1,003 s: both about 0.19 s a unit. Starting a run (building the scenario's data and probes,
+# loading the model) adds RUN_START_SECONDS, and a spawned worker importing torch and cliplab
+# WORKER_START_SECONDS (when runs train side by side).
 SECONDS_PER_COST = 0.19
 RUN_START_SECONDS = 6.0
+WORKER_START_SECONDS = 8.0
 
 
 def estimate_seconds(costs: Sequence[float], jobs: int) -> float:
     """Wall time of runs of these `_expected_cost`s trained `jobs` at a time, longest first (an estimate)."""
-    workers = [0.0] * max(1, min(jobs, len(costs)))
+    workers = [WORKER_START_SECONDS if jobs > 1 and len(costs) > 1 else 0.0] * max(1, min(jobs, len(costs)))
     for cost in sorted(costs, reverse=True):
         heapq.heapreplace(workers, workers[0] + RUN_START_SECONDS + SECONDS_PER_COST * cost)
     return max(workers)

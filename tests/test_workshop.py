@@ -153,3 +153,17 @@ def test_one_seed_tables_have_no_std_column():
     assert set(two.columns.get_level_values(0)) == {"mean", "std"}
     assert two[("mean", "one session")].iloc[0] == pytest.approx(71.0)
     assert two[("std", "one session")].iloc[0] == pytest.approx(np.std([70.0, 72.0], ddof=1), abs=0.05)
+
+
+def test_cliplab_study_echoes_the_run_stores_lines_and_nothing_else(capsys):
+    from cliplab.study.notebooks import RunLog
+
+    log = RunLog("[study] 01: ")
+    log.write("settings table\ntraining 3 runs, 2 at a time: roughly 90 s (an estimate")
+    assert capsys.readouterr().out == ""  # a line is echoed once it is complete
+    log.write(" ...).\nran    runs/x/seed0  (12 s)\nreuse  runs/y/seed0\ninterrupted: 1 of 3 runs finished\n")
+    assert capsys.readouterr().out.splitlines() == [
+        "[study] 01: training 3 runs, 2 at a time: roughly 90 s (an estimate ...).",
+        "[study] 01: ran    runs/x/seed0  (12 s)",
+        "[study] 01: interrupted: 1 of 3 runs finished",
+    ]

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cliplab-installed
 
-.PHONY: test study bench toyclip clean-venv lint format
+.PHONY: test study bench toyclip clean-venv lint format lab explore
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ test: $(STAMP)
 ## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
 study: $(STAMP)
 	$(VENV)/bin/cliplab study --params "SEEDS=[0]"
+
+## make lab: JupyterLab on working copies of the notebooks (lab/): double-click opens a notebook, outputs are kept
+lab: $(STAMP)
+	$(VENV)/bin/cliplab lab
+
+## make explore: the run explorer as a web page (Voila) over the study's runs (runs/study/runs)
+explore: $(STAMP)
+	$(VENV)/bin/cliplab explore
 
 ## make bench: the CPU benchmarks of issue #7 and their tables (about 7.5 minutes once .venv exists; benchmarks/README.md)
 bench: $(STAMP)

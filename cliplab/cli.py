@@ -1,4 +1,5 @@
-"""The `cliplab` command line — the one module that defines it: pretrain-toy, eval, run, study, table.
+"""The `cliplab` command line — the one module that defines it: pretrain-toy, eval, run, study, table,
+lab, explore.
 
 Each sub-command is a thin shell around a package function, so anything the CLI does can be done
 from a notebook with the same result. Every sub-command's machinery is imported when it runs, so
@@ -210,6 +211,10 @@ def _cmd_study(args) -> int:
 
     from cliplab.study.notebooks import parse_params, run_study
 
+    if args.log_output:  # papermill logs the cells' output through `logging`
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out or ("runs/study-smoke" if args.smoke else "runs/study"))
     figures = Path(args.figures or (out / "figures" if args.smoke else "figures"))
     params = parse_params(args.params)
@@ -217,6 +222,11 @@ def _cmd_study(args) -> int:
         params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
     try:
         executed = run_study(out, params, figures=figures, smoke=args.smoke, log_output=args.log_output)
+    except KeyboardInterrupt:
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's abandoned cell task, not news
+        raise
     except PapermillExecutionError as error:
         print(
             f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
@@ -247,9 +257,64 @@ def _cmd_table(args) -> int:
     return 0
 
 
+# --- lab and explore --------------------------------------------------------------------------
+
+
+def _add_lab(sub) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="JupyterLab on working copies of the notebooks (lab/): double-click opens them as notebooks",
+        description="Copies notebooks/*.py into lab/ (once; your edits are kept), paired with hidden "
+        "*.outputs.ipynb files that keep outputs, and starts JupyterLab there. The tracked notebooks "
+        "are never written. Arguments after -- go to jupyter lab (e.g. -- --port=8899 --no-browser).",
+    )
+    p.add_argument("--dir", default=None, help="working folder (default: lab/ beside notebooks/)")
+    p.add_argument("--refresh", action="store_true", help="replace the copies by the tracked notebooks")
+    p.add_argument("--prepare-only", action="store_true", help="make the copies, do not start JupyterLab")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="arguments for jupyter lab, after --")
+    p.set_defaults(func=_cmd_lab)
+
+
+def _cmd_lab(args) -> int:
+    import os
+
+    from cliplab.study.lab import lab_command, prepare_workspace
+
+    copies = prepare_workspace(args.dir, refresh=args.refresh)
+    print(f"working copies: {', '.join(str(c) for c in copies)}")
+    if args.prepare_only:
+        return 0
+    command = lab_command(args.dir, [a for a in args.jupyter_args if a != "--"])
+    os.execv(command[0], command)  # JupyterLab takes over this process (Ctrl-C stops it as usual)
+    return 0
+
+
+def _add_explore(sub) -> None:
+    p = sub.add_parser(
+        "explore",
+        help="the run explorer as a web page (Voilà): pick a run and a task step, see its figures",
+        description="Serves notebooks/explorer.py with Voilà (no code shown). Arguments after -- go to "
+        "voila (e.g. -- --port=8867 --no-browser).",
+    )
+    p.add_argument("runs", nargs="?", default=None, help="run folder (default: the study's, runs/study/runs)")
+    p.add_argument("voila_args", nargs=argparse.REMAINDER, help="arguments for voila, after --")
+    p.set_defaults(func=_cmd_explore)
+
+
+def _cmd_explore(args) -> int:
+    import os
+
+    from cliplab.study.lab import explore_command, explore_environment, explorer_notebook
+
+    env = explore_environment(args.runs)
+    command = explore_command(explorer_notebook(), [a for a in args.voila_args if a != "--"])
+    os.execve(command[0], command, env)
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------------
 
-COMMANDS = (_add_pretrain, _add_eval, _add_run, _add_study, _add_table)
+COMMANDS = (_add_pretrain, _add_eval, _add_run, _add_study, _add_table, _add_lab, _add_explore)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,8 +349,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"cliplab {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"cliplab {args.command}: interrupted. {RESUME_HINTS.get(args.command, '')}".rstrip(), file=sys.stderr)
+        return 130
     finally:
         warnings.formatwarning = shown
+
+
+# What Ctrl-C leaves behind, per command: every run folder is written atomically and resumes.
+RESUME_HINTS = {
+    "run": "Run the same command again to resume: finished tasks and the last mid-task checkpoint are kept.",
+    "study": "Run the same command again to go on: finished runs are reused, unfinished ones resume.",
+    "pretrain-toy": "Run the same command again to resume from the last checkpoint in --work-dir.",
+}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,22 @@
 # **Question.** We fine-tune a pretrained CLIP on new classes, one small task after another. How
 # much does it forget, both of the tasks it learned earlier and of what it knew from pretraining?
 #
+# **Words used here** (formulas and sources: [docs/metrics.md](../docs/metrics.md)):
+# * *CLIP*: an image encoder and a text encoder trained so that a picture and its caption land
+#   close together. It classifies **zero-shot**, with no training on the classes, by picking the
+#   class whose prompt ("a photo of a {class}") is closest to the image.
+# * *ToyCLIP* and *ToyWorld*: a small CLIP shipped with cliplab, pretrained on ToyWorld, a
+#   generated world of coloured shapes with captions, so that everything runs on a laptop.
+# * *Held-out probe*: test images the model is never trained on. It measures what pretraining
+#   knowledge survives, here with shape–colour pairs that never occurred in pretraining.
+# * *R@1* (recall at 1, retrieval): the share of images whose closest caption, among all captions
+#   of the probe, is their own (image→text), or of captions whose closest image is theirs
+#   (text→image).
+# * *Class-incremental* (CIL): each task brings new classes, and a test image must be classified
+#   among **all** classes seen so far, with no hint of which task it came from.
+# * *BWT* (backward transfer): how much each earlier task's accuracy changed between when it was
+#   learned and the end, averaged. Negative means forgetting.
+#
 # **Protocol.**
 # * Model: ToyCLIP (a small open_clip CLIP pretrained on ToyWorld, shipped with cliplab), unless
 #   `MODEL` / `PRETRAINED` say otherwise.
@@ -43,6 +59,9 @@
 #    the cost of learning in sessions.
 
 # %% tags=["parameters"]
+# Workshop: change SEEDS, METHODS, STEPS_PER_TASK or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True for a
+# first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex1"), so that
+# the study's runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIO = "toy-digits-cil"  # the multi-session (class-incremental) scenario
@@ -55,9 +74,9 @@ DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios such as "cifar100-cil-10"
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"probes": ["cifar10"], "retrieval": "coco_karpathy"}
-OUT_DIR = "../runs/study/01_forgetting"  # this notebook's metrics.json
+OUT_DIR = None  # this notebook's metrics.json; None: ../runs/study/01_forgetting (../runs/study-smoke/... under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # run store shared by the study notebooks (runs are reused)
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: tiny settings (1 seed, 2 tasks, a few steps) to check the pipeline
 INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
 
@@ -71,6 +90,8 @@ from cliplab.plots.style import save_figure, set_theme
 from cliplab.results import views
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("01_forgetting", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
@@ -86,6 +107,8 @@ settings
 # ## Train (or reuse) the runs
 # Each run is a folder `RUNS_DIR/<scenario>/<method>/seed<k>` holding `metrics.json`, the loss
 # log and one checkpoint per task. A finished folder is reused, and an interrupted one resumes.
+# The cell first says how many runs it will train and roughly how long; *Kernel → Interrupt*
+# stops it within seconds, and running the cell again goes on where it stopped.
 
 # %%
 requests = study.grid([SCENARIO], METHODS, seeds)
@@ -154,7 +177,7 @@ if OST_SCENARIO and trained:
     pretrained = study.zero_shot_summary(runs[focus])
     lines = {"held-out zero-shot": pretrained["zero_shot_before"], "retrieval I→T R@1": pretrained["i2t_r1_before"]}
     saved.append(save_figure(cplots.plot_ost_mst(frame, pretrained=lines), f"{FIGURES_DIR}/01_ost_vs_mst"))
-    display(frame.groupby(["method", "metric", "regime"])["value"].agg(["mean", "std"]).unstack().round(1))
+    display(study.mean_std_table(frame, by=["method", "metric", "regime"]))
 
 # %% [markdown]
 # ## Record the headline numbers
@@ -170,6 +193,7 @@ if OST_SCENARIO and trained:
 # more classes).
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 headline = {
     "settings": {
         "model": MODEL,

@@ -18,6 +18,32 @@
 # plain fine-tuning, LwF, iCaRL, WiSE-FT and ZSCL, and at what cost in new-task accuracy? Which
 # of VR-LwF's open design choices matter?
 #
+# **The methods**, in one sentence each (every one trains with the same recipe; only what it adds
+# differs):
+# * `finetune`: plain cross-entropy on the current task, nothing to prevent forgetting.
+# * `lwf` (Learning without Forgetting, Li & Hoiem 2016): also keeps the model's outputs on the
+#   new images close to those of the model before the task (knowledge distillation).
+# * `vr_lwf` (LwF with a Replayed Vocabulary, Ding et al. 2022): LwF for CLIP that distils the
+#   image–text similarities against a *vocabulary* of 1,000 pseudo-sentences of random BPE tokens
+#   instead of only the task's few class names, so it covers much more of the text space; it
+#   needs no extra data.
+# * `icarl` (Rebuffi et al. 2017): keeps a small memory of exemplar images of earlier classes and
+#   trains on them again, with distillation from the previous model.
+# * `wise_ft` (Wortsman et al. 2022): after each task, mixes the weights, 80 % of the fine-tuned
+#   ones and 20 % of those before the task.
+# * `zscl` (Zheng et al. 2023): distils the *original* pretrained model on reference images and
+#   captions from other data, and averages weights during training.
+# * `zeroshot`: no training at all, the reference.
+#
+# **Other words** (formulas: [docs/metrics.md](../docs/metrics.md)):
+# * *BPE* (byte-pair encoding): CLIP's tokenizer; a BPE id is one of its 49,408 word pieces.
+# * *MTIL* (Multi-domain Task-Incremental Learning, from ZSCL): different datasets learned one
+#   after another, the task known at test time; `toy-mtil` imitates it with ToyWorld domains.
+# * *BWT* (backward transfer): mean change of earlier tasks' accuracy from when each was learned to
+#   the end; negative means forgetting. *R@1*: retrieval recall at 1 (notebook 01).
+# * *Stability / plasticity*: keeping what was known vs learning what is new; every method trades
+#   one for the other.
+#
 # **Protocol.**
 # * The same model, probes and training recipe as notebook 01, on two scenarios:
 #   * `toy-digits-cil`: five class-incremental tasks of two digits;
@@ -50,6 +76,9 @@
 # 3. *Zero-shot and retrieval curves*: as in notebook 01, one line per method.
 
 # %% tags=["parameters"]
+# Workshop: change METHODS, SEEDS, ABLATION, STEPS_PER_TASK or OVERRIDES (e.g. {"lr": 1e-4}); SMOKE = True for a
+# first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex1"), so that
+# the study's runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIOS = ["toy-digits-cil", "toy-mtil"]
@@ -65,9 +94,9 @@ DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"reference_images": ..., "reference_captions": ...}
-OUT_DIR = "../runs/study/02_vr_lwf"
+OUT_DIR = None  # None: ../runs/study/02_vr_lwf (../runs/study-smoke/02_vr_lwf under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01 and 03: matching runs are reused
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps, one value per ablation option
 INTERACTIVE = True
 
@@ -81,6 +110,8 @@ from cliplab.plots.style import save_figure, set_theme
 from cliplab.results import views
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("02_vr_lwf", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
@@ -92,6 +123,8 @@ settings
 
 # %% [markdown]
 # ## Train (or reuse) every method on every scenario
+# The cell first says how many runs it will train and roughly how long; *Kernel → Interrupt*
+# stops it within seconds, and running the cell again reuses the finished runs and resumes the rest.
 
 # %%
 requests = study.grid(SCENARIOS, METHODS, seeds)
@@ -172,6 +205,7 @@ if ablation_runs:
 # variants and the settings are stored too.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 headline = {
     "settings": {
         "model": MODEL,

@@ -19,6 +19,22 @@
 # apart (Mod-X's "spatial disorder")? And do the methods that retain zero-shot accuracy also
 # keep the geometry?
 #
+# **Words used here** (formulas, ranges and sources: [docs/alignment.md](../docs/alignment.md);
+# the methods are introduced in notebook 02):
+# * *Embedding*: the vector an encoder gives an image or a caption; CLIP compares them by cosine.
+# * *Modality gap*: the distance between the centre of all image embeddings and the centre of all
+#   caption embeddings. In CLIP the two sit in separate cones.
+# * *Uniformity*: how evenly embeddings spread over the sphere (lower = more spread).
+# * *CKA* (centred kernel alignment): a similarity of two sets of embeddings of the same inputs,
+#   between 0 and 1, that ignores rotations. 1 = the same shape, possibly turned.
+# * *Rotation angle*: how far one embedding turned from its pretrained direction, in degrees.
+# * *Off-diagonal drift*: how much the similarities of each image to the *wrong* captions changed.
+# * *Cross-version retrieval*: new images matched against old captions; it fails when the space
+#   has rotated, even if each version is fine on its own.
+# * *Mod-X* (Ni et al., 2023): a continual CLIP training method; its paper calls the towers
+#   turning apart "spatial disorder" and distils the off-diagonal similarities to prevent it.
+# * *R@1*: the share of images whose closest caption is their own (notebook 01).
+#
 # **Protocol.**
 # * Every run of `SCENARIO` (reused from notebook 02 when the settings match) wrote one
 #   checkpoint per task.
@@ -51,6 +67,8 @@
 #    pretrained frame.
 
 # %% tags=["parameters"]
+# Workshop: change METHODS, FOCUS, SEEDS, PROBE_SIZE or PROJECTION ("umap" is slower); SMOKE = True for
+# a first look. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIO = "toy-digits-cil"
@@ -65,9 +83,9 @@ DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios need a retrieval probe, e.g. {"retrieval": "coco_karpathy"}
-OUT_DIR = "../runs/study/03_alignment"
+OUT_DIR = None  # None: ../runs/study/03_alignment (../runs/study-smoke/03_alignment under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01 and 02: matching runs are reused
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps, a small probe
 INTERACTIVE = True
 
@@ -80,9 +98,12 @@ from cliplab.evaluation.embed import model_temperature
 from cliplab.io import write_json_atomic
 from cliplab.models import load_model
 from cliplab.plots import alignment as aplots
+from cliplab.plots.labels import readable_columns
 from cliplab.plots.style import save_figure, set_theme
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("03_alignment", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
 runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
@@ -95,7 +116,8 @@ focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 
 # %% [markdown]
 # ## Runs and embeddings
-# Runs are reused from notebook 02 when they exist. Embeddings are cached in each run folder
+# Runs are reused from notebook 02 when they exist (otherwise the cell says how many it trains and
+# roughly how long; *Kernel → Interrupt* stops it, and running it again resumes). Embeddings are cached in each run folder
 # (`embeddings/`), so re-executing this notebook only recomputes the metrics.
 
 # %%
@@ -153,7 +175,7 @@ HEADLINE_METRICS = [
     "newI_oldT_i2t_r1",
 ]
 final = study.final_alignment(table, HEADLINE_METRICS)
-final.round(2)
+readable_columns(final).round(2)  # human names; metrics.json keeps the code names
 
 # %% [markdown]
 # ## Per-sample rotation, per task
@@ -209,6 +231,7 @@ study.explore(show_version, enabled=INTERACTIVE, method=list(METHODS), task=(1, 
 # stored too.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 headline = {
     "settings": {
         "model": MODEL,

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from cliplab.plots.labels import metric_axis, metric_title
 from cliplab.plots.style import IMAGE_COLOR, TEXT_COLOR, method_palette, modality_palette
 
 __all__ = [
@@ -123,13 +124,22 @@ def plot_rotation_violins(angles: pd.DataFrame, hue: str | None = None) -> Figur
         axes = list(axes[0])
         for ax, modality in zip(axes, modalities):
             sns.violinplot(
-                data=angles[angles["modality"] == modality], x="task", y="angle", hue=hue, inner="quart", cut=0, ax=ax
+                data=angles[angles["modality"] == modality],
+                x="task",
+                y="angle",
+                hue=hue,
+                palette=method_palette(angles[hue]),  # each method's colour in every figure,
+                saturation=1.0,  # not seaborn's washed-out default, so it is the same colour
+                inner="quart",
+                cut=0,
+                ax=ax,
             )
             ax.set_title(f"{modality} embeddings")
         for ax in axes[1:]:
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
     for ax in axes:
+        ax.set_xlabel("after task")
         ax.set_ylabel("rotation from pretrained (°)")
         ax.set_ylim(bottom=0)
     fig.tight_layout()
@@ -179,7 +189,8 @@ def plot_metrics_across_tasks(
     """One line per method of each metric (e.g. modality gap, joint uniformity) across tasks.
 
     `table` is tidy: one row per (task, method, metric) with the number in `value_col`; build it
-    from `alignment_summary` dicts with `pd.DataFrame(rows).melt(...)`. One panel per metric.
+    from `alignment_summary` dicts with `pd.DataFrame(rows).melt(...)`. One panel per metric,
+    titled and labelled with the metric's human name (`cliplab.plots.labels`).
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.8 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -196,8 +207,9 @@ def plot_metrics_across_tasks(
             palette=method_palette(subset[method_col]),
             legend=ax is axes[0][-1],
         )  # one legend, on the last panel
-        ax.set_title(metric)
-        ax.set_ylabel(metric)
+        ax.set_title(metric_title(metric))
+        ax.set_ylabel(metric_axis(metric))
+        ax.set_xlabel("after task (0 = pretrained)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
@@ -219,7 +231,8 @@ def plot_shift_experiment(
         ax.plot(table["gap"], table[metric], marker="o", markersize=3)
         ax.axvline(native, color="grey", linestyle=":", label="native gap")
         ax.set_xlabel("modality gap after shift")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_axis(metric))
+        ax.set_title(metric_title(metric))
     axes[0][0].legend(frameon=False)
     fig.tight_layout()
     return fig

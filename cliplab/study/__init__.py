@@ -5,7 +5,9 @@
 - `pool`: independent runs side by side, one per CPU core;
 - `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
 - `alignment`: a fixed probe embedded after every task, alignment tables;
-- `widgets`: optional ipywidgets controls;
+- `widgets`: optional ipywidgets controls and the SMOKE banner;
+- `explorer`: the run explorer (`cliplab explore`): pick a run and a task step, see its figures;
+- `lab`: the JupyterLab workspace of `cliplab lab` / `make lab`;
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
 The notebooks use it as ``from cliplab import study``: the names below are the notebook-facing ones.
@@ -25,13 +27,14 @@ from cliplab.study.settings import (
     SMOKE_METHOD_OPTIONS,
     SMOKE_SETTINGS,
     one_session_settings,
+    output_dirs,
     runs_root,
     scenario_options,
     study_settings,
 )
 from cliplab.study.store import RunRequest, ablation, by_label, grid, load_results, run_batches, run_requests, tidy_runs
-from cliplab.study.tables import headline_numbers, method_table, zero_shot_summary
-from cliplab.study.widgets import explore
+from cliplab.study.tables import headline_numbers, mean_std_table, method_table, zero_shot_summary
+from cliplab.study.widgets import explore, smoke_banner
 
 __all__ = [
     "SMOKE_ALIGNMENT_PROBE",
@@ -50,13 +53,16 @@ __all__ = [
     "headline_numbers",
     "jsonable",
     "load_results",
+    "mean_std_table",
     "method_table",
     "one_session_settings",
+    "output_dirs",
     "rotation_angle_table",
     "run_batches",
     "run_requests",
     "runs_root",
     "scenario_options",
+    "smoke_banner",
     "study_settings",
     "tidy_runs",
     "zero_shot_summary",

@@ -157,12 +157,38 @@ def check_parameters(params: Mapping[str, Any], defaults: Mapping[str, Mapping[s
                 check_parameter(name, value, values[name], notebook)
 
 
+class RunLog:
+    """A file-like sink for a kernel's stdout that echoes the run store's lines to the terminal.
+
+    `cliplab study` shows, per notebook, what it is about to train and roughly how long, each run
+    as it ends, and how to resume after an interrupt — the lines `cliplab.study.store` prints —
+    without the rest of the cell output (`--log-output` streams everything).
+    """
+
+    PREFIXES = ("training ", "ran ", "interrupted:")
+
+    def __init__(self, prefix: str = "", stream=None) -> None:
+        self.prefix, self.stream, self.pending = prefix, stream, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith(self.PREFIXES):
+                print(f"{self.prefix}{line}", file=self.stream or sys.stdout, flush=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def execute_notebook(
     path: str | os.PathLike,
     output: str | os.PathLike,
     parameters: Mapping[str, Any],
     log_output: bool = False,
     timeout: int | None = None,
+    stdout_file: Any = None,
 ) -> Path:
     """Execute one notebook with papermill into `output` (.ipynb); return that path.
 
@@ -187,6 +213,7 @@ def execute_notebook(
         log_output=log_output,
         progress_bar=False,
         execution_timeout=timeout,
+        stdout_file=stdout_file,
     )
     return output
 
@@ -235,7 +262,11 @@ def run_study(
             start = time.perf_counter()
             print(f"[study] {stem} ...", flush=True)
             target = execute_notebook(
-                path, out / f"{stem}.ipynb", study_parameters(out, figures, stem, params, smoke), log_output=log_output
+                path,
+                out / f"{stem}.ipynb",
+                study_parameters(out, figures, stem, params, smoke),
+                log_output=log_output,
+                stdout_file=None if log_output else RunLog(f"[study] {stem}: "),
             )
             print(f"[study] {stem} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
             executed.append(target)
@@ -269,6 +300,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 __all__ = [
     "NOTEBOOKS",
+    "RunLog",
     "check_parameters",
     "ensure_kernel",
     "execute_notebook",

@@ -62,6 +62,22 @@ def runs_root(runs_dir: str | Path, smoke: bool) -> Path:
     return Path(f"{runs_dir}-smoke") if smoke else Path(runs_dir)
 
 
+STUDY_DIR = "../runs/study"  # the notebooks' default output folder, relative to notebooks/
+SMOKE_STUDY_DIR = "../runs/study-smoke"  # ... under SMOKE: never beside the full study's results
+
+
+def output_dirs(stem: str, out_dir: str | None, figures_dir: str | None, smoke: bool) -> tuple[str, str]:
+    """(OUT_DIR, FIGURES_DIR) of a notebook: the given folders, or the defaults for None.
+
+    The defaults are `../runs/study/<stem>` and `../runs/study/figures` (relative to
+    notebooks/), and `../runs/study-smoke/...` under SMOKE — where `cliplab study --smoke` writes
+    too — so that a notebook run by hand with SMOKE = True never overwrites the full study's
+    metrics.json or figures. `cliplab study` always passes both folders explicitly.
+    """
+    root = SMOKE_STUDY_DIR if smoke else STUDY_DIR
+    return (out_dir or f"{root}/{stem}", figures_dir or f"{root}/figures")
+
+
 def scenario_options(
     scenario: str, data_root: str | None = None, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -93,7 +109,10 @@ __all__ = [
     "SMOKE_ALIGNMENT_PROBE",
     "SMOKE_METHOD_OPTIONS",
     "SMOKE_SETTINGS",
+    "SMOKE_STUDY_DIR",
+    "STUDY_DIR",
     "one_session_settings",
+    "output_dirs",
     "runs_root",
     "scenario_options",
     "study_settings",

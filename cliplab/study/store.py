@@ -9,6 +9,7 @@ notebook asking for a run another notebook already made reuses it instead of tra
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -21,7 +22,7 @@ from cliplab.engine.runner import plan_run, run_scenario
 from cliplab.methods import METHODS
 from cliplab.results import RunFolder, RunIdentity, RunResult, load_run, load_runs
 from cliplab.scenarios import scenario_spec
-from cliplab.study.pool import resolve_jobs, run_parallel
+from cliplab.study.pool import on_gpu, resolve_jobs, run_parallel
 from cliplab.study.settings import SMOKE_METHOD_OPTIONS, scenario_options
 
 
@@ -142,12 +143,28 @@ def run_batches(
                 log(f"reuse  {folder}")
                 continue
             todo.append((request, str(folder), overrides, options, model, pretrained))
+    if not todo:
+        return folders
     todo.sort(key=lambda call: -_expected_cost(call[0], call[2]))
     devices = {call[2].get("device") for call in todo}
-    jobs = resolve_jobs(jobs, len(todo), devices.pop() if len(devices) == 1 else None)
-    if len(todo) > 1 and jobs > 1:
-        log(f"training {len(todo)} runs, {jobs} at a time")
-    run_parallel(_run_one, todo, jobs, on_done=lambda call, seconds: log(f"ran    {call[1]}  ({seconds:.0f} s)"))
+    device = devices.pop() if len(devices) == 1 else None
+    jobs = resolve_jobs(jobs, len(todo), device)
+    log(_plan_message(todo, jobs, model, device))
+    finished = []
+
+    def done(call, seconds):
+        finished.append(call)
+        log(f"ran    {call[1]}  ({seconds:.0f} s)")
+
+    try:
+        run_parallel(_run_one, todo, jobs, on_done=done)
+    except KeyboardInterrupt:
+        log(
+            f"interrupted: {len(finished)} of {len(todo)} runs finished and are kept; the others stopped at their "
+            "last finished task or mid-task checkpoint, or had not started. Run this cell (or the same command) "
+            "again to go on: finished runs are reused, unfinished ones resume."
+        )
+        raise
     return folders
 
 
@@ -162,6 +179,44 @@ def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
     steps = overrides.get("steps_per_task") or spec.defaults.get("steps_per_task") or 100
     tasks = min(overrides.get("max_tasks") or len(spec.tasks), len(spec.tasks))
     return (_STEP_COST.get(request.method, 2.0) * float(steps) + 10.0) * tasks
+
+
+# Seconds per unit of `_expected_cost` for ToyCLIP on one core of the 2-core CPU machine the study is
+# measured on (two runs side by side): `toy-digits-cil` / `finetune` (350 units) trains in 52 s and
+# evaluates in 16 s (benchmarks/README.md), and notebook 02's runs (about 9,980 units, two at a time)
+# took 1,003 s: both about 0.19 s a unit. Starting a run (building the scenario's data and probes,
+# loading the model) adds RUN_START_SECONDS, and a spawned worker importing torch and cliplab
+# WORKER_START_SECONDS (when runs train side by side).
+SECONDS_PER_COST = 0.19
+RUN_START_SECONDS = 6.0
+WORKER_START_SECONDS = 8.0
+
+
+def estimate_seconds(costs: Sequence[float], jobs: int) -> float:
+    """Wall time of runs of these `_expected_cost`s trained `jobs` at a time, longest first (an estimate)."""
+    workers = [WORKER_START_SECONDS if jobs > 1 and len(costs) > 1 else 0.0] * max(1, min(jobs, len(costs)))
+    for cost in sorted(costs, reverse=True):
+        heapq.heapreplace(workers, workers[0] + RUN_START_SECONDS + SECONDS_PER_COST * cost)
+    return max(workers)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(10, round(seconds, -1)):.0f} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60):.0f} min"
+    return f"{seconds // 3600:.0f} h {round(seconds % 3600 / 60):.0f} min"
+
+
+def _plan_message(todo: Sequence[tuple], jobs: int, model: str, device: str | None) -> str:
+    """What is about to train and roughly how long (said before training starts)."""
+    head = f"training {len(todo)} run{'s' if len(todo) > 1 else ''}, {jobs} at a time"
+    if model != "toyclip" or on_gpu(device):
+        eta = "no time estimate (it is calibrated for ToyCLIP on a CPU)"
+    else:
+        seconds = estimate_seconds([_expected_cost(call[0], call[2]) for call in todo], jobs)
+        eta = f"roughly {_duration(seconds)} (an estimate from the runs' steps, measured on a 2-core CPU)"
+    return f"{head}: {eta}. Interrupt (Ctrl-C) stops within seconds; running again resumes."
 
 
 def _run_one(
@@ -220,4 +275,14 @@ def tidy_runs(requests: Sequence[RunRequest], runs_dir: str | Path) -> pd.DataFr
     return df.sort_values("run", key=lambda runs: runs.map(order), kind="stable").reset_index(drop=True)
 
 
-__all__ = ["RunRequest", "ablation", "by_label", "grid", "load_results", "run_batches", "run_requests", "tidy_runs"]
+__all__ = [
+    "RunRequest",
+    "ablation",
+    "by_label",
+    "estimate_seconds",
+    "grid",
+    "load_results",
+    "run_batches",
+    "run_requests",
+    "tidy_runs",
+]

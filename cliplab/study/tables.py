@@ -157,6 +157,14 @@ def method_table(
     return format_summary(table[keep], decimals=decimals)
 
 
+def mean_std_table(frame: pd.DataFrame, by: Sequence[str], value: str = "value", decimals: int = 1) -> pd.DataFrame:
+    """Mean (and std over seeds when a group has more than one) of `value` per `by` group, `by[-1]`
+    unstacked into columns. With one seed there is no std column at all (not a column of NaN)."""
+    grouped = frame.groupby(list(by), sort=False)[value]
+    stats = ["mean", "std"] if grouped.size().max() > 1 else ["mean"]
+    return grouped.agg(stats).unstack().round(decimals)
+
+
 def zero_shot_summary(results: Sequence[RunResult]) -> dict[str, float]:
     """Mean over runs of held-out zero-shot (mean over probes) and I→T / T→I R@1, before vs after."""
 
@@ -211,6 +219,7 @@ __all__ = [
     "PROTOCOL_NOTES",
     "README_COLUMNS",
     "headline_numbers",
+    "mean_std_table",
     "method_table",
     "protocol_of",
     "render_tables",

@@ -1,0 +1,27 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # cliplab run explorer
+#
+# Pick a scenario, a method and a seed, and move the step from *pretrained* to the last task:
+# the accuracy matrix, the held-out zero-shot and retrieval curves, the stability–plasticity point
+# and the embedding projection follow. `cliplab explore` (or `make explore`) serves this page
+# with Voilà, without code; in JupyterLab the same page appears once the notebook has run. The
+# runs shown are the study's (`runs/study/runs`, made by `make study`) unless
+# `cliplab explore FOLDER` names another folder.
+
+# %%
+from cliplab.study.explorer import explorer_app
+
+explorer_app()

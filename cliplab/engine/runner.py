@@ -23,11 +23,13 @@ from safetensors.torch import load_file, save_file
 from cliplab.checkpoints import load_state_dict, save_model
 from cliplab.engine import distributed
 from cliplab.engine.config import TrainConfig, apply_overrides
-from cliplab.engine.loop import bind_services, clear_mid_task, task_steps, train_task
+from cliplab.engine.loop import bind_services, clear_mid_task, resume_step, task_steps, train_task
+from cliplab.engine.online import bind_online, online_class_prompts, task_stream
+from cliplab.engine.protocol_records import protocol_record
 from cliplab.engine.student import frozen_copy
 from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
-from cliplab.io import atomic_path, write_json_atomic
-from cliplab.methods import Method, TaskContext, get_method
+from cliplab.io import atomic_path, jsonable, write_json_atomic
+from cliplab.methods import METHODS, Method, TaskContext, get_method
 from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
@@ -42,10 +44,15 @@ ENGINE_REVISION = 2
 def build_config(
     scenario: Scenario | ScenarioSpec, method: str, overrides: list[str] | dict | None, seed: int | None
 ) -> TrainConfig:
-    """Protocol defaults of the scenario, then its method presets, then the user's overrides."""
+    """Protocol defaults of the scenario, then the method's own training recipe
+    (`Method.train_defaults`, e.g. SIT's learning rate), then the scenario's method presets, then
+    the user's overrides. A preset may carry training settings under "train"."""
     config = apply_overrides(TrainConfig(), dict(scenario.defaults))
-    presets = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
-    config = apply_overrides(config, presets)
+    if method in METHODS:
+        config = apply_overrides(config, dict(METHODS[method].train_defaults))
+    preset = dict(scenario.method_defaults.get(method, {}))
+    config = apply_overrides(config, dict(preset.pop("train", {})))
+    config = apply_overrides(config, {f"method.{k}": v for k, v in preset.items()})
     config = apply_overrides(config, overrides)
     return apply_overrides(config, {"seed": seed}) if seed is not None else config
 
@@ -59,6 +66,8 @@ def _spec_of(scenario: str | Scenario | ScenarioSpec, options: dict) -> Scenario
 def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> dict:
     """The scenario options, plus the probe sizes of `config` where the scenario builds its probes."""
     probe = {k: getattr(config, k) for k in ("probe_size", "retrieval_size", "probe_seed") if k in spec.build_options}
+    if "stream_seed" in spec.build_options:  # an online stream is split with the run's seed (Si-Blurry)
+        probe.setdefault("stream_seed", options.get("stream_seed", config.seed))
     return {**options, **probe}
 
 
@@ -131,7 +140,7 @@ class _Progress:
         return self.data["evaluations"]
 
     def add(self, evaluation: Evaluation) -> None:
-        self.evaluations.append(asdict(evaluation))
+        self.evaluations.append(jsonable(asdict(evaluation)))  # NaN (a task without classes) -> null
         write_json_atomic(self.path, self.data)
 
 
@@ -179,7 +188,7 @@ def run_scenario(
         _restore(net, method, folder, first - 1)
     for index in range(first, len(scenario.tasks)):
         with clock("train"):
-            _run_task(scenario, method, bundle, config, device, initial, index, folder.path)
+            _run_task(scenario, method, bundle, config, device, initial, index, folder.path, evaluator, progress)
         distributed.barrier()
         if rank == 0:
             _save_task(net, method, bundle, folder, index, config)
@@ -191,11 +200,15 @@ def run_scenario(
     return _finish(progress, scenario, identity, config, folder) if rank == 0 else None
 
 
-def _run_task(scenario, method, bundle, config, device, initial, index: int, run_dir: Path) -> None:
+def _run_task(
+    scenario, method, bundle, config, device, initial, index: int, run_dir: Path, evaluator=None, progress=None
+) -> None:
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
-    class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
+    online = scenario.protocol == "online"
+    prompts = online_class_prompts(scenario, index) if online else task.train_prompts()
+    class_tokens = bundle.tokenizer(prompts).to(device)
     ctx = TaskContext(
         model=bundle.model,
         tokenizer=bundle.tokenizer,
@@ -213,10 +226,19 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
     )
+    if online:
+        ctx.stream = task_stream(scenario, index, config)
+        ctx.steps = ctx.stream.steps
+        rank, _ = distributed.rank_and_world()
+        listener = bind_online(ctx, evaluator, bundle.model, progress.data, progress.path, rank)
+        if listener is not None:
+            listener.resume_at(resume_step(RunFolder(run_dir).mid_task, index) if method.trains else 0)
     bind_services(ctx)
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
     else:
+        for done in range(1, ctx.steps + 1) if ctx.step_listener is not None else ():
+            ctx.step_listener(done)  # an untrained model is still evaluated along the stream
         method.end_task(ctx)
     bundle.model.eval()
 
@@ -256,6 +278,8 @@ def _finish(
     }
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
+    summary, protocol_extra = protocol_record(scenario, progress.data, evaluations)
+    extra.update(protocol_extra)
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,
@@ -266,6 +290,7 @@ def _finish(
         config=config.to_dict(),
         zero_shot=zero_shot,
         retrieval=retrieval,
+        summary=summary,
         extra=extra,
     )
     save_run(result, folder.path)

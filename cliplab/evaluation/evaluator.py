@@ -6,8 +6,16 @@ Row semantics, A[i, j] after training task i:
   (the classes seen so far; for a future task, those plus its own, which gives its zero-shot
   transfer). The usual CIL accuracy after task i — all seen test images, all seen classes — is
   the test-size-weighted mean of A[i, 1..i], stored beside the matrix.
+- open-domain and online protocols: see `cliplab.evaluation.protocols` (both ODCL rows, resp. the
+  online row, the accuracy on every exposed class and per-class accuracies, in `Evaluation.extra`).
 Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
 computed once per evaluation and shared across classifiers.
+
+A model may score images against class names its own way: a `class_scorer` attribute (CoLeCLIP:
+each class against the image feature of the task that learned it; Continual-CLIP with its own
+prompt) with `logits(model, features, names, templates, classifier)` and optionally
+`image_features(model, batches, batch_size)`. Every classification accuracy (task rows, probes, the
+protocol rows) goes through it; retrieval always uses the model's `encode_image` / `encode_text`.
 
 What does not depend on the model is prepared once per evaluator, not once per evaluation (the
 numbers are unchanged; only repeated work goes): the transformed image batches of each evaluation
@@ -22,12 +30,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from cliplab.evaluation.embed import encode_texts, image_features
+from cliplab.evaluation.protocols import online_row, open_domain_rows
 from cliplab.evaluation.retrieval import retrieval_scores
 from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
 from cliplab.scenarios import Scenario
@@ -41,7 +51,7 @@ class Evaluation:
     zero_shot: dict[str, float]
     retrieval: dict[str, dict[str, float]]
     seen_accuracy: float | None = None  # CIL: all seen classes (None before training)
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # protocol extras (ODCL rows, online per-class accuracy)
 
 
 class _MemoTokenizer:
@@ -81,6 +91,8 @@ class ScenarioEvaluator:
 
     def __init__(self, scenario: Scenario, eval_transform, tokenizer, config) -> None:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
+        self.eval_transform = eval_transform
+        self._stream_test = None  # online protocol: every exposed class's test images (built on first use)
         self.tests = [self._capped(task.test_data(eval_transform)) for task in scenario.tasks]
         built: dict[int, object] = {}
         for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
@@ -119,8 +131,27 @@ class ScenarioEvaluator:
         self._cached_bytes += size
         return batches
 
-    def _features(self, model, dataset) -> tuple[Tensor, Tensor]:
+    def _features(self, model, dataset, scored: bool = True) -> tuple[Tensor, Tensor]:
+        scorer = getattr(model, "class_scorer", None) if scored else None
+        if scorer is not None and hasattr(scorer, "image_features"):
+            return scorer.image_features(model, self._batches(dataset), self.config.eval_batch_size)
         return image_features(model, self._batches(dataset), self.config.eval_batch_size)
+
+    # What the protocol rows (`cliplab.evaluation.protocols`) use: features of a test set, logits of
+    # features against the classifier of some classes, and the evaluation-size cap.
+    def features(self, model, dataset) -> tuple[Tensor, Tensor]:
+        return self._features(model, dataset)
+
+    def logits(self, model, x: Tensor, names: list[str], templates) -> Tensor:
+        """Scores of features `x` (from `features`) for classes `names`: x @ zero-shot classifier,
+        or the model's `class_scorer`."""
+        scorer = getattr(model, "class_scorer", None)
+        if scorer is not None:
+            return scorer.logits(model, x, list(names), templates, lambda n, t: self._classifier(model, list(n), t))
+        return x @ self._classifier(model, list(names), templates)
+
+    def capped(self, dataset):
+        return self._capped(dataset)
 
     def _classifier(self, model, names: list[str], templates) -> Tensor:
         return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
@@ -142,14 +173,14 @@ class ScenarioEvaluator:
             row = []
             for task, (x, y) in zip(self.scenario.tasks, feats):
                 row.append(
-                    accuracy_from_logits(x @ self._classifier(model, task.classnames, task.templates), y, (1,))["top1"]
+                    accuracy_from_logits(self.logits(model, x, task.classnames, task.templates), y, (1,))["top1"]
                 )
             return row, None
         row, hits, total = [], 0.0, 0
         templates = self.scenario.tasks[0].templates
         for j, (x, y) in enumerate(feats):
             names, offsets = self.scenario.classes_up_to(max(after_task, j))
-            acc = accuracy_from_logits(x @ self._classifier(model, names, templates), y + offsets[j], (1,))["top1"]
+            acc = accuracy_from_logits(self.logits(model, x, names, templates), y + offsets[j], (1,))["top1"]
             row.append(acc)
             if j <= after_task:
                 hits, total = hits + acc * len(y), total + len(y)
@@ -162,21 +193,32 @@ class ScenarioEvaluator:
                 features[id(data)] = self._features(model, data)
             x, y = features[id(data)]
             y = probe.labels if probe.labels is not None else y
-            out[probe.name] = accuracy_from_logits(
-                x @ self._classifier(model, probe.classnames, probe.templates), y, (1,)
-            )["top1"]
+            out[probe.name] = accuracy_from_logits(self.logits(model, x, probe.classnames, probe.templates), y, (1,))[
+                "top1"
+            ]
         return out
 
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:
         out = {}
         for index, (probe, data) in enumerate(self.retrieval):
-            images, _ = self._features(model, data)
+            images, _ = self._features(model, data, scored=False)
             texts = self._caption_features(model, index, probe.captions)
             out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
         return out
 
+    def protocol_row(self, model, after_task: int) -> tuple[list[float], float | None, dict[str, Any]]:
+        """The accuracy row, the seen-class accuracy and the protocol's extras (see the module doc)."""
+        protocol = self.scenario.protocol
+        if protocol.startswith("open_domain"):
+            til, cil = open_domain_rows(self, model, after_task)
+            return (cil if protocol == "open_domain_cil" else til), None, {"til": til, "cil": cil}
+        if protocol == "online":
+            return online_row(self, model, after_task)
+        row, seen = self.accuracy_row(model, after_task)
+        return row, seen, {}
+
     @torch.no_grad()
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
-        row, seen = self.accuracy_row(model, max(after_task, 0) if after_task >= 0 else -1)
-        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen)
+        row, seen, extra = self.protocol_row(model, max(after_task, 0) if after_task >= 0 else -1)
+        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen, extra)

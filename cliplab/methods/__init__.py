@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.continual_clip import ContinualCLIP
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
+from cliplab.methods.er import ExperienceReplay
 from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
 from cliplab.methods.lwf import LwF
@@ -18,7 +20,9 @@ from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
 from cliplab.methods.zscl import ZSCL, WeightEnsemble
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL, ContinualCLIP, ExperienceReplay)
+}
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
@@ -31,8 +35,10 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 __all__ = [
     "METHODS",
     "ZSCL",
+    "ContinualCLIP",
     "DistillOptions",
     "DistillationMethod",
+    "ExperienceReplay",
     "ExtraInputs",
     "FineTune",
     "ICaRL",

@@ -68,9 +68,9 @@ def _add_eval(sub) -> None:
 
 
 def _cmd_eval(args) -> int:
+    from cliplab.engine.extended import load_model
     from cliplab.evaluation.reports import evaluate_dataset, toyworld_report
     from cliplab.io import write_json_atomic
-    from cliplab.models import load_model
 
     bundle = load_model(args.model, pretrained=args.pretrained, device=args.device)
     if args.dataset == "toyworld":

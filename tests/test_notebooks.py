@@ -118,6 +118,9 @@ def test_every_notebook_executed_and_saved_figures(study):
         "03_rotation_violins.png",
         "03_joint_projection.png",
         "03_cross_version_vr_lwf.png",
+        "04_cost_vs_accuracy.png",
+        "04_ddas_routing.png",
+        "04_expert_usage.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -182,3 +185,19 @@ def test_finished_runs_are_reused_not_retrained(study):
         log=messages.append,
     )
     assert len(messages) == len(requests) and all(m.startswith("reuse") for m in messages)
+
+
+@needs_toyclip
+def test_04_compares_parameter_efficient_methods_with_their_cost_and_routing(study):
+    data = _metrics(study, "04_parameter_efficient")
+    for scenario in data["settings"]["scenarios"]:
+        methods = data["methods"][scenario]
+        assert {"finetune", "vr_lwf", "zscl", "adapter", "lora", "moe_adapters"} <= set(methods)
+        cost = data["cost"][scenario]
+        assert cost["finetune"]["trainable"] > 50 * cost["adapter"]["trainable"] > 0  # adapters train ~0.6 %
+        assert cost["zeroshot"]["trainable"] == 0 and cost["lora"]["trainable_pct"] < 5
+        # parameter-efficient methods start from modules that change nothing: the pretrained zero-shot
+        assert methods["moe_adapters"]["zero_shot_before"] == pytest.approx(methods["finetune"]["zero_shot_before"])
+    routing = data["routing"]["toy-mtil"]
+    assert routing["after_task"][0]["digits"] == {"-1": 1.0}  # before training everything takes the frozen model
+    assert len(routing["task_to_own_router"]) == 2  # smoke: two tasks

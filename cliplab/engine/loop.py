@@ -99,7 +99,7 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if not method.trains:  # e.g. zeroshot: nothing to optimise
         method.end_task(ctx)
         return
-    params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
+    params = _trainable(method, ctx)
     optimizer = adamw(
         params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl
     )
@@ -113,7 +113,11 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
         _, extra = load_training_state(mid_path, model, optimizer, scheduler)
         method.load_state_tensors(extra)
-    student = distributed.wrap(ClipStudent(model))
+    student = distributed.wrap(
+        ClipStudent(model),
+        find_unused_parameters=method.find_unused_parameters,
+        broadcast_buffers=method.trains_backbone,  # method-owned buffers (e.g. expert usage) stay per rank
+    )
     rank, _ = distributed.rank_and_world()
     batches = _ce_batches(ctx)
     scale = model.logit_scale.exp().detach()
@@ -147,8 +151,22 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
                 scheduler,
                 {"step": done, "task_index": ctx.task_index},
                 extra_tensors=method.state_tensors(),
+                model_keys=ctx.checkpoint_keys,
             )
     method.end_task(ctx)
+
+
+def _trainable(method: Method, ctx: TaskContext) -> list[torch.nn.Parameter]:
+    """The loop's choice (`train_mode`), or exactly the parameters the method names (all else frozen)."""
+    chosen = method.trainable_parameters(ctx)
+    if chosen is None:
+        if not method.trains_backbone:
+            raise TypeError(f"{method.name} keeps the backbone frozen but names no trainable parameters")
+        return set_trainable(ctx.model, ctx.config.train_mode, ctx.config.freeze_logit_scale)
+    ctx.model.requires_grad_(False)
+    for param in chosen:
+        param.requires_grad_(True)
+    return list(chosen)
 
 
 def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:

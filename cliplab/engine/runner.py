@@ -20,12 +20,14 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from cliplab.checkpoints import load_state_dict, save_model
+from cliplab.checkpoints import load_into, load_state_dict, save_model
 from cliplab.engine import distributed
 from cliplab.engine.config import TrainConfig, apply_overrides
+from cliplab.engine.extended import Extension, extend
 from cliplab.engine.loop import bind_services, clear_mid_task, resume_step, task_steps, train_task
 from cliplab.engine.online import bind_online, online_class_prompts, task_stream
 from cliplab.engine.protocol_records import protocol_record
+from cliplab.engine.records import peak_memory, record_trained, run_record
 from cliplab.engine.student import frozen_copy
 from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
 from cliplab.io import atomic_path, jsonable, write_json_atomic
@@ -46,7 +48,10 @@ def build_config(
 ) -> TrainConfig:
     """Protocol defaults of the scenario, then the method's own training recipe
     (`Method.train_defaults`, e.g. SIT's learning rate), then the scenario's method presets, then
-    the user's overrides. A preset may carry training settings under "train"."""
+    the user's overrides.
+
+    A method preset may carry training settings of its own under "train" (e.g. MoE-Adapters'
+    learning rates): they override the protocol's for that method only."""
     config = apply_overrides(TrainConfig(), dict(scenario.defaults))
     if method in METHODS:
         config = apply_overrides(config, dict(METHODS[method].train_defaults))
@@ -172,10 +177,13 @@ def run_scenario(
     device = distributed.local_device(device)
     rank, _ = distributed.rank_and_world()
     seed_everything(config.seed)  # random-weight models start identical across runs and ranks
+    reloadable = bundle is None  # the backbone can be loaded again by name (checkpoints may omit it)
     bundle = bundle or load_model(model, pretrained=pretrained, device=device)
     folder = RunFolder(out_dir)
     progress = _Progress(folder, identity)
     net = bundle.model.to(device)
+    base = {"model": model, "pretrained": pretrained, "weights": identity.weights} if reloadable else None
+    extension = extend(net, method, scenario, base)  # a parameter-efficient method's modules, if any
     initial = frozen_copy(net)
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
     clock = _Clock(progress)
@@ -185,13 +193,17 @@ def run_scenario(
     distributed.barrier()
     first = max(0, len(progress.evaluations) - 1)
     if first > 0:
-        _restore(net, method, folder, first - 1)
+        _restore(net, method, folder, first - 1, extension)
+    keys = extension.keys if extension is not None and extension.partial else None
     for index in range(first, len(scenario.tasks)):
-        with clock("train"):
-            _run_task(scenario, method, bundle, config, device, initial, index, folder.path, evaluator, progress)
+        with clock("train"), peak_memory(progress.data, device):
+            trained = _run_task(
+                scenario, method, bundle, config, device, initial, index, folder.path, keys, evaluator, progress
+            )
+        record_trained(progress.data, net, trained)
         distributed.barrier()
         if rank == 0:
-            _save_task(net, method, bundle, folder, index, config)
+            _save_task(net, method, bundle, folder, index, config, extension)
             with clock("evaluate"):
                 evaluation = evaluator.evaluate(net, after_task=index)
             progress.add(evaluation)
@@ -201,8 +213,19 @@ def run_scenario(
 
 
 def _run_task(
-    scenario, method, bundle, config, device, initial, index: int, run_dir: Path, evaluator=None, progress=None
-) -> None:
+    scenario,
+    method,
+    bundle,
+    config,
+    device,
+    initial,
+    index: int,
+    run_dir: Path,
+    checkpoint_keys=None,
+    evaluator=None,
+    progress=None,
+) -> list[str]:
+    """Train task `index`; returns the names of the parameters it updated."""
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
@@ -225,6 +248,7 @@ def _run_task(
         steps=task_steps(config, len(train_data)),
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
+        checkpoint_keys=checkpoint_keys,
     )
     if online:
         ctx.stream = task_stream(scenario, index, config)
@@ -234,17 +258,29 @@ def _run_task(
         if listener is not None:
             listener.resume_at(resume_step(RunFolder(run_dir).mid_task, index) if method.trains else 0)
     bind_services(ctx)
+    trained: list[str] = []
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
+        trained = [n for n, p in bundle.model.named_parameters() if p.requires_grad]
     else:
         for done in range(1, ctx.steps + 1) if ctx.step_listener is not None else ():
             ctx.step_listener(done)  # an untrained model is still evaluated along the stream
         method.end_task(ctx)
     bundle.model.eval()
+    return trained + method.updated_outside_optimizer(ctx)
 
 
-def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index: int, config: TrainConfig) -> None:
-    save_model(net, folder.task_checkpoint(index), _architecture(bundle), extra={"task_index": index})
+def _save_task(
+    net, method: Method, bundle: ClipBundle, folder: RunFolder, index: int, config: TrainConfig, extension=None
+) -> None:
+    save_model(
+        net,
+        folder.task_checkpoint(index),
+        _architecture(bundle),
+        extra={"task_index": index},
+        keys=extension.keys if extension is not None and extension.partial else None,
+        described=extension.metadata() if extension is not None else None,
+    )
     if method.persists_across_tasks:  # e.g. an exemplar memory; a weight ensemble restarts each task
         with atomic_path(folder.method_state(index)) as tmp:
             save_file({k: v.contiguous() for k, v in method.state_tensors().items()}, str(tmp))
@@ -253,9 +289,10 @@ def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index
             old.unlink(missing_ok=True)
 
 
-def _restore(net, method: Method, folder: RunFolder, index: int) -> None:
+def _restore(net, method: Method, folder: RunFolder, index: int, extension: Extension | None = None) -> None:
     """Load the model (and method memory) as they were after task `index`."""
-    net.load_state_dict(load_state_dict(folder.task_checkpoint(index)))
+    partial = extension is not None and extension.partial
+    load_into(net, load_state_dict(folder.task_checkpoint(index)), partial=partial)
     if folder.method_state(index).exists():
         method.load_state_tensors(load_file(str(folder.method_state(index))))
 
@@ -280,6 +317,7 @@ def _finish(
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
     summary, protocol_extra = protocol_record(scenario, progress.data, evaluations)
     extra.update(protocol_extra)
+    extra.update(run_record(progress.data, evaluations, scenario.task_names))
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,

@@ -40,14 +40,18 @@ def seen_union(tasks: Sequence[Any], last: int) -> tuple[list[str], list[int]]:
     return list(names), list(names.values())
 
 
-def grouped_logits(evaluator, model, x: Tensor, names: Sequence[str], owners: Sequence[int]) -> Tensor:
+def _rows(routes: Tensor | None, keep: Tensor) -> Tensor | None:
+    return None if routes is None else routes[keep]
+
+
+def grouped_logits(evaluator, model, x: Tensor, routes, names: Sequence[str], owners: Sequence[int]) -> Tensor:
     """x @ classifier where class c uses the evaluation templates of task `owners[c]` (one
     cached classifier per owner task, columns reassembled in `names` order)."""
     logits = x.new_empty(len(x), len(names))
     for owner in sorted(set(owners)):
         columns = [c for c, o in enumerate(owners) if o == owner]
         task = evaluator.scenario.tasks[owner]
-        logits[:, columns] = evaluator.logits(model, x, [names[c] for c in columns], task.templates)
+        logits[:, columns] = evaluator.logits(model, x, routes, [names[c] for c in columns], task.templates)
     return logits
 
 
@@ -58,14 +62,14 @@ def open_domain_rows(evaluator, model, after_task: int) -> tuple[list[float], li
     position = {name: c for c, name in enumerate(union)}
     til, cil = [], []
     for j, (task, data) in enumerate(zip(tasks, evaluator.tests)):
-        x, y = evaluator.features(model, data)
-        own = accuracy_from_logits(evaluator.logits(model, x, task.classnames, task.templates), y, (1,))["top1"]
+        x, y, routes = evaluator.features(model, data, task.name)
+        own = accuracy_from_logits(evaluator.logits(model, x, routes, task.classnames, task.templates), y, (1,))["top1"]
         til.append(own)
         if j > after_task:
             cil.append(own)
             continue
         targets = torch.tensor([position[n] for n in task.classnames])[y]
-        logits = grouped_logits(evaluator, model, x, union, owners)
+        logits = grouped_logits(evaluator, model, x, routes, union, owners)
         cil.append(accuracy_from_logits(logits, targets, (1,))["top1"])
     return til, cil
 
@@ -79,10 +83,10 @@ def _stream_test(evaluator):
 
 def _exposed_predictions(evaluator, model, n_exposed: int) -> tuple[Tensor, Tensor]:
     """Predicted and true labels of the test images of the first `n_exposed` classes."""
-    x, y = evaluator.features(model, _stream_test(evaluator))
+    x, y, routes = evaluator.features(model, _stream_test(evaluator), "stream")
     keep = y < n_exposed
     names = list(evaluator.scenario.stream.classnames[:n_exposed])
-    logits = evaluator.logits(model, x[keep], names, evaluator.scenario.tasks[0].templates)
+    logits = evaluator.logits(model, x[keep], _rows(routes, keep), names, evaluator.scenario.tasks[0].templates)
     return logits.argmax(dim=1), y[keep]
 
 
@@ -99,7 +103,7 @@ def online_row(evaluator, model, after_task: int) -> tuple[list[float], float | 
     tasks = evaluator.scenario.tasks
     sizes = [t.n_classes for t in tasks]
     ends = [sum(sizes[: j + 1]) for j in range(len(tasks))]
-    x, y = evaluator.features(model, _stream_test(evaluator))
+    x, y, routes = evaluator.features(model, _stream_test(evaluator), "stream")
     names = list(evaluator.scenario.stream.classnames)
     templates = tasks[0].templates
     row = []
@@ -109,7 +113,7 @@ def online_row(evaluator, model, after_task: int) -> tuple[list[float], float | 
             row.append(math.nan)
             continue
         space = ends[max(after_task, j)]
-        logits = evaluator.logits(model, x[mine], names[:space], templates)
+        logits = evaluator.logits(model, x[mine], _rows(routes, mine), names[:space], templates)
         row.append(accuracy_from_logits(logits, y[mine], (1,))["top1"])
     if after_task < 0:
         return row, None, {}

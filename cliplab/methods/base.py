@@ -10,6 +10,19 @@ cross-entropy term. A method only says what is different about it, through hooks
 - `end_task(ctx)`: interpolation, memory updates;
 - `state_tensors()` / `load_state_tensors()`: what a mid-task checkpoint must hold to resume.
 
+Parameter-efficient methods add modules to the model and train only those:
+
+- `model_extension(scenario)` / `extend_model(model, layout)`: the modules a method adds
+  (adapters, LoRA, experts with routers, prompts), described by JSON data so that a checkpoint
+  can name them and `cliplab.load_model` can rebuild the extended model;
+- `trainable_parameters(ctx)`: what the task trains (None: the loop's `train_mode`);
+- `updated_outside_optimizer(ctx)`: parameters the method updated itself (counted as trained);
+- `trains_backbone = False`: the backbone stays frozen, so checkpoints hold only the added modules.
+
+A method may also decide per input, at inference, which path the model takes: its modules read
+the model's `route_state`, and an `input_router` module chooses a route per image (see
+`cliplab.evaluation.routing`, which every evaluation goes through).
+
 Two hooks change the loop's own classification term:
 
 - `ce_classes(ctx, step, labels)`: which class prompts enter the step's forward (default: all of
@@ -61,6 +74,7 @@ class TaskContext:
     steps: int
     seed: int
     class_tokens: Tensor | None = None
+    checkpoint_keys: tuple[str, ...] | None = None  # model tensors a checkpoint holds (None: all)
     start_step: int = 0  # first step still to run (> 0 when resuming inside the task)
     state: dict[str, Any] = field(default_factory=dict)  # scratch space of the method
     # Online protocol: the task's segment of the stream (`cliplab.engine.online.TaskStream`):
@@ -124,6 +138,9 @@ class Method:
     # The method's own training recipe (TrainConfig settings, e.g. SIT's lr 5e-4): applied over the
     # scenario's protocol defaults, under its per-method presets and the user's --set.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    trains_backbone: ClassVar[bool] = True  # False: only the modules the method adds are ever trained
+    # DistributedDataParallel: some trained parameters get no gradient in a step (e.g. top-k experts).
+    find_unused_parameters: ClassVar[bool] = False
     Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -160,6 +177,36 @@ class Method:
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         """Restore what `state_tensors` returned (mid-task resume)."""
+
+    # --- parameter-efficient methods: modules added to the model ---------------------------
+
+    def model_extension(self, scenario: Any) -> dict[str, Any] | None:
+        """JSON-able layout of the modules this method adds for `scenario` (None: it adds none).
+
+        Stored in every checkpoint with the method's name and options; `extend_model(model,
+        layout)` must rebuild the same modules from it (e.g. `{"n_tasks": 4}` for one router per task).
+        """
+        return None
+
+    def extend_model(self, model: nn.Module, layout: dict[str, Any]) -> None:
+        """Add the modules `layout` describes to `model`, in place, before the first evaluation.
+
+        Called once per run by the engine, and by `cliplab.load_model` on a checkpoint of the run.
+        The added modules must leave the model's outputs unchanged until trained (zero-initialised
+        up-projections, LoRA's zero B), so the evaluation before training is the pretrained model's.
+        """
+
+    def trainable_parameters(self, ctx: TaskContext) -> list[nn.Parameter] | None:
+        """The parameters this task trains, or None for the loop's choice (`config.train_mode`).
+
+        When a list is returned, every other parameter is frozen for the task.
+        """
+        return None
+
+    def updated_outside_optimizer(self, ctx: TaskContext) -> list[str]:
+        """Names of parameters the method updated itself during the task (e.g. a selector's
+        autoencoders trained in `end_task`); they count as trained in `metrics.json`."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, **{f.name: getattr(self.options, f.name) for f in fields(self.options)}}

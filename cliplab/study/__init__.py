@@ -5,6 +5,7 @@
 - `pool`: independent runs side by side, one per CPU core;
 - `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
 - `alignment`: a fixed probe embedded after every task, alignment tables;
+- `peft`: parameters, memory and time against accuracy; DDAS routing; expert usage (notebook 04);
 - `widgets`: optional ipywidgets controls;
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
@@ -20,6 +21,7 @@ from cliplab.study.alignment import (
     final_alignment,
     rotation_angle_table,
 )
+from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame
 from cliplab.study.settings import (
     SMOKE_ALIGNMENT_PROBE,
     SMOKE_METHOD_OPTIONS,
@@ -42,8 +44,10 @@ __all__ = [
     "alignment_frame",
     "alignment_probe",
     "by_label",
+    "efficiency_frame",
     "embed_run",
     "encode_probe",
+    "expert_usage_frame",
     "explore",
     "final_alignment",
     "grid",
@@ -53,6 +57,7 @@ __all__ = [
     "method_table",
     "one_session_settings",
     "rotation_angle_table",
+    "routing_frame",
     "run_batches",
     "run_requests",
     "runs_root",

@@ -49,7 +49,7 @@ def _factory(images, labels, transform=None):
     return TensorImageDataset(images, labels, NAMES, [TEMPLATE], transform=transform)
 
 
-def tiny_online(seed: int = 0, n_tasks: int = 3) -> Scenario:
+def tiny_online(seed: int = 0, n_tasks: int = 3, template: str = TEMPLATE) -> Scenario:
     train_labels = [i % len(NAMES) for i in range(len(NAMES) * PER_CLASS)]
     test_labels = [i % len(NAMES) for i in range(len(NAMES) * 2)]
     spec = ScenarioSpec("tiny-online", "online", [TaskSpec(f"task_{t + 1}", tuple(NAMES)) for t in range(n_tasks)])
@@ -60,8 +60,8 @@ def tiny_online(seed: int = 0, n_tasks: int = 3) -> Scenario:
         partial(_factory, _images(len(test_labels), 2), test_labels),
         test_labels,
         NAMES,
-        TEMPLATE,
-        [TEMPLATE],
+        template,
+        [template],
         stream_seed=seed,
         n_percent=50,
         m_percent=25,
@@ -208,7 +208,11 @@ def test_continual_clip_trains_nothing_and_equals_zeroshot_with_the_same_prompt(
     _, ours = _run(tmp_path / "cc", "continual_clip", scenario, _bundle(model), **options)
     assert not changed(model, before)
     keys = ("accuracy_matrix", "zero_shot", "retrieval", "anytime", "exposed_accuracy")
-    if prompt is None:
-        _, zeroshot = _run(tmp_path / "zs", "zeroshot", scenario, _bundle(tiny_clip()))
-        assert all(ours[k] == zeroshot[k] for k in keys)
+    # zero-shot CLIP whose evaluation prompt is the one Continual-CLIP uses gives the same numbers
+    same_prompt = tiny_online(template=prompt or TEMPLATE)
+    _, zeroshot = _run(tmp_path / "zs", "zeroshot", same_prompt, _bundle(tiny_clip()))
+    assert all(ours[k] == zeroshot[k] for k in keys)
     assert len(ours["anytime"]["accuracy"]) > 0  # an untrained model is evaluated along the stream too
+    if prompt is not None:
+        _, default = _run(tmp_path / "zs-default", "zeroshot", scenario, _bundle(tiny_clip()))
+        assert ours["anytime"] != default["anytime"]  # the prompt is really used

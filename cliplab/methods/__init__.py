@@ -10,6 +10,7 @@ from typing import Any
 
 from cliplab.methods.adapter_tuning import AdapterTuning
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.coleclip import CoLeCLIP
 from cliplab.methods.continual_clip import ContinualCLIP
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
 from cliplab.methods.er import ExperienceReplay
@@ -18,6 +19,7 @@ from cliplab.methods.icarl import ICaRL, herding
 from cliplab.methods.lora import LoRA
 from cliplab.methods.lwf import LwF
 from cliplab.methods.moe_adapters import MoEAdapters
+from cliplab.methods.sit import SIT
 from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
 from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
@@ -38,6 +40,8 @@ METHODS: dict[str, type[Method]] = {
         MoEAdapters,
         ContinualCLIP,
         ExperienceReplay,
+        SIT,
+        CoLeCLIP,
     )
 }
 
@@ -51,8 +55,10 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 __all__ = [
     "METHODS",
+    "SIT",
     "ZSCL",
     "AdapterTuning",
+    "CoLeCLIP",
     "ContinualCLIP",
     "DistillOptions",
     "DistillationMethod",

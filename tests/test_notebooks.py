@@ -121,6 +121,8 @@ def test_every_notebook_executed_and_saved_figures(study):
         "04_cost_vs_accuracy.png",
         "04_ddas_routing.png",
         "04_expert_usage.png",
+        "06_anytime_accuracy.png",
+        "06_stability_plasticity.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -201,3 +203,18 @@ def test_04_compares_parameter_efficient_methods_with_their_cost_and_routing(stu
     routing = data["routing"]["toy-mtil"]
     assert routing["after_task"][0]["digits"] == {"-1": 1.0}  # before training everything takes the frozen model
     assert len(routing["task_to_own_router"]) == 2  # smoke: two tasks
+
+
+@needs_toyclip
+def test_06_open_domain_table_and_online_stream(study):
+    data = _metrics(study, "06_open_domain_and_online")
+    odcl, online = data["open_domain"], data["online"]
+    assert {"zeroshot", "continual_clip", "finetune", "coleclip"} <= set(odcl)
+    # Continual-CLIP trains nothing: it is the pretrained model, number for number
+    assert odcl["continual_clip"] == odcl["zeroshot"]
+    # CoLeCLIP's unseen domains are zero-shot CLIP's, and nothing held out moves
+    assert odcl["coleclip"]["til_transfer"] == odcl["zeroshot"]["til_transfer"]
+    assert odcl["coleclip"]["zero_shot_delta"] == 0.0
+    assert {"continual_clip", "finetune", "er", "sit", "sit+pet=adapter"} <= set(online)
+    assert all(0.0 <= v["a_auc"] <= 100.0 for v in online.values())
+    assert online["continual_clip"]["zero_shot_delta"] == 0.0

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from cliplab.data import TensorImageDataset, get_dataset, load_metadata, require_local_dataset
 from cliplab.scenarios.base import ProbeSet, Scenario, ScenarioSpec, Task, TaskSpec
+from cliplab.scenarios.peft_presets import toy_prompt_presets
 from cliplab.scenarios.published import CIL_TEMPLATE, EXTRA_OPTIONS, _extras, require_root
 from cliplab.scenarios.si_blurry import exposure_order, si_blurry_split
 from cliplab.scenarios.toy import DIGIT_NAMES, PROBE_OPTIONS, TOY_DEFAULTS, toyworld_probes, toyworld_reference
@@ -184,6 +185,7 @@ def online_tasks(
         "blurry_classes": [[names[c] for c in cs] for cs in split.blurry_classes],
         "dropped_classes": [names[c] for c in split.dropped_classes],
         "moved_samples": split.moved,
+        "task_sizes": [len(s) for s in split.tasks],
     }
     record = OnlineStream(
         tuple(first_seen[r] for r in range(len(order))),
@@ -199,7 +201,9 @@ def _test_view(test, chosen, labels, local, transform=None):
     return StreamView(test(transform), chosen, labels, local)
 
 
-def _online_spec(name: str, classnames: Sequence[str], n_tasks: int, defaults: dict, description: str, build_options):
+def _online_spec(
+    name: str, classnames: Sequence[str], n_tasks: int, defaults: dict, description: str, build_options, presets=None
+):
     if n_tasks < 1:
         raise ValueError(f"{name}: n_tasks must be >= 1, got {n_tasks}")
     return ScenarioSpec(
@@ -207,7 +211,7 @@ def _online_spec(name: str, classnames: Sequence[str], n_tasks: int, defaults: d
         "online",
         [TaskSpec(f"task_{t + 1}", tuple(classnames)) for t in range(n_tasks)],
         defaults=defaults,
-        method_defaults={k: dict(v) for k, v in ONLINE_METHODS.items()},
+        method_defaults={k: dict(v) for k, v in {**ONLINE_METHODS, **(presets or {})}.items()},
         description=description,
         needs_root=name != "toy-si-blurry",
         build_options=tuple(build_options),
@@ -225,6 +229,11 @@ TOY_ONLINE_DEFAULTS = {
     "checkpoint_every": 48,
 }
 TOY_STREAM_DOMAINS = ("digits", "novel_shapes")
+# ToyCLIP's widths (192 / 128) are a quarter of ViT-B/16's, so SIT's adapter keeps the authors' width
+# ratio with a bottleneck of 16 (768/64 = 192/16), and its LoRA / adapter use the learning rate calibrated
+# for parameter-efficient modules on ToyCLIP (`peft_presets.TOY_PEFT_LR`, chosen on a training loss).
+# ER keeps Si-Blurry's CIFAR-100 budget per class: 500 samples / 100 classes = 5 per class.
+TOY_ONLINE_METHODS = {**toy_prompt_presets(), "er": {"memory_size": 80}}
 
 
 def toy_si_blurry_classnames() -> list[str]:
@@ -240,6 +249,7 @@ def toy_si_blurry_spec(n_tasks: int = 4) -> ScenarioSpec:
         dict(TOY_ONLINE_DEFAULTS),
         "digits + novel shapes as one online Si-Blurry stream (N=50, M=10, stochastic), anytime evaluation",
         PROBE_OPTIONS + STREAM_OPTIONS,
+        TOY_ONLINE_METHODS,
     )
 
 
@@ -365,6 +375,7 @@ __all__ = [
     "ONLINE_METHODS",
     "STREAM_OPTIONS",
     "TOY_ONLINE_DEFAULTS",
+    "TOY_ONLINE_METHODS",
     "ClassTemplate",
     "OnlineStream",
     "StreamView",

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from cliplab.data import load_metadata
 from cliplab.scenarios.base import Scenario, ScenarioSpec, TaskSpec
+from cliplab.scenarios.peft_presets import toy_mtil_presets
 from cliplab.scenarios.published import EXTRA_OPTIONS, MTIL_DEFAULTS, MTIL_METHODS, build_mtil
 from cliplab.scenarios.toy import (
     DIGIT_NAMES,
@@ -58,6 +59,7 @@ def toy_odcl_spec(setting: str, order: str = "A") -> ScenarioSpec:
         _protocol(setting),
         [TaskSpec(d, _toy_classnames(d)) for d in TOY_ORDERS[order]],
         defaults=dict(TOY_ODCL_DEFAULTS),
+        method_defaults=toy_mtil_presets(),
         description=f"toy-mtil's four domains in order {order}; seen and unseen domains evaluated "
         f"({'name-deduplicated union of seen classes' if setting == 'cil' else 'each among its own classes'})",
         build_options=PROBE_OPTIONS,

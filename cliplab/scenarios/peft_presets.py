@@ -38,7 +38,15 @@ def toy_mtil_presets() -> dict[str, dict[str, Any]]:
         "moe_adapters": {"n_experts": 8, "bottleneck": 16, "train": dict(train)},
         "adapter": {"bottleneck": 16, "train": dict(train)},
         "lora": {"train": dict(train)},
+        **toy_prompt_presets(),
     }
+
+
+def toy_prompt_presets() -> dict[str, dict[str, Any]]:
+    """CoLeCLIP and SIT on ToyCLIP: the same learning rate as the other added modules (on toy-odcl's
+    first task, CoLeCLIP's training CE after 120 steps was 1.77 at 3e-3 against 2.19 at the authors'
+    1e-3, seed 0); SIT's adapter keeps the authors' width ratio (bottleneck 16)."""
+    return {"coleclip": {"train": {"lr": TOY_PEFT_LR}}, "sit": {"bottleneck": 16, "train": {"lr": TOY_PEFT_LR}}}
 
 
 def toy_cil_presets() -> dict[str, dict[str, Any]]:
@@ -47,6 +55,7 @@ def toy_cil_presets() -> dict[str, dict[str, Any]]:
         "moe_adapters": {**_CIL_MOE, "bottleneck": 16, "train": dict(train)},
         "adapter": {"bottleneck": 16, "train": dict(train)},
         "lora": {"train": dict(train)},
+        **toy_prompt_presets(),
     }
 
 

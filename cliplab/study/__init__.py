@@ -6,6 +6,7 @@
 - `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
 - `alignment`: a fixed probe embedded after every task, alignment tables;
 - `peft`: parameters, memory and time against accuracy; DDAS routing; expert usage (notebook 04);
+- `protocols`: the open-domain table, anytime-accuracy curves, online summaries (notebook 06);
 - `widgets`: optional ipywidgets controls;
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
@@ -22,6 +23,17 @@ from cliplab.study.alignment import (
     rotation_angle_table,
 )
 from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame
+from cliplab.study.protocols import (
+    anytime_frame,
+    odcl_frame,
+    odcl_means,
+    odcl_table,
+    online_means,
+    online_table,
+    requests_for,
+    stability_points,
+    task_boundaries,
+)
 from cliplab.study.settings import (
     SMOKE_ALIGNMENT_PROBE,
     SMOKE_METHOD_OPTIONS,
@@ -43,6 +55,7 @@ __all__ = [
     "ablation",
     "alignment_frame",
     "alignment_probe",
+    "anytime_frame",
     "by_label",
     "efficiency_frame",
     "embed_run",
@@ -55,14 +68,22 @@ __all__ = [
     "jsonable",
     "load_results",
     "method_table",
+    "odcl_frame",
+    "odcl_means",
+    "odcl_table",
     "one_session_settings",
+    "online_means",
+    "online_table",
+    "requests_for",
     "rotation_angle_table",
     "routing_frame",
     "run_batches",
     "run_requests",
     "runs_root",
     "scenario_options",
+    "stability_points",
     "study_settings",
+    "task_boundaries",
     "tidy_runs",
     "zero_shot_summary",
 ]

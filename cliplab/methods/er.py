@@ -26,8 +26,9 @@ from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
 
 @dataclass
 class EROptions(MethodOptions):
-    memory_size: int = 500  # samples kept [Si-Blurry ER on CIFAR-100: 500]
-    memory_batch: int | None = None  # replayed samples per step (None: the stream batch size [reference])
+    memory_size: int = 2000  # samples kept [Si-Blurry scripts/er.sh: MEM_SIZE 2000 on CIFAR-100]
+    # replayed samples per step; None: the stream batch size [their batch of 64 is 32 stream + 32 memory]
+    memory_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.memory_size < 1:

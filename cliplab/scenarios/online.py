@@ -232,8 +232,8 @@ TOY_STREAM_DOMAINS = ("digits", "novel_shapes")
 # ToyCLIP's widths (192 / 128) are a quarter of ViT-B/16's, so SIT's adapter keeps the authors' width
 # ratio with a bottleneck of 16 (768/64 = 192/16), and its LoRA / adapter use the learning rate calibrated
 # for parameter-efficient modules on ToyCLIP (`peft_presets.TOY_PEFT_LR`, chosen on a training loss).
-# ER keeps Si-Blurry's CIFAR-100 budget per class: 500 samples / 100 classes = 5 per class.
-TOY_ONLINE_METHODS = {**toy_prompt_presets(), "er": {"memory_size": 80}}
+# ER keeps Si-Blurry's CIFAR-100 budget per class: 2,000 samples / 100 classes = 20 per class.
+TOY_ONLINE_METHODS = {**toy_prompt_presets(), "er": {"memory_size": 320}}
 
 
 def toy_si_blurry_classnames() -> list[str]:

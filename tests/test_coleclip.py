@@ -13,8 +13,10 @@ from test_methods import CONTEXT, ce_images, make_config, make_ctx, make_scenari
 from test_online import _bundle
 from test_open_domain import FAST, tiny_odcl
 
+from cliplab import load_model
 from cliplab.engine.extended import extend
 from cliplab.engine.runner import run_scenario
+from cliplab.evaluation.zeroshot import zero_shot_accuracy
 from cliplab.methods import get_method
 from cliplab.methods.coleclip_modules import ClassVocabulary, owner_logits, prompt_attention_mask
 
@@ -209,3 +211,16 @@ def test_options_are_checked():
         get_method("coleclip", {"text_pet": "prefix"})
     with pytest.raises(ValueError, match="stage_step"):
         get_method("coleclip", {"stage_step": 2.0})
+
+
+def test_a_coleclip_checkpoint_reloads_with_its_vocabulary_and_scores_like_the_run(tmp_path):
+    scenario = tiny_odcl("til")
+    run_scenario(scenario, "coleclip", tmp_path, pretrained="random", overrides={**FAST, "steps_per_task": 2})
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    bundle = load_model(str(tmp_path / "checkpoints" / "task_2.safetensors"))
+    assert int(bundle.model.class_scorer.tasks_learned) == 3
+    for j, task in enumerate(scenario.tasks):
+        accuracy = zero_shot_accuracy(
+            bundle.model, bundle.tokenizer, task.test_data(bundle.eval_transform), task.classnames, task.templates, (1,)
+        )["top1"]
+        assert accuracy == pytest.approx(data["odcl"]["til"]["accuracy_matrix"][-1][j])

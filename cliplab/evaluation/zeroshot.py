@@ -164,7 +164,21 @@ def zero_shot_accuracy(
 ) -> dict[str, float]:
     """Zero-shot top-k accuracy (percent) of `model` on labelled `data`.
 
-    A model with an input router (`cliplab.evaluation.routing`) classifies each image on its route."""
+    A model with an input router (`cliplab.evaluation.routing`) classifies each image on its route;
+    a model with a `class_scorer` (CoLeCLIP's vocabulary) scores classes its own way."""
+    scorer = getattr(model, "class_scorer", None)
+    if scorer is not None:
+        if hasattr(scorer, "image_features"):
+            feats, labels = scorer.image_features(model, data, batch_size)
+        else:
+            feats, labels = image_features(model, data, batch_size, device)
+        if labels is None:
+            raise ValueError("zero_shot_accuracy needs data yielding (image, label) pairs")
+
+        def classify(names, prompts):
+            return zero_shot_classifier(model, tokenizer, list(names), prompts, device=device).cpu()
+
+        return accuracy_from_logits(scorer.logits(model, feats, list(classnames), templates, classify), labels, topk)
     if input_router(model) is not None and not isinstance(data, (Dataset, Tensor, list, tuple)):
         data = list(data)  # routed models read the images twice (the route, then the features)
     routes = image_routes(model, data, batch_size, device)

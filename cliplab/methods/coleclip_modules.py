@@ -123,6 +123,8 @@ class ClassVocabulary(nn.Module):
         """Normalised views (N, tasks learned + 1, D) of every image and the labels (eval mode)."""
         if isinstance(batches, Dataset):
             batches = DataLoader(batches, batch_size=batch_size, shuffle=False)
+        elif torch.is_tensor(batches):
+            batches = batches.split(batch_size)
         visual, device = model.visual, next(model.parameters()).device
         was_training, before = model.training, visual.view_tasks
         model.eval()

@@ -224,3 +224,12 @@ def test_a_coleclip_checkpoint_reloads_with_its_vocabulary_and_scores_like_the_r
             bundle.model, bundle.tokenizer, task.test_data(bundle.eval_transform), task.classnames, task.templates, (1,)
         )["top1"]
         assert accuracy == pytest.approx(data["odcl"]["til"]["accuracy_matrix"][-1][j])
+
+
+def test_coleclip_runs_on_a_class_incremental_scenario(scenario, tmp_path):
+    result = run_scenario(scenario, "coleclip", tmp_path, bundle=_bundle(), overrides={**FAST, "steps_per_task": 2})
+    cil = result.extra["class_incremental_accuracy"]
+    assert len(cil) == 2 and all(0.0 <= a <= 100.0 for a in cil)
+    # before any task nothing is learned: the class-incremental row is the frozen model's
+    zeroshot = run_scenario(scenario, "zeroshot", tmp_path / "zs", bundle=_bundle(), overrides=FAST)
+    assert result.extra["zero_shot_row"] == zeroshot.extra["zero_shot_row"]

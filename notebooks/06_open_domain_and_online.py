@@ -70,7 +70,7 @@ METHODS = {
     "toy-odcl-cil": ["zeroshot", "continual_clip", "finetune", "coleclip"],
     "toy-si-blurry": ["continual_clip", "finetune", "er", "sit", "sit+pet=adapter"],
 }
-SEEDS = [0]
+SEEDS = [0, 1, 2]
 STEPS_PER_TASK = None  # None: each scenario's default (the online stream sets its own steps)
 OVERRIDES = {}  # other training settings (TrainConfig fields) for every run
 ONLINE_SMOKE = {"online_iter": 1, "batch_size": 32, "eval_period": 200}  # SMOKE only: a short stream

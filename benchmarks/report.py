@@ -116,6 +116,13 @@ def train_step(r: dict) -> str:
     )
 
 
+def peft_step(r: dict) -> str:
+    """The training-step table of the parameter-efficient methods, plus what `end_task` costs them
+    (MoE-Adapters with DDAS trains the task's autoencoder there: 300 steps)."""
+    rows = [[name, f(m.get("end_task_ms"), 0)] for name, m in r["methods"].items()]
+    return train_step(r) + "\n\n" + table(rows, ["variant", "end_task ms (once per task)"])
+
+
 def reference_style(r: dict) -> str:
     rows = []
     for ours, ref in (("vr_lwf", "vr_lwf_reference"), ("zscl", "zscl_reference")):
@@ -349,6 +356,7 @@ def render() -> str:
         + machines(
             {
                 "train_step_cpu.json": step,
+                "peft_step_cpu.json": load("peft_step_cpu.json"),
                 "eval_share_cpu.json": share,
                 "eval_levers_cpu.json": load("eval_levers_cpu.json"),
                 "pretrain_throughput_cpu.json": pre,
@@ -364,6 +372,12 @@ def render() -> str:
     gpu = load("train_step_cuda.json")
     if gpu:
         parts.append("### Training step on GPU (`train_step_cuda.json`)\n\n" + train_step(gpu))
+    peft = load("peft_step_cpu.json")
+    if peft:
+        parts.append("### Parameter-efficient methods against finetune (`peft_step_cpu.json`)\n\n" + peft_step(peft))
+    peft_gpu = load("peft_step_cuda.json")
+    if peft_gpu:
+        parts.append("### Parameter-efficient methods on GPU (`peft_step_cuda.json`)\n\n" + peft_step(peft_gpu))
     if share:
         parts.append("### Zero-shot evaluation (`eval_share_cpu.json`)\n\n" + eval_share(share))
     levers = load("eval_levers_cpu.json")

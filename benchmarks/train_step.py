@@ -21,6 +21,11 @@ on CPU (CPU: max RSS via
 
     python benchmarks/train_step.py --device cpu
     python benchmarks/train_step.py --device cuda --model ViT-B-16
+
+The parameter-efficient methods (`adapter`, `lora`, `moe_adapters`, and `moe_adapters_ddas`, whose
+`end_task` trains the auto-selector's autoencoder) are not in the default set; `--peft` times them
+against `finetune` into `results/peft_step_<device>.json` (on ToyCLIP with the toy presets, on an
+open_clip model with the authors' MTIL settings: 22 experts, bottleneck 64).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cliplab.data import TensorImageDataset
 from cliplab.engine.config import TrainConfig, apply_overrides
+from cliplab.engine.extended import extend
 from cliplab.engine.runner import _run_task
 from cliplab.engine.sampling import cycle_steps
 from cliplab.engine.student import frozen_copy
@@ -75,10 +81,25 @@ class Variant:
     method: str
     overrides: dict[str, Any] = field(default_factory=dict)
     reference_style: bool = False  # teacher texts re-encoded every step, fp32 (expensive: fewer steps)
+    peft: bool = False  # a parameter-efficient method: timed with --peft, not by default
 
 
-def variants(vocab_size: int) -> list[Variant]:
-    """Every method at its (ZSCL) defaults, then the kd-on-CE-batch and reference-style variants."""
+def peft_variants(model: str) -> list[Variant]:
+    """adapter, LoRA and MoE-Adapters with the toy presets on ToyCLIP, the authors' MTIL settings otherwise."""
+    toy = model.lower() == "toyclip"
+    moe = {"method.n_experts": 8, "method.bottleneck": 16} if toy else {"method.n_experts": 22}
+    lr = {"lr": 3e-3} if toy else {"lr": 1e-3}
+    return [
+        Variant("adapter", "adapter", {**lr, **({"method.bottleneck": 16} if toy else {})}, peft=True),
+        Variant("lora", "lora", dict(lr), peft=True),
+        Variant("moe_adapters", "moe_adapters", {**lr, **moe, "method.ddas": False}, peft=True),
+        Variant("moe_adapters_ddas", "moe_adapters", {**lr, **moe}, peft=True),
+    ]
+
+
+def variants(vocab_size: int, model: str = "toyclip") -> list[Variant]:
+    """Every method at its (ZSCL) defaults, then the kd-on-CE-batch and reference-style variants,
+    then the parameter-efficient ones (`peft=True`, not run by default)."""
     reference = {"method.cache_teacher_texts": False, "precision": "fp32"}
     return [
         Variant("finetune", "finetune"),
@@ -90,6 +111,7 @@ def variants(vocab_size: int) -> list[Variant]:
         Variant("zscl", "zscl"),
         Variant("vr_lwf_reference", "vr_lwf", {"method.vocab_size": vocab_size, **reference}, True),
         Variant("zscl_reference", "zscl", reference, True),
+        *peft_variants(model),
     ]
 
 
@@ -297,8 +319,13 @@ def run_once(bench: Bench, settings: Settings, variant: Variant, steps: int, *in
     seed_memory(method, bench.scenario)
     for instrument in instruments:
         instrument.instrument(method)
+    bundle, initial = bench.bundle, bench.initial
+    if method.model_extension(bench.scenario) is not None:  # adapters, LoRA, experts: on a copy of the model
+        model = copy.deepcopy(bundle.model) if bench.initial_state is not None else bundle.model
+        extend(model, method, bench.scenario)
+        bundle, initial = bundle._replace(model=model), frozen_copy(model)
     with tempfile.TemporaryDirectory() as run_dir:
-        _run_task(bench.scenario, method, bench.bundle, config, bench.device, bench.initial, TIMED_TASK, Path(run_dir))
+        _run_task(bench.scenario, method, bundle, config, bench.device, initial, TIMED_TASK, Path(run_dir))
 
 
 def timed_steps(settings: Settings, variant: Variant) -> tuple[int, int]:
@@ -626,6 +653,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch threads; default 1 on CPU (robust on a shared machine), torch's default on CUDA; 0 = torch's",
     )
     p.add_argument("--variants", default=None, help="comma-separated subset of variant names")
+    p.add_argument("--peft", action="store_true", help="time adapter, lora and moe_adapters against finetune")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory/FLOP processes")
     p.add_argument("--profile", default=None, help="only profile this variant (torch.profiler) and save the table")
     p.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak of the GPU if not in the table")
@@ -663,10 +691,10 @@ def set_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.threads)
 
 
-def chosen_variants(settings: Settings, names: str | None) -> list[Variant]:
-    every = variants(settings.vocab_size)
+def chosen_variants(settings: Settings, names: str | None, peft: bool = False) -> list[Variant]:
+    every = variants(settings.vocab_size, settings.model)
     if not names:
-        return every
+        return [v for v in every if v.peft == peft or (peft and v.name == "finetune")]
     wanted = names.split(",")
     unknown = sorted(set(wanted) - {v.name for v in every})
     if unknown:
@@ -685,7 +713,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from(args)
     set_threads(settings)
     device = torch.device(settings.device)
-    chosen = chosen_variants(settings, args.variants)
+    chosen = chosen_variants(settings, args.variants, args.peft)
     if "finetune" not in [v.name for v in chosen]:
         chosen = [variants(settings.vocab_size)[0], *chosen]
     bench = build_bench(settings)
@@ -729,7 +757,8 @@ def main(argv: list[str] | None = None) -> None:
         "targets": targets,
         "wall_seconds": round(time.perf_counter() - began, 1),
     }
-    write_json(args.out or RESULTS / f"train_step_{device.type}.json", result)
+    default = f"{'peft_step' if args.peft else 'train_step'}_{device.type}.json"
+    write_json(args.out or RESULTS / default, result)
     print(f"total {result['wall_seconds']:.0f} s")
 
 

@@ -7,12 +7,17 @@ write is atomic (`cliplab.io.atomic_path`): a kill mid-save leaves the previous 
 
 A file that cannot be read (empty, truncated, not safetensors) raises `CheckpointError`, one line
 naming the file; callers that know where the file came from add what to do about it (`hint`).
+
+A checkpoint may hold only some of a model's tensors (`keys=`): a parameter-efficient method's
+added modules, with the backbone named in the metadata (`base`) instead of stored. Such a file is
+marked `partial`, and `load_weights(..., partial=True)` accepts it only on a model that already holds the rest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from cliplab.io import atomic_path
 
 _OPT_PREFIX = "optimizer/"
 _MODEL_PREFIX = "model/"
+_JSON_METADATA = ("model_config", "extra", "state", "extension", "base")
 
 
 class CheckpointError(ValueError):
@@ -69,13 +75,33 @@ def save_model(
     model_config: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
     extra: dict[str, Any] | None = None,
+    keys: Iterable[str] | None = None,
+    described: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the model's weights (optionally cast, e.g. float16 to ship) with a self-description."""
+    """Write the model's weights (optionally cast, e.g. float16 to ship) with a self-description.
+
+    `keys`: store only these tensors (the file is then marked `partial`); `described`: more
+    JSON metadata entries (`extension`: the modules a method added; `base`: the backbone to load first).
+    """
     metadata = {"format": "cliplab-model", "architecture": architecture, "model_config": json.dumps(model_config or {})}
     metadata["extra"] = json.dumps(extra or {})
+    metadata.update({k: json.dumps(v) for k, v in (described or {}).items()})
+    state = _selected(model.state_dict(), keys)
+    if keys is not None:
+        metadata["partial"] = "true"
     with atomic_path(path) as tmp:
-        save_file(_contiguous(model.state_dict(), dtype), str(tmp), metadata=metadata)
+        save_file(_contiguous(state, dtype), str(tmp), metadata=metadata)
     return Path(path)
+
+
+def _selected(state: dict[str, torch.Tensor], keys: Iterable[str] | None) -> dict[str, torch.Tensor]:
+    if keys is None:
+        return state
+    keys = list(keys)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise KeyError(f"the model has no tensor(s) {missing[:5]} to save")
+    return {k: state[k] for k in keys}
 
 
 def read_metadata(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
@@ -90,7 +116,7 @@ def read_metadata(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
             raise
         raise unreadable(path, error, hint) from None
     decoded: dict[str, Any] = dict(raw)
-    for key in ("model_config", "extra", "state"):
+    for key in _JSON_METADATA:
         if key in decoded:
             try:
                 decoded[key] = json.loads(decoded[key])
@@ -116,14 +142,20 @@ def load_state_dict(
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Any, hint: str = "") -> None:
+def load_weights(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], path: Any, hint: str = "", partial: bool = False
+) -> None:
     """`model.load_state_dict(state)`, or one `CheckpointError` line saying how the weights do not fit.
+
+    `partial`: `state` may hold only some of the model's tensors (a parameter-efficient method's added
+    modules); the others stay as they are (e.g. the frozen backbone loaded before). A tensor the model
+    does not have is an error either way.
 
     torch's own error lists every mismatching tensor (150 lines for another ViT); this names the
     count and the first example, which is what tells a user they passed another architecture's file.
     """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [] if partial else [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
         (k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and state[k].shape != own[k].shape
@@ -142,10 +174,14 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: A
         model_name = type(model).__name__
         raise CheckpointError(
             f"{path} holds weights of another architecture than this {model_name} ({'; '.join(parts)}). "
-            + (hint or "Name the architecture the file was saved for: --model ARCH --pretrained FILE."),
+            + (
+                hint
+                or "Name the architecture the file was saved for: --model ARCH --pretrained FILE. A checkpoint of "
+                "a parameter-efficient run is loaded with cliplab.load_model(path), which rebuilds its modules."
+            ),
             path if isinstance(path, (str, os.PathLike)) else None,
         )
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not partial)
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -178,10 +214,14 @@ def save_training_state(
     scheduler: Any | None = None,
     state: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    model_keys: Iterable[str] | None = None,
 ) -> Path:
-    """Everything needed to resume: weights, optimizer moments, scheduler, counters and RNG."""
-    tensors = {f"{_MODEL_PREFIX}{k}": v for k, v in model.state_dict().items()}
+    """Everything needed to resume: weights, optimizer moments, scheduler, counters and RNG.
+
+    `model_keys`: the model tensors to store (None: all), e.g. only what a frozen-backbone method trains."""
+    tensors = {f"{_MODEL_PREFIX}{k}": v for k, v in _selected(model.state_dict(), model_keys).items()}
     described: dict[str, Any] = {"state": state or {}, "torch_rng": torch.get_rng_state().tolist()}
+    described["partial"] = model_keys is not None
     if optimizer is not None:
         opt_tensors, described["optimizer"] = _flatten_optimizer(optimizer)
         tensors.update(opt_tensors)
@@ -208,7 +248,11 @@ def load_training_state(
     if not isinstance(described, dict) or "torch_rng" not in described:
         raise CheckpointError(f"{path} is not a cliplab training state (no 'state' metadata). {hint}", path)
     load_weights(
-        model, {k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}, path, hint
+        model,
+        {k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)},
+        path,
+        hint,
+        partial=bool(described.get("partial")),
     )
     if optimizer is not None and "optimizer" in described:
         opt = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}

@@ -87,9 +87,9 @@ def _add_eval(sub) -> None:
 
 
 def _cmd_eval(args) -> int:
+    from cliplab.engine.extended import load_model
     from cliplab.evaluation.reports import evaluate_dataset, toyworld_report
     from cliplab.io import require_writable, write_json_atomic
-    from cliplab.models import load_model
 
     if args.out:  # a folder that cannot be written fails now, not after the evaluation
         require_writable(Path(args.out).parent, f"the report {Path(args.out).name}")

@@ -118,6 +118,12 @@ def _bundle(
     return ClipBundle(model, open_clip.get_tokenizer(architecture), train_tf, eval_tf, label, pretrained)
 
 
+def architecture_bundle(architecture: str, label: str | None = None) -> ClipBundle:
+    """An open_clip architecture (or "ToyCLIP") with random weights, its tokenizer and transforms."""
+    _register_toyclip()
+    return _bundle(architecture, None, None, label or ("toyclip" if architecture == TOYCLIP else architecture))
+
+
 def _load_toyclip(pretrained: str | None) -> ClipBundle:
     if pretrained == "random":
         return _bundle(TOYCLIP, "random", None, "toyclip")
@@ -152,6 +158,11 @@ def _load_cliplab_file(path: Path) -> ClipBundle:
             f"architecture named: load_model('ViT-B-16', pretrained='{path}')."
         )
     meta = read_metadata(path, hint=_FILE_HINT)
+    if meta.get("extension"):
+        raise ValueError(
+            f"{path} holds a model extended by method {meta['extension'].get('method')!r} (its added modules"
+            f"{' only' if meta.get('partial') else ''}): load it with cliplab.load_model(path), which rebuilds them"
+        )
     architecture = meta.get("architecture")
     if not architecture:
         raise ValueError(

@@ -2,9 +2,12 @@
 
 One module-scoped study run executes 01 → 02 → 03 into a temporary folder with a shared run
 store (02 reuses 01's runs, 03 reuses 02's), the same way `cliplab study --smoke` does; the tests
-then read the metrics.json each notebook wrote. Smoke runs train 2 tasks for a few steps, so
-only invariants are asserted (finite numbers, percentages in range, fine-tuning forgetting
-pretraining, zero drift of the pretrained reference), not recorded values.
+then read the metrics.json each notebook wrote. Smoke runs train 2 tasks for 3 steps, so only
+invariants are asserted (finite numbers, percentages in range, fine-tuning learning the new
+classes, zero drift of the pretrained reference), not recorded values. Whether fine-tuning
+forgets pretraining is not one of them: 3 steps move the 32-image held-out probe by an image
+either way (CI measured 90.6 -> 91.7), so `test_default_forgetting.py` asserts it at the
+scenarios' default settings, where the loss is tens of points.
 """
 
 from __future__ import annotations
@@ -118,6 +121,11 @@ def test_every_notebook_executed_and_saved_figures(study):
         "03_rotation_violins.png",
         "03_joint_projection.png",
         "03_cross_version_vr_lwf.png",
+        "04_cost_vs_accuracy.png",
+        "04_ddas_routing.png",
+        "04_expert_usage.png",
+        "06_anytime_accuracy.png",
+        "06_stability_plasticity.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -140,10 +148,9 @@ def test_recorded_numbers_are_finite(study, stem):
 
 
 @needs_toyclip
-def test_01_finetuning_forgets_pretraining_and_zeroshot_does_not(study):
+def test_01_finetuning_learns_and_zeroshot_keeps_its_numbers(study):
     methods = _metrics(study, "01_forgetting")["methods"]
     finetune, zeroshot = methods["finetune"], methods["zeroshot"]
-    assert finetune["zero_shot_after"] < finetune["zero_shot_before"]
     assert zeroshot["zero_shot_after"] == pytest.approx(zeroshot["zero_shot_before"])
     assert zeroshot["zero_shot_before"] == pytest.approx(finetune["zero_shot_before"])
     assert finetune["plasticity"] > zeroshot["plasticity"], "fine-tuning should learn the new digits"
@@ -182,3 +189,34 @@ def test_finished_runs_are_reused_not_retrained(study):
         log=messages.append,
     )
     assert len(messages) == len(requests) and all(m.startswith("reuse") for m in messages)
+
+
+@needs_toyclip
+def test_04_compares_parameter_efficient_methods_with_their_cost_and_routing(study):
+    data = _metrics(study, "04_parameter_efficient")
+    for scenario in data["settings"]["scenarios"]:
+        methods = data["methods"][scenario]
+        assert {"finetune", "vr_lwf", "zscl", "adapter", "lora", "moe_adapters"} <= set(methods)
+        cost = data["cost"][scenario]
+        assert cost["finetune"]["trainable"] > 50 * cost["adapter"]["trainable"] > 0  # adapters train ~0.6 %
+        assert cost["zeroshot"]["trainable"] == 0 and cost["lora"]["trainable_pct"] < 5
+        # parameter-efficient methods start from modules that change nothing: the pretrained zero-shot
+        assert methods["moe_adapters"]["zero_shot_before"] == pytest.approx(methods["finetune"]["zero_shot_before"])
+    routing = data["routing"]["toy-mtil"]
+    assert routing["after_task"][0]["digits"] == {"-1": 1.0}  # before training everything takes the frozen model
+    assert len(routing["task_to_own_router"]) == 2  # smoke: two tasks
+
+
+@needs_toyclip
+def test_06_open_domain_table_and_online_stream(study):
+    data = _metrics(study, "06_open_domain_and_online")
+    odcl, online = data["open_domain"], data["online"]
+    assert {"zeroshot", "continual_clip", "finetune", "coleclip"} <= set(odcl)
+    # Continual-CLIP trains nothing: it is the pretrained model, number for number
+    assert odcl["continual_clip"] == odcl["zeroshot"]
+    # CoLeCLIP's unseen domains are zero-shot CLIP's, and nothing held out moves
+    assert odcl["coleclip"]["til_transfer"] == odcl["zeroshot"]["til_transfer"]
+    assert odcl["coleclip"]["zero_shot_delta"] == 0.0
+    assert {"continual_clip", "finetune", "er", "sit", "sit+pet=adapter"} <= set(online)
+    assert all(0.0 <= v["a_auc"] <= 100.0 for v in online.values())
+    assert online["continual_clip"]["zero_shot_delta"] == 0.0

@@ -19,7 +19,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Union
 
-from cliplab.engine.optim import OPTIMIZER_IMPLS
+from cliplab.engine.optim import OPTIMIZER_IMPLS, SCHEDULES
 
 
 @dataclass
@@ -34,6 +34,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # [ZSCL]
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100  # [ZSCL MTIL: 100; CIL: 30]
+    schedule: str = (
+        "cosine"  # cosine (linear warm-up, then cosine to 0) [ZSCL] | constant (after warm-up) [SIT, CoLeCLIP]
+    )
     label_smoothing: float = 0.2  # [ZSCL]
     train_mode: str = "whole"  # whole | image | text
     augment: bool = True  # train transform (RandomResizedCrop 0.9-1.0) for CE batches; False: eval transform
@@ -55,6 +58,8 @@ class TrainConfig:
     probe_seed: int = 0
     max_eval_images: int | None = None  # cap test images per task (fast settings)
     max_tasks: int | None = None  # run only the first N tasks (smoke runs)
+    online_iter: int = 1  # online protocol: optimiser steps per stream batch [SIT, Si-Blurry: 3]
+    eval_period: int = 1000  # online protocol: anytime evaluation every this many stream samples [SIT: 1,000]
     progress: bool = True
     method: dict[str, Any] = field(default_factory=dict)  # method options, e.g. {"T": 2.0}
 
@@ -265,5 +270,9 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum {config.grad_accum}")
     if config.optimizer_impl not in OPTIMIZER_IMPLS:
         raise ValueError(f"optimizer_impl must be one of {OPTIMIZER_IMPLS}, got {config.optimizer_impl!r}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+    if config.online_iter < 1 or config.eval_period < 1:
+        raise ValueError(f"online_iter and eval_period must be >= 1, got {config.online_iter} and {config.eval_period}")
     if config.keep_checkpoints not in ("all", "last"):
         raise ValueError("keep_checkpoints must be 'all' or 'last'")

@@ -42,12 +42,22 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def wrap(student: nn.Module) -> nn.Module:
-    """DDP-wrap the student when running distributed (identity otherwise)."""
+def wrap(student: nn.Module, find_unused_parameters: bool = False, broadcast_buffers: bool = True) -> nn.Module:
+    """DDP-wrap the student when running distributed (identity otherwise).
+
+    `find_unused_parameters`: some trained parameters may get no gradient in a step (top-k
+    experts); `broadcast_buffers=False` keeps each rank's buffers (e.g. per-rank usage counts that
+    the method all-reduces itself) instead of overwriting them with rank 0's at every forward.
+    """
     if not is_distributed():
         return student
     device_ids = [torch.cuda.current_device()] if next(student.parameters()).is_cuda else None
-    return nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
+    return nn.parallel.DistributedDataParallel(
+        student,
+        device_ids=device_ids,
+        find_unused_parameters=find_unused_parameters,
+        broadcast_buffers=broadcast_buffers,
+    )
 
 
 def barrier() -> None:

@@ -1,8 +1,11 @@
 """The one training loop every method runs in.
 
 Per step: one CE batch (train transform) → the method adds its inputs → one student forward →
-label-smoothed cross-entropy over the task's class prompts (single training template) plus the
-method's loss terms → AdamW step, cosine schedule with warm-up → the method's after-step hook.
+label-smoothed cross-entropy over the task's class prompts (single training template; the method
+may choose which prompts, `ce_classes`, or bring its own term, `classification_loss`) plus the
+method's loss terms → AdamW step, cosine (or constant) schedule with warm-up → the method's
+after-step hook. On an online stream (`ctx.stream`) the CE batches are the stream's, in order,
+each `online_iter` times (`cliplab.engine.online`).
 Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
 its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run:
 batches (augmentation included) are a function of (seed, task, step) that never touches the global
@@ -17,12 +20,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
-from cliplab.engine.optim import adamw, cosine_with_warmup
-from cliplab.engine.sampling import cycle_steps
+from cliplab.engine.optim import adamw, schedule
+from cliplab.engine.sampling import SeededItems, StepBatchSampler, cycle_steps, item_seed
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
@@ -51,7 +55,7 @@ def _autocast(device: torch.device, precision: str):
 MID_TASK_HINT = "Delete it and run the same command again: the task then restarts from its beginning."
 
 
-def _resume_step(path: Path, task_index: int) -> int:
+def resume_step(path: Path, task_index: int) -> int:
     """The step a mid-task state of this task was saved at (0 when there is none)."""
     if not path.exists():
         return 0
@@ -79,7 +83,27 @@ def bind_services(ctx: TaskContext) -> TaskContext:
         return cycle_steps(dataset, batch_size, seed, start, end, workers, rank, world)
 
     ctx.batch_source, ctx.image_encoder = batch_source, image_features
+    if ctx.stream is not None:
+        ctx.index_source = lambda step: ctx.stream.batch_positions(step)[rank::world]
+    elif ctx.train_data is not None and len(ctx.train_data) > 0:
+        sampler = StepBatchSampler(len(ctx.train_data), ctx.config.batch_size, ctx.seed, 0, ctx.steps)
+        ctx.index_source = lambda step: sampler.global_batch(step)[rank::world]
     return ctx
+
+
+def _ce_batches(ctx: TaskContext):
+    """The task's cross-entropy batches from `ctx.start_step`: seeded random ones, or the stream's."""
+    if ctx.stream is None:
+        return ctx.batches(ctx.train_data, ctx.config.batch_size, ctx.seed)
+    sampler = [  # each image loaded under its own (seed, step, position) seed, as `cycle_steps` does
+        [(item_seed(ctx.seed, step, k), index) for k, index in enumerate(ctx.batch_indices(step))]
+        for step in range(ctx.start_step, ctx.steps)
+    ]
+    generator = torch.Generator().manual_seed(item_seed(ctx.seed, ctx.start_step, -1))  # never the global RNG
+    loader = DataLoader(
+        SeededItems(ctx.train_data), batch_sampler=sampler, num_workers=ctx.config.num_workers, generator=generator
+    )
+    return iter(loader)
 
 
 def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
@@ -88,13 +112,13 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if not method.trains:  # e.g. zeroshot: nothing to optimise
         method.end_task(ctx)
         return
-    params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
+    params = _trainable(method, ctx)
     optimizer = adamw(
         params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl
     )
-    scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
+    scheduler = schedule(optimizer, config.schedule, config.warmup_steps, ctx.steps)
     mid_path = RunFolder(run_dir).mid_task
-    start = _resume_step(mid_path, ctx.task_index)
+    start = resume_step(mid_path, ctx.task_index)
     ctx.start_step = start
     rank, _ = distributed.rank_and_world()
     if rank == 0:  # the steps after the checkpoint are trained (and logged) again
@@ -105,8 +129,12 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
         _, extra = load_training_state(mid_path, model, optimizer, scheduler, hint=MID_TASK_HINT)
         method.load_state_tensors(extra)
-    student = distributed.wrap(ClipStudent(model))
-    batches = ctx.batches(ctx.train_data, config.batch_size, ctx.seed)
+    student = distributed.wrap(
+        ClipStudent(model),
+        find_unused_parameters=method.find_unused_parameters,
+        broadcast_buffers=method.trains_backbone,  # method-owned buffers (e.g. expert usage) stay per rank
+    )
+    batches = _ce_batches(ctx)
     scale = model.logit_scale.exp().detach()
     bar = tqdm(
         range(start, ctx.steps),
@@ -125,6 +153,8 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         optimizer.step()
         scheduler.step()
         method.after_step(ctx, step + 1)
+        if ctx.step_listener is not None:  # e.g. the online protocol's anytime evaluation
+            ctx.step_listener(step + 1)
         _log(run_dir, ctx, step + 1, scheduler.get_last_lr()[0], losses, rank)
         bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
         done = step + 1
@@ -136,6 +166,7 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
                 scheduler,
                 {"step": done, "task_index": ctx.task_index},
                 extra_tensors=method.state_tensors(),
+                model_keys=ctx.checkpoint_keys,
             )
     method.end_task(ctx)
 
@@ -147,10 +178,25 @@ def classification_logits(images: torch.Tensor, texts: torch.Tensor, scale: torc
         return scale.float() * images.float() @ texts.float().T
 
 
+def _trainable(method: Method, ctx: TaskContext) -> list[torch.nn.Parameter]:
+    """The loop's choice (`train_mode`), or exactly the parameters the method names (all else frozen)."""
+    chosen = method.trainable_parameters(ctx)
+    if chosen is None:
+        if not method.trains_backbone:
+            raise TypeError(f"{method.name} keeps the backbone frozen but names no trainable parameters")
+        return set_trainable(ctx.model, ctx.config.train_mode, ctx.config.freeze_logit_scale)
+    ctx.model.requires_grad_(False)
+    for param in chosen:
+        param.requires_grad_(True)
+    return list(chosen)
+
+
 def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:
     """Forward/backward over `grad_accum` micro-batches; returns the step's mean loss terms."""
     accum = ctx.config.grad_accum
     extra = method.extra_inputs(ctx, step)
+    chosen = method.ce_classes(ctx, step, labels)
+    tokens, labels = _chosen_classes(ctx, chosen, labels)
     totals: dict[str, float] = {}
     for micro in range(accum):
         part = slice(micro * len(images) // accum, (micro + 1) * len(images) // accum)
@@ -161,15 +207,32 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
         )
         sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
         with sync, _autocast(ctx.device, ctx.config.precision):
-            out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)
-            logits = classification_logits(out.ce_images, out.class_texts, scale)
-            losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
-            losses.update(method.losses(ctx, out))
+            out = student_forward(student, images[part], tokens, extra_images, extra.tokens)
+            out.class_index = chosen
+            losses = method.classification_loss(ctx, out, labels[part])
+            if losses is None:
+                logits = classification_logits(out.ce_images, out.class_texts, scale)
+                losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
+            losses = {**losses, **method.losses(ctx, out)}
         _check_finite(losses, ctx, step + 1)
         (sum(losses.values()) / accum).backward()
         for key, value in losses.items():
             totals[key] = totals.get(key, 0.0) + float(value.detach()) / accum
     return totals
+
+
+def _chosen_classes(ctx: TaskContext, chosen, labels):
+    """The class tokens a step encodes and the labels re-indexed into them."""
+    if chosen is None:
+        return ctx.class_tokens, labels
+    chosen = chosen.to(labels.device)
+    position = torch.full((len(ctx.class_tokens),), -1, dtype=torch.long, device=labels.device)
+    position[chosen] = torch.arange(len(chosen), device=labels.device)
+    mapped = position[labels]
+    if (mapped < 0).any():
+        missing = sorted(set(labels[mapped < 0].tolist()))
+        raise ValueError(f"labels {missing} are not among the classes this step encodes ({chosen.tolist()})")
+    return ctx.class_tokens[chosen.to(ctx.class_tokens.device)], mapped
 
 
 def _log(run_dir: Path, ctx: TaskContext, step: int, lr: float, losses: dict[str, float], rank: int) -> None:
@@ -185,4 +248,12 @@ def clear_mid_task(run_dir: Path) -> None:
     RunFolder(run_dir).mid_task.unlink(missing_ok=True)
 
 
-__all__ = ["NonFiniteLossError", "bind_services", "classification_logits", "clear_mid_task", "task_steps", "train_task"]
+__all__ = [
+    "NonFiniteLossError",
+    "bind_services",
+    "classification_logits",
+    "clear_mid_task",
+    "resume_step",
+    "task_steps",
+    "train_task",
+]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import torch
 
 OPTIMIZER_IMPLS = ("fused", "foreach", "for_loop")
+SCHEDULES = ("cosine", "constant")
 
 
 def adamw(
@@ -49,4 +50,19 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["OPTIMIZER_IMPLS", "adamw", "cosine_with_warmup"]
+def constant_with_warmup(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for `warmup` steps, then the base learning rate (SIT's and CoLeCLIP's schedule
+    with warmup = 0: their `LambdaLR` of factor 1)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+
+
+def schedule(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule `name` (one of SCHEDULES) over `total` steps."""
+    if name == "cosine":
+        return cosine_with_warmup(optimizer, warmup, total)
+    if name == "constant":
+        return constant_with_warmup(optimizer, warmup)
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+
+
+__all__ = ["OPTIMIZER_IMPLS", "SCHEDULES", "adamw", "constant_with_warmup", "cosine_with_warmup", "schedule"]

@@ -26,10 +26,14 @@ from safetensors.torch import save_file
 from cliplab.checkpoints import load_state_dict, load_tensors, load_weights, save_model
 from cliplab.engine import distributed
 from cliplab.engine.config import TrainConfig, apply_overrides, coerce_fields
-from cliplab.engine.loop import bind_services, clear_mid_task, task_steps, train_task
+from cliplab.engine.extended import Extension, extend
+from cliplab.engine.loop import bind_services, clear_mid_task, resume_step, task_steps, train_task
+from cliplab.engine.online import bind_online, online_class_prompts, task_stream
+from cliplab.engine.protocol_records import protocol_record
+from cliplab.engine.records import peak_memory, record_trained, run_record
 from cliplab.engine.student import frozen_copy
 from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
-from cliplab.io import atomic_path, write_json_atomic
+from cliplab.io import atomic_path, jsonable, write_json_atomic
 from cliplab.methods import METHODS, Method, TaskContext, get_method
 from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
@@ -51,10 +55,18 @@ ENGINE_REVISION = 3
 def build_config(
     scenario: Scenario | ScenarioSpec, method: str, overrides: list[str] | dict | None, seed: int | None
 ) -> TrainConfig:
-    """Protocol defaults of the scenario, then its method presets, then the user's overrides."""
+    """Protocol defaults of the scenario, then the method's own training recipe
+    (`Method.train_defaults`, e.g. SIT's learning rate), then the scenario's method presets, then
+    the user's overrides.
+
+    A method preset may carry training settings of its own under "train" (e.g. MoE-Adapters'
+    learning rates): they override the protocol's for that method only."""
     config = apply_overrides(TrainConfig(), dict(scenario.defaults))
-    presets = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
-    config = apply_overrides(config, presets)
+    if method in METHODS:
+        config = apply_overrides(config, dict(METHODS[method].train_defaults))
+    preset = dict(scenario.method_defaults.get(method, {}))
+    config = apply_overrides(config, dict(preset.pop("train", {})))
+    config = apply_overrides(config, {f"method.{k}": v for k, v in preset.items()})
     config = apply_overrides(config, overrides)
     config = apply_overrides(config, {"seed": seed}) if seed is not None else config
     if method in METHODS:  # method options checked against the method's Options types (unknown names: get_method)
@@ -71,6 +83,8 @@ def _spec_of(scenario: str | Scenario | ScenarioSpec, options: dict) -> Scenario
 def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> dict:
     """The scenario options, plus the probe sizes of `config` where the scenario builds its probes."""
     probe = {k: getattr(config, k) for k in ("probe_size", "retrieval_size", "probe_seed") if k in spec.build_options}
+    if "stream_seed" in spec.build_options:  # an online stream is split with the run's seed (Si-Blurry)
+        probe.setdefault("stream_seed", options.get("stream_seed", config.seed))
     return {**options, **probe}
 
 
@@ -152,7 +166,7 @@ class _Progress:
         return self.data["evaluations"]
 
     def add(self, evaluation: Evaluation) -> None:
-        self.evaluations.append(asdict(evaluation))
+        self.evaluations.append(jsonable(asdict(evaluation)))  # NaN (a task without classes) -> null
         write_json_atomic(self.path, self.data)
 
 
@@ -184,16 +198,19 @@ def run_scenario(
     device = distributed.local_device(device)
     rank, _ = distributed.rank_and_world()
     seed_everything(config.seed)  # random-weight models start identical across runs and ranks
+    reloadable = bundle is None  # the backbone can be loaded again by name (checkpoints may omit it)
     bundle = bundle or load_model(model, pretrained=pretrained, device=device)  # bad weights: nothing written yet
     folder = RunFolder(out_dir)
     with folder.lock() if rank == 0 else contextlib.nullcontext():  # the ranks of one job share it
-        return _run_locked(scenario, method, bundle, config, identity, folder, device, rank)
+        base = {"model": model, "pretrained": pretrained, "weights": identity.weights} if reloadable else None
+        return _run_locked(scenario, method, bundle, config, identity, folder, device, rank, base)
 
 
-def _run_locked(scenario, method, bundle, config, identity, folder, device, rank):
-    """`run_scenario` once the folder is this process's."""
+def _run_locked(scenario, method, bundle, config, identity, folder, device, rank, base):
+    """`run_scenario` once the folder is this process's (`base`: how to reload the backbone by name)."""
     progress = _Progress(folder, identity)
     net = bundle.model.to(device)
+    extension = extend(net, method, scenario, base)  # a parameter-efficient method's modules, if any
     initial = frozen_copy(net)
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
     clock = _Clock(progress)
@@ -203,13 +220,17 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
     distributed.barrier()
     first = max(0, len(progress.evaluations) - 1)
     if first > 0:
-        _restore(net, method, folder, first - 1)
+        _restore(net, method, folder, first - 1, extension)
+    keys = extension.keys if extension is not None and extension.partial else None
     for index in range(first, len(scenario.tasks)):
-        with clock("train"):
-            _run_task(scenario, method, bundle, config, device, initial, index, folder.path)
+        with clock("train"), peak_memory(progress.data, device):
+            trained = _run_task(
+                scenario, method, bundle, config, device, initial, index, folder.path, keys, evaluator, progress
+            )
+        record_trained(progress.data, net, trained)
         distributed.barrier()
         if rank == 0:
-            _save_task(net, method, bundle, folder, index, config)
+            _save_task(net, method, bundle, folder, index, config, extension)
             with clock("evaluate"):
                 evaluation = evaluator.evaluate(net, after_task=index)
             progress.add(evaluation)
@@ -218,11 +239,26 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
     return _finish(progress, scenario, identity, config, folder) if rank == 0 else None
 
 
-def _run_task(scenario, method, bundle, config, device, initial, index: int, run_dir: Path) -> None:
+def _run_task(
+    scenario,
+    method,
+    bundle,
+    config,
+    device,
+    initial,
+    index: int,
+    run_dir: Path,
+    checkpoint_keys=None,
+    evaluator=None,
+    progress=None,
+) -> list[str]:
+    """Train task `index`; returns the names of the parameters it updated."""
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
-    class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
+    online = scenario.protocol == "online"
+    prompts = online_class_prompts(scenario, index) if online else task.train_prompts()
+    class_tokens = bundle.tokenizer(prompts).to(device)
     ctx = TaskContext(
         model=bundle.model,
         tokenizer=bundle.tokenizer,
@@ -239,17 +275,39 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
         steps=task_steps(config, len(train_data)),
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
+        checkpoint_keys=checkpoint_keys,
     )
+    if online:
+        ctx.stream = task_stream(scenario, index, config)
+        ctx.steps = ctx.stream.steps
+        rank, _ = distributed.rank_and_world()
+        listener = bind_online(ctx, evaluator, bundle.model, progress.data, progress.path, rank)
+        if listener is not None:
+            listener.resume_at(resume_step(RunFolder(run_dir).mid_task, index) if method.trains else 0)
     bind_services(ctx)
+    trained: list[str] = []
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
+        trained = [n for n, p in bundle.model.named_parameters() if p.requires_grad]
     else:
+        for done in range(1, ctx.steps + 1) if ctx.step_listener is not None else ():
+            ctx.step_listener(done)  # an untrained model is still evaluated along the stream
         method.end_task(ctx)
     bundle.model.eval()
+    return trained + method.updated_outside_optimizer(ctx)
 
 
-def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index: int, config: TrainConfig) -> None:
-    save_model(net, folder.task_checkpoint(index), _architecture(bundle), extra={"task_index": index})
+def _save_task(
+    net, method: Method, bundle: ClipBundle, folder: RunFolder, index: int, config: TrainConfig, extension=None
+) -> None:
+    save_model(
+        net,
+        folder.task_checkpoint(index),
+        _architecture(bundle),
+        extra={"task_index": index},
+        keys=extension.keys if extension is not None and extension.partial else None,
+        described=extension.metadata() if extension is not None else None,
+    )
     if method.persists_across_tasks:  # e.g. an exemplar memory; a weight ensemble restarts each task
         with atomic_path(folder.method_state(index)) as tmp:
             save_file({k: v.contiguous() for k, v in method.state_tensors().items()}, str(tmp))
@@ -258,13 +316,15 @@ def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index
             old.unlink(missing_ok=True)
 
 
-def _restore(net, method: Method, folder: RunFolder, index: int) -> None:
+def _restore(net, method: Method, folder: RunFolder, index: int, extension: Extension | None = None) -> None:
     """Load the model (and method memory) as they were after task `index`."""
     hint = (
         f"This run's own checkpoint is damaged; delete the run folder {folder.path} to start over "
         "(or restore the file from a backup)."
     )
-    load_weights(net, load_state_dict(folder.task_checkpoint(index), hint=hint), folder.task_checkpoint(index), hint)
+    partial = extension is not None and extension.partial
+    path = folder.task_checkpoint(index)
+    load_weights(net, load_state_dict(path, hint=hint), path, hint, partial=partial)
     if folder.method_state(index).exists():
         method.load_state_tensors(load_tensors(folder.method_state(index), hint=hint))
 
@@ -290,6 +350,9 @@ def _finish(
         sizes = after[-1].get("test_sizes")
         if sizes is not None:
             extra["task_test_sizes"] = [int(n) for n in sizes]
+    summary, protocol_extra = protocol_record(scenario, progress.data, evaluations)
+    extra.update(protocol_extra)
+    extra.update(run_record(progress.data, evaluations, scenario.task_names))
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,
@@ -300,6 +363,7 @@ def _finish(
         config=config.to_dict(),
         zero_shot=zero_shot,
         retrieval=retrieval,
+        summary=summary,
         extra=extra,
     )
     save_run(result, folder.path)

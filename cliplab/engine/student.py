@@ -24,6 +24,7 @@ class StudentOutput:
     class_texts: Tensor
     extra_texts: Tensor | None
     ce_inputs: Tensor | None = None  # the CE images as fed to the student (a teacher may need them)
+    class_index: Tensor | None = None  # which of the task's class prompts `class_texts` are (None: all)
 
 
 class ClipStudent(nn.Module):

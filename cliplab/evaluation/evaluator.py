@@ -7,6 +7,8 @@ Row semantics, A[i, j] after training task i:
   transfer). The usual CIL accuracy after task i — all seen test images, all seen classes — is
   the test-size-weighted mean of A[i, 1..i] (`seen_accuracy`), stored beside the matrix with
   the test sizes (`test_sizes`) that weight it.
+- open-domain and online protocols: see `cliplab.evaluation.protocols` (both ODCL rows, resp. the
+  online row, the accuracy on every exposed class and per-class accuracies, in `Evaluation.extra`).
 Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
 computed once per evaluation and shared across classifiers.
 
@@ -16,6 +18,17 @@ set while they fit in `ScenarioEvaluator.cache_bytes` (the eval transform is det
 are the very tensors the DataLoader would produce again), and the tokens of every prompt and
 caption batch. Retrieval caption embeddings are reused while the text tower is unchanged (same
 fingerprint as the zero-shot classifier cache, `cliplab.evaluation.zeroshot.text_tower_fingerprint`).
+
+A model that chooses a route per input (`cliplab.evaluation.routing`, e.g. MoE-Adapters' DDAS) is
+evaluated through that choice everywhere: each image of a test set, probe or retrieval set is
+encoded on its route and scored against the classifier or caption embeddings of that route; the
+share of each set taking each route is recorded in `Evaluation.routing`.
+
+A model may also score images against class names its own way: a `class_scorer` attribute
+(CoLeCLIP: each class against the image feature of the task that learned it; Continual-CLIP with
+its own prompt) with `logits(model, features, names, templates, classifier)` and optionally
+`image_features(model, batches, batch_size)`. Every classification accuracy (task rows, probes, the
+protocol rows) goes through it; retrieval always uses the model's `encode_image` / `encode_text`.
 """
 
 from __future__ import annotations
@@ -23,13 +36,23 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from cliplab.evaluation.embed import encode_texts, image_features
-from cliplab.evaluation.retrieval import retrieval_scores
+from cliplab.evaluation.protocols import online_row, open_domain_rows
+from cliplab.evaluation.retrieval import retrieval_scores, routed_retrieval_scores
+from cliplab.evaluation.routing import (
+    image_routes,
+    on_route,
+    route_shares,
+    route_tag,
+    routed_image_features,
+    routed_logits,
+)
 from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
 from cliplab.scenarios import Scenario
 
@@ -42,8 +65,9 @@ class Evaluation:
     zero_shot: dict[str, float]
     retrieval: dict[str, dict[str, float]]
     seen_accuracy: float | None = None  # CIL: all seen classes (None before training)
-    extra: dict[str, float] = field(default_factory=dict)
-    test_sizes: list[int] | None = None  # test images evaluated per task (the n_j weighting seen_accuracy)
+    extra: dict[str, Any] = field(default_factory=dict)  # protocol extras (ODCL rows, online per-class accuracy)
+    routing: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> {route: share} (routed models)
+    test_sizes: list[int] | None = None  # CIL: test images evaluated per task (the n_j weighting seen_accuracy)
 
 
 class _MemoTokenizer:
@@ -83,6 +107,8 @@ class ScenarioEvaluator:
 
     def __init__(self, scenario: Scenario, eval_transform, tokenizer, config) -> None:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
+        self.eval_transform = eval_transform
+        self._stream_test = None  # online protocol: every exposed class's test images (built on first use)
         self.tests = [self._capped(task.test_data(eval_transform)) for task in scenario.tasks]
         built: dict[int, object] = {}
         for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
@@ -93,7 +119,9 @@ class ScenarioEvaluator:
         self._image_batches: dict[int, list] = {}  # id(dataset) -> its collated (images, labels) batches
         self._streamed: set[int] = set()  # datasets too large to keep
         self._cached_bytes = 0
-        self._caption_embeddings: dict[int, tuple[tuple, Tensor]] = {}  # retrieval set -> (text-tower key, texts)
+        self._caption_embeddings: dict[tuple, tuple[tuple, Tensor]] = {}  # (retrieval set, route) -> (key, texts)
+        self._routing: dict[str, dict[str, float]] = {}  # what the last evaluation's inputs were routed to
+        self._test_sizes: list[int] | None = None  # CIL: test images of each task in the last accuracy row
 
     def _capped(self, dataset):
         cap = self.config.max_eval_images
@@ -121,41 +149,65 @@ class ScenarioEvaluator:
         self._cached_bytes += size
         return batches
 
-    def _features(self, model, dataset) -> tuple[Tensor, Tensor]:
-        return image_features(model, self._batches(dataset), self.config.eval_batch_size)
+    def _features(self, model, dataset, name: str, scored: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Image features, labels and, for a routed model, each image's route (None otherwise)."""
+        batches, size = self._batches(dataset), self.config.eval_batch_size
+        scorer = getattr(model, "class_scorer", None) if scored else None
+        if scorer is not None and hasattr(scorer, "image_features"):
+            return (*scorer.image_features(model, batches, size), None)
+        routes = image_routes(model, batches, size)
+        if routes is None:
+            return (*image_features(model, batches, size), None)
+        self._routing[name] = route_shares(routes) or {}
+        return (*routed_image_features(model, batches, routes, size), routes)
 
-    def _classifier(self, model, names: list[str], templates) -> Tensor:
-        return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
+    def _classifier(self, model, names: list[str], templates, route: int | None = None) -> Tensor:
+        with on_route(model, route):
+            return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
 
-    def _caption_features(self, model, index: int, captions) -> Tensor:
-        param = next(model.parameters())
-        key = (text_tower_fingerprint(model), str(param.device), str(param.dtype))
-        cached = self._caption_embeddings.get(index)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        texts = encode_texts(model, self._tokenize, captions, batch_size=self.config.eval_batch_size)
-        self._caption_embeddings[index] = (key, texts)
+    def _logits(self, model, x: Tensor, routes: Tensor | None, names: list[str], templates) -> Tensor:
+        scorer = getattr(model, "class_scorer", None)
+        if scorer is not None:
+            return scorer.logits(model, x, list(names), templates, lambda n, t: self._classifier(model, list(n), t))
+        return routed_logits(x, routes, lambda route: self._classifier(model, names, templates, route))
+
+    # What the protocol rows (`cliplab.evaluation.protocols`) use: features (with routes) of a test
+    # set, logits of features against some classes, and the evaluation-size cap.
+    def features(self, model, dataset, name: str = "") -> tuple[Tensor, Tensor, Tensor | None]:
+        return self._features(model, dataset, name)
+
+    def logits(self, model, x: Tensor, routes: Tensor | None, names: list[str], templates) -> Tensor:
+        return self._logits(model, x, routes, list(names), templates)
+
+    def capped(self, dataset):
+        return self._capped(dataset)
+
+    def _caption_features(self, model, index: int, captions, route: int | None = None) -> Tensor:
+        with on_route(model, route):
+            param = next(model.parameters())
+            key = (text_tower_fingerprint(model), str(param.device), str(param.dtype), route_tag(model))
+            cached = self._caption_embeddings.get((index, route))
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            texts = encode_texts(model, self._tokenize, captions, batch_size=self.config.eval_batch_size)
+        self._caption_embeddings[(index, route)] = (key, texts)
         return texts
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
-        return self._accuracy_row(model, [self._features(model, data) for data in self.tests], after_task)
-
-    def _accuracy_row(
-        self, model, feats: list[tuple[Tensor, Tensor]], after_task: int
-    ) -> tuple[list[float], float | None]:
+        feats = [self._features(model, data, task.name) for task, data in zip(self.scenario.tasks, self.tests)]
         if self.scenario.protocol != "class_incremental":
             row = []
-            for task, (x, y) in zip(self.scenario.tasks, feats):
-                row.append(
-                    accuracy_from_logits(x @ self._classifier(model, task.classnames, task.templates), y, (1,))["top1"]
-                )
+            for task, (x, y, routes) in zip(self.scenario.tasks, feats):
+                logits = self._logits(model, x, routes, task.classnames, task.templates)
+                row.append(accuracy_from_logits(logits, y, (1,))["top1"])
             return row, None
+        self._test_sizes = [len(y) for _, y, _ in feats]
         row, hits, total = [], 0.0, 0
         templates = self.scenario.tasks[0].templates
-        for j, (x, y) in enumerate(feats):
+        for j, (x, y, routes) in enumerate(feats):
             names, offsets = self.scenario.classes_up_to(max(after_task, j))
-            acc = accuracy_from_logits(x @ self._classifier(model, names, templates), y + offsets[j], (1,))["top1"]
+            acc = accuracy_from_logits(self._logits(model, x, routes, names, templates), y + offsets[j], (1,))["top1"]
             row.append(acc)
             if j <= after_task:  # sum_j n_j A[i, j] / sum_j n_j over the tasks seen so far
                 hits, total = hits + acc * len(y), total + len(y)
@@ -165,26 +217,42 @@ class ScenarioEvaluator:
         out, features = {}, {}
         for probe, data in self.probes:
             if id(data) not in features:
-                features[id(data)] = self._features(model, data)
-            x, y = features[id(data)]
+                features[id(data)] = self._features(model, data, probe.name)
+            elif features[id(data)][2] is not None:  # probes sharing images share their routes
+                self._routing[probe.name] = route_shares(features[id(data)][2]) or {}
+            x, y, routes = features[id(data)]
             y = probe.labels if probe.labels is not None else y
-            out[probe.name] = accuracy_from_logits(
-                x @ self._classifier(model, probe.classnames, probe.templates), y, (1,)
-            )["top1"]
+            logits = self._logits(model, x, routes, probe.classnames, probe.templates)
+            out[probe.name] = accuracy_from_logits(logits, y, (1,))["top1"]
         return out
 
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:
         out = {}
         for index, (probe, data) in enumerate(self.retrieval):
-            images, _ = self._features(model, data)
-            texts = self._caption_features(model, index, probe.captions)
-            out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
+            images, _, routes = self._features(model, data, f"retrieval/{probe.name}", scored=False)
+            if routes is None:
+                texts = self._caption_features(model, index, probe.captions)
+                out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
+                continue
+            by_route = {r: self._caption_features(model, index, probe.captions, r) for r in routes.unique().tolist()}
+            out[probe.name] = routed_retrieval_scores(images, routes, by_route, probe.text_image_index)
         return out
+
+    def protocol_row(self, model, after_task: int) -> tuple[list[float], float | None, dict[str, Any]]:
+        """The accuracy row, the seen-class accuracy and the protocol's extras (see the module doc)."""
+        protocol = self.scenario.protocol
+        if protocol.startswith("open_domain"):
+            til, cil = open_domain_rows(self, model, after_task)
+            return (cil if protocol == "open_domain_cil" else til), None, {"til": til, "cil": cil}
+        if protocol == "online":
+            return online_row(self, model, after_task)
+        row, seen = self.accuracy_row(model, after_task)
+        return row, seen, {}
 
     @torch.no_grad()
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
-        feats = [self._features(model, data) for data in self.tests]
-        row, seen = self._accuracy_row(model, feats, max(after_task, 0) if after_task >= 0 else -1)
-        sizes = [len(y) for _, y in feats]
-        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen, test_sizes=sizes)
+        self._routing, self._test_sizes = {}, None
+        row, seen, extra = self.protocol_row(model, max(after_task, 0) if after_task >= 0 else -1)
+        probes, retrieval = self.probe_accuracies(model), self.probe_retrieval(model)
+        return Evaluation(row, probes, retrieval, seen, extra, routing=dict(self._routing), test_sizes=self._test_sizes)

@@ -12,7 +12,8 @@ import torch
 
 from cliplab.data import TensorImageDataset, get_dataset
 from cliplab.evaluation.embed import encode_texts, image_features
-from cliplab.evaluation.retrieval import retrieval_metrics, retrieval_scores
+from cliplab.evaluation.retrieval import RETRIEVAL_KEYS, retrieval_metrics, retrieval_scores, routed_retrieval_scores
+from cliplab.evaluation.routing import image_routes, input_router, on_route, routed_image_features
 from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_accuracy, zero_shot_classifier
 from cliplab.models import ClipBundle
 from cliplab.toyworld.tasks import RetrievalProbe, retrieval_probe, zero_shot_tasks
@@ -45,9 +46,23 @@ def toyworld_retrieval(bundle: ClipBundle, probe: RetrievalProbe) -> dict[str, f
     data = TensorImageDataset(
         probe.images, torch.zeros(n, dtype=torch.long), ["_"], ["{}"], transform=bundle.eval_transform
     )
+    if input_router(bundle.model) is not None:
+        return _routed_retrieval(bundle, data, probe.captions, probe.text_image_index)
     image_feats, _ = image_features(bundle.model, data)
     text_feats = encode_texts(bundle.model, bundle.tokenizer, probe.captions)
     return retrieval_scores(image_feats, text_feats, probe.text_image_index)
+
+
+def _routed_retrieval(bundle: ClipBundle, images, captions, text_image_index) -> dict[str, float]:
+    """Retrieval recalls of a model that routes each image (captions encoded on every route taken)."""
+    model = bundle.model
+    routes = image_routes(model, images)
+    feats, _ = routed_image_features(model, images, routes)
+    texts = {}
+    for route in routes.unique().tolist():
+        with on_route(model, route):
+            texts[route] = encode_texts(model, bundle.tokenizer, list(captions))
+    return routed_retrieval_scores(feats, routes, texts, torch.as_tensor(text_image_index))
 
 
 def toyworld_report(bundle: ClipBundle, probe_seed: int = 0, n_zero_shot: int = 1000, n_retrieval: int = 500) -> dict:
@@ -74,18 +89,27 @@ def evaluate_dataset(
         name, root=root, split=split, transform=bundle.eval_transform, on_corrupt=on_corrupt, verify=verify
     )
     if hasattr(data, "classnames"):
-        feats, labels = image_features(bundle.model, data)
-        classifier = zero_shot_classifier(bundle.model, bundle.tokenizer, data.classnames, data.templates)
-        scores = accuracy_from_logits(feats @ classifier.cpu(), labels)
-        n = len(labels)
+        if getattr(bundle.model, "class_scorer", None) is not None or input_router(bundle.model) is not None:
+            scores = zero_shot_accuracy(bundle.model, bundle.tokenizer, data, data.classnames, data.templates)
+            n = len(data)  # a method's own scoring (CoLeCLIP) or routing (MoE-Adapters' DDAS)
+        else:
+            feats, labels = image_features(bundle.model, data)
+            classifier = zero_shot_classifier(bundle.model, bundle.tokenizer, data.classnames, data.templates)
+            scores = accuracy_from_logits(feats @ classifier.cpu(), labels)
+            n = len(labels)
     else:
         collate = lambda b: torch.stack([x for x, _ in b])
         images = torch.utils.data.DataLoader(data, batch_size=128, collate_fn=collate)
-        image_feats, _ = image_features(bundle.model, images)
-        text_feats = encode_texts(
-            bundle.model, bundle.tokenizer, list(data.captions)
-        )  # after the images: see CaptionDataset
-        scores = retrieval_metrics(image_feats, text_feats, torch.as_tensor(data.text_image_index))
-        n = len(image_feats)
+        if input_router(bundle.model) is not None:
+            routed = _routed_retrieval(bundle, images, data.captions, data.text_image_index)
+            scores = {k: routed[k] for k in RETRIEVAL_KEYS}
+            n = len(data)
+        else:
+            image_feats, _ = image_features(bundle.model, images)
+            texts = encode_texts(
+                bundle.model, bundle.tokenizer, list(data.captions)
+            )  # after the images: CaptionDataset
+            scores = retrieval_metrics(image_feats, texts, torch.as_tensor(data.text_image_index))
+            n = len(image_feats)
     skipped = len(getattr(data, "corrupt", ()))
     return {"dataset": name, "split": split, "n": n, "skipped": skipped, **{k: round(v, 2) for k, v in scores.items()}}

@@ -31,7 +31,14 @@ from torch import Tensor
 # Upper bound on the number of scores held at once (query chunk x gallery): 16M floats = 64 MiB.
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
-__all__ = ["RETRIEVAL_KEYS", "positive_ranks", "recall_at_k", "retrieval_metrics", "retrieval_scores"]
+__all__ = [
+    "RETRIEVAL_KEYS",
+    "positive_ranks",
+    "recall_at_k",
+    "retrieval_metrics",
+    "retrieval_scores",
+    "routed_retrieval_scores",
+]
 
 #: The recalls every retrieval probe reports (percent), in this order.
 RETRIEVAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
@@ -181,4 +188,43 @@ def retrieval_scores(
 ) -> dict[str, float]:
     """The `RETRIEVAL_KEYS` recalls of `retrieval_metrics` (what every probe reports)."""
     metrics = retrieval_metrics(image_features, text_features, text_image_index)
+    return {k: metrics[k] for k in RETRIEVAL_KEYS}
+
+
+def routed_retrieval_scores(
+    image_features: Tensor,
+    routes: Tensor,
+    text_features: dict[int, Tensor],
+    text_image_index: Tensor,
+    chunk_size: int | None = None,
+) -> dict[str, float]:
+    """`retrieval_scores` for a model that routes each image (`cliplab.evaluation.routing`).
+
+    Image i takes route `routes[i]` in both towers, so its similarity to caption j is
+    `image_features[i] · text_features[routes[i]][j]`: one score matrix, its rows drawn from each
+    route's caption embeddings, ranked as in `retrieval_metrics` (chunked, never formed whole).
+    """
+    n_img = image_features.shape[0]
+    n_txt = next(iter(text_features.values())).shape[0]
+    owner = text_image_index.long()
+    image_ids = torch.arange(n_img)
+    by_route = {int(r): torch.nonzero(routes == r).flatten() for r in routes.unique().tolist()}
+
+    def rows_of(rows: slice) -> Tensor:  # image rows x every caption
+        images, mine = image_features[rows], routes[rows]
+        out = images.new_empty(len(images), n_txt)
+        for route in mine.unique().tolist():
+            pick = mine == route
+            out[pick] = images[pick] @ text_features[int(route)].T
+        return out
+
+    def columns_of(rows: slice) -> Tensor:  # caption rows x every image
+        out = image_features.new_empty(n_img, len(range(*rows.indices(n_txt))))
+        for route, index in by_route.items():
+            out[index] = image_features[index] @ text_features[route][rows].T
+        return out.T
+
+    i2t = _chunked_ranks(n_img, n_txt, rows_of, lambda rows: image_ids[rows, None] == owner[None, :], chunk_size)
+    t2i = _chunked_ranks(n_txt, n_img, columns_of, lambda rows: owner[rows, None] == image_ids[None, :], chunk_size)
+    metrics = {**_rank_summary("i2t", i2t, (1, 5, 10)), **_rank_summary("t2i", t2i, (1, 5, 10))}
     return {k: metrics[k] for k in RETRIEVAL_KEYS}

@@ -30,6 +30,14 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import Dataset
 
 from cliplab.evaluation.embed import image_features
+from cliplab.evaluation.routing import (
+    image_routes,
+    input_router,
+    on_route,
+    route_tag,
+    routed_image_features,
+    routed_logits,
+)
 
 _TEXT_PREFIXES = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
 _CACHE: OrderedDict[tuple, Tensor] = OrderedDict()
@@ -102,10 +110,12 @@ def zero_shot_classifier(
     device: str | torch.device | None = None,
     use_cache: bool = True,
 ) -> Tensor:
-    """(embed_dim, n_classes) classifier; cached per (text weights, classes, templates)."""
+    """(embed_dim, n_classes) classifier; cached per (text weights, classes, templates, route).
+
+    A model with routes (`cliplab.evaluation.routing`) encodes the prompts on its current route."""
     device = device or next(model.parameters()).device
     key = (
-        (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device))
+        (text_tower_fingerprint(model), tuple(classnames), tuple(map(str, templates)), str(device), route_tag(model))
         if use_cache
         else None
     )
@@ -152,9 +162,35 @@ def zero_shot_accuracy(
     batch_size: int = 256,
     device=None,
 ) -> dict[str, float]:
-    """Zero-shot top-k accuracy (percent) of `model` on labelled `data`."""
-    classifier = zero_shot_classifier(model, tokenizer, classnames, templates, device=device)
-    feats, labels = image_features(model, data, batch_size, device)
+    """Zero-shot top-k accuracy (percent) of `model` on labelled `data`.
+
+    A model with an input router (`cliplab.evaluation.routing`) classifies each image on its route;
+    a model with a `class_scorer` (CoLeCLIP's vocabulary) scores classes its own way."""
+    scorer = getattr(model, "class_scorer", None)
+    if scorer is not None:
+        if hasattr(scorer, "image_features"):
+            feats, labels = scorer.image_features(model, data, batch_size)
+        else:
+            feats, labels = image_features(model, data, batch_size, device)
+        if labels is None:
+            raise ValueError("zero_shot_accuracy needs data yielding (image, label) pairs")
+
+        def classify(names, prompts):
+            return zero_shot_classifier(model, tokenizer, list(names), prompts, device=device).cpu()
+
+        return accuracy_from_logits(scorer.logits(model, feats, list(classnames), templates, classify), labels, topk)
+    if input_router(model) is not None and not isinstance(data, (Dataset, Tensor, list, tuple)):
+        data = list(data)  # routed models read the images twice (the route, then the features)
+    routes = image_routes(model, data, batch_size, device)
+    if routes is None:
+        feats, labels = image_features(model, data, batch_size, device)
+    else:
+        feats, labels = routed_image_features(model, data, routes, batch_size, device)
     if labels is None:
         raise ValueError("zero_shot_accuracy needs data yielding (image, label) pairs")
-    return accuracy_from_logits(feats @ classifier.cpu(), labels, topk)
+
+    def classifier_of(route):
+        with on_route(model, route):
+            return zero_shot_classifier(model, tokenizer, classnames, templates, device=device).cpu()
+
+    return accuracy_from_logits(routed_logits(feats, routes, classifier_of), labels, topk)

@@ -8,17 +8,42 @@ from __future__ import annotations
 
 from typing import Any
 
+from cliplab.methods.adapter_tuning import AdapterTuning
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.coleclip import CoLeCLIP
+from cliplab.methods.continual_clip import ContinualCLIP
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
+from cliplab.methods.er import ExperienceReplay
 from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
+from cliplab.methods.lora import LoRA
 from cliplab.methods.lwf import LwF
+from cliplab.methods.moe_adapters import MoEAdapters
+from cliplab.methods.sit import SIT
 from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
 from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
 from cliplab.methods.zscl import ZSCL, WeightEnsemble
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (
+        ZeroShot,
+        FineTune,
+        LwF,
+        VRLwF,
+        ICaRL,
+        WiseFT,
+        ZSCL,
+        AdapterTuning,
+        LoRA,
+        MoEAdapters,
+        ContinualCLIP,
+        ExperienceReplay,
+        SIT,
+        CoLeCLIP,
+    )
+}
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
@@ -30,15 +55,22 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 __all__ = [
     "METHODS",
+    "SIT",
     "ZSCL",
+    "AdapterTuning",
+    "CoLeCLIP",
+    "ContinualCLIP",
     "DistillOptions",
     "DistillationMethod",
+    "ExperienceReplay",
     "ExtraInputs",
     "FineTune",
     "ICaRL",
+    "LoRA",
     "LwF",
     "Method",
     "MethodOptions",
+    "MoEAdapters",
     "TaskContext",
     "VRLwF",
     "WeightEnsemble",

@@ -12,6 +12,14 @@ Protocols:
 - `task_incremental` (MTIL): each task (domain) is classified among its own classes.
 - `one_session` (Ding et al.'s OST): a single task holding every class of interest. The
   multi-session regime (MST) is the class-incremental split of the same classes.
+- `open_domain_til` / `open_domain_cil` (CoLeCLIP's open-domain continual learning): domains in
+  sequence, every domain evaluated after every task; a seen domain is classified among its own
+  classes (TIL) or among the name-deduplicated union of every seen domain's classes (CIL); an
+  unseen domain among its own classes in both. Both rows are recorded; the name says which one is
+  the run's accuracy matrix (`cliplab.evaluation.open_domain`).
+- `online` (Si-Blurry, SIT): one pass over a stream with blurry task boundaries (`Scenario.stream`);
+  the classes are labelled in the order the stream exposes them, a task's classes are the ones it
+  exposes first, and the model is also evaluated every `eval_period` samples (`cliplab.engine.online`).
 
 Every scenario also carries zero-shot probes and a retrieval probe, evaluated before training
 and after every task, so forgetting of the pretrained capabilities is always measured.
@@ -26,7 +34,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROTOCOLS = ("class_incremental", "task_incremental", "one_session")
+PROTOCOLS = ("class_incremental", "task_incremental", "one_session", "open_domain_til", "open_domain_cil", "online")
 
 DatasetFactory = Callable[[Callable | None], Dataset]  # transform -> dataset of (image, local label)
 
@@ -133,6 +141,7 @@ class Scenario:
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method options
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # how it was built (e.g. probe sizes)
+    stream: Any = None  # online protocol: the stream's exposure record (`cliplab.scenarios.online.OnlineStream`)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

@@ -40,6 +40,7 @@ from cliplab.scenarios.base import (
     Task,
     TaskSpec,
 )
+from cliplab.scenarios.peft_presets import cifar_cil_presets, mtil_presets
 
 CIFAR_CIL_DEFAULTS = {
     "epochs_per_task": 1.0,
@@ -154,7 +155,7 @@ def cifar100_cil_spec(increment: int) -> ScenarioSpec:
         "class_incremental",
         tasks,
         defaults=dict(CIFAR_CIL_DEFAULTS),
-        method_defaults={k: dict(v) for k, v in CIFAR_CIL_METHODS.items()},
+        method_defaults={**{k: dict(v) for k, v in CIFAR_CIL_METHODS.items()}, **cifar_cil_presets(increment)},
         description="ZSCL's CIFAR-100 class-incremental protocol.",
         needs_root=True,
         build_options=EXTRA_OPTIONS,
@@ -192,7 +193,7 @@ def mtil_spec(order: Sequence[str], name: str, datasets: Sequence[str] | None = 
         "task_incremental",
         [TaskSpec(d, tuple(load_metadata(d).classnames)) for d in chosen],
         defaults=dict(MTIL_DEFAULTS),
-        method_defaults={k: dict(v) for k, v in MTIL_METHODS.items()},
+        method_defaults={**{k: dict(v) for k, v in MTIL_METHODS.items()}, **mtil_presets()},
         description="ZSCL's multi-domain task-incremental benchmark.",
         needs_root=True,
         build_options=EXTRA_OPTIONS,

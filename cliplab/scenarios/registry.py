@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from cliplab.data import MTIL_ORDER_1, MTIL_ORDER_2
-from cliplab.scenarios import published, toy
+from cliplab.scenarios import online, open_domain, published, toy
 from cliplab.scenarios.base import Scenario, ScenarioSpec
 
 
@@ -43,6 +43,18 @@ _CATALOGUE: dict[str, ScenarioEntry] = {
     "mtil-order2": ScenarioEntry(
         partial(published.mtil_spec, MTIL_ORDER_2, "mtil-order2"), published.build_mtil, ("datasets",)
     ),
+    # open-domain continual learning (CoLeCLIP): every domain evaluated, seen and unseen
+    "toy-odcl-til": ScenarioEntry(partial(open_domain.toy_odcl_spec, "til"), open_domain.build_toy_odcl, ("order",)),
+    "toy-odcl-cil": ScenarioEntry(partial(open_domain.toy_odcl_spec, "cil"), open_domain.build_toy_odcl, ("order",)),
+    "odcl-order1": ScenarioEntry(
+        partial(open_domain.odcl_spec, MTIL_ORDER_1, "odcl-order1"), open_domain.build_odcl, ("setting", "datasets")
+    ),
+    "odcl-order2": ScenarioEntry(
+        partial(open_domain.odcl_spec, MTIL_ORDER_2, "odcl-order2"), open_domain.build_odcl, ("setting", "datasets")
+    ),
+    # online continual learning on a Si-Blurry stream (SIT)
+    "toy-si-blurry": ScenarioEntry(online.toy_si_blurry_spec, online.build_toy_si_blurry, ("n_tasks",)),
+    "cifar100-si-blurry": ScenarioEntry(online.cifar100_si_blurry_spec, online.build_cifar100_si_blurry, ("n_tasks",)),
 }
 
 

@@ -25,6 +25,7 @@ from cliplab.scenarios.base import (
     Task,
     TaskSpec,
 )
+from cliplab.scenarios.peft_presets import toy_cil_presets, toy_mtil_presets
 from cliplab.toyworld.tasks import downstream_classnames, downstream_task, retrieval_probe, zero_shot_tasks
 from cliplab.toyworld.world import ToyWorld
 
@@ -94,6 +95,7 @@ def toy_digits_ost_spec() -> ScenarioSpec:
         "one_session",
         [_digit_spec("digits", list(range(10)))],
         defaults={**TOY_DEFAULTS, "steps_per_task": 300},
+        method_defaults=toy_cil_presets(),
         description="ToyCLIP learns the 10 digits in one session; ToyWorld probes measure what it forgets.",
         build_options=PROBE_OPTIONS,
     )
@@ -111,6 +113,7 @@ def toy_digits_cil_spec() -> ScenarioSpec:
             "vr_lwf": {"weight": 5.0},
             "icarl": {"weight": 5.0},
             "zscl": {"weight": 5.0},
+            **toy_cil_presets(),
         },
         description="5 tasks x 2 digit classes; evaluation among all classes seen so far.",
         build_options=PROBE_OPTIONS,
@@ -129,6 +132,7 @@ def toy_mtil_spec() -> ScenarioSpec:
         # Measured (seed 0, finetune): 60 steps leave 10-way digits near chance; at lr 3e-4 the
         # held-out shape+colour probe lost only 7.8 points, at 6e-4 it loses ~68 (digits learned to ~64%).
         defaults={**TOY_DEFAULTS, "steps_per_task": 120, "lr": 6e-4},
+        method_defaults=toy_mtil_presets(),
         description="digits, novel shapes, background textures, shapes under made-up names.",
         build_options=PROBE_OPTIONS,
     )

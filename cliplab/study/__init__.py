@@ -8,6 +8,8 @@
 - `widgets`: optional ipywidgets controls and the SMOKE banner;
 - `explorer`: the run explorer (`cliplab explore`): pick a run and a task step, see its figures;
 - `lab`: the JupyterLab workspace of `cliplab lab` / `make lab`;
+- `peft`: parameters, memory and time against accuracy; DDAS routing; expert usage (notebook 04);
+- `protocols`: the open-domain table, anytime-accuracy curves, online summaries (notebook 06);
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
 The notebooks use it as ``from cliplab import study``: the names below are the notebook-facing ones.
@@ -21,6 +23,18 @@ from cliplab.study.alignment import (
     encode_probe,
     final_alignment,
     rotation_angle_table,
+)
+from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame
+from cliplab.study.protocols import (
+    anytime_frame,
+    odcl_frame,
+    odcl_means,
+    odcl_table,
+    online_means,
+    online_table,
+    requests_for,
+    stability_points,
+    task_boundaries,
 )
 from cliplab.study.settings import (
     SMOKE_ALIGNMENT_PROBE,
@@ -44,9 +58,12 @@ __all__ = [
     "ablation",
     "alignment_frame",
     "alignment_probe",
+    "anytime_frame",
     "by_label",
+    "efficiency_frame",
     "embed_run",
     "encode_probe",
+    "expert_usage_frame",
     "explore",
     "final_alignment",
     "grid",
@@ -55,15 +72,24 @@ __all__ = [
     "load_results",
     "mean_std_table",
     "method_table",
+    "odcl_frame",
+    "odcl_means",
+    "odcl_table",
     "one_session_settings",
+    "online_means",
+    "online_table",
     "output_dirs",
+    "requests_for",
     "rotation_angle_table",
+    "routing_frame",
     "run_batches",
     "run_requests",
     "runs_root",
     "scenario_options",
     "smoke_banner",
+    "stability_points",
     "study_settings",
+    "task_boundaries",
     "tidy_runs",
     "zero_shot_summary",
 ]

@@ -20,8 +20,8 @@ from torch.utils.data import Subset
 from cliplab.alignment import alignment_summary, rotation_angles, version_drift
 from cliplab.checkpoints import load_state_dict
 from cliplab.data import TensorImageDataset
+from cliplab.engine.extended import load_model
 from cliplab.evaluation.embed import EmbeddingCache, encode_images, encode_texts
-from cliplab.models import load_model
 from cliplab.results import RunFolder
 from cliplab.scenarios import get_scenario, scenario_spec
 from cliplab.study.settings import scenario_options

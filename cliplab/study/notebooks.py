@@ -1,7 +1,7 @@
 """`cliplab study`: execute the study notebooks in order, headlessly, with papermill.
 
-The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`) are jupytext
-py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
+The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`,
+`04_parameter_efficient.py`, `06_open_domain_and_online.py`) are jupytext py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
 papermill with the study's parameters injected after its `parameters` cell. Outputs:
 
     <out>/<notebook>.ipynb          the executed notebook (outputs included)
@@ -9,7 +9,7 @@ papermill with the study's parameters injected after its `parameters` cell. Outp
     <out>/runs/<scenario>/<label>/seed<k>   the training runs, shared by the notebooks (runs-smoke/ with smoke)
     <figures>/<NN>_<name>.png       every figure
 
-Because the runs are shared and resumable, notebook 02 reuses 01's runs, 03 reuses 02's, and a
+Because the runs are shared and resumable, notebook 02 reuses 01's runs, 03 and 04 reuse 02's, and a
 second `cliplab study` only re-executes the notebooks (fast).
 """
 
@@ -25,7 +25,13 @@ from typing import Any
 
 from cliplab.engine.config import parse_value, split_assignment
 
-NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py")
+NOTEBOOKS = (
+    "01_forgetting.py",
+    "02_vr_lwf.py",
+    "03_alignment.py",
+    "04_parameter_efficient.py",
+    "06_open_domain_and_online.py",
+)
 KERNEL = "python3"
 
 

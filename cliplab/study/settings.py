@@ -27,6 +27,7 @@ SMOKE_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "zscl": {"n_reference_texts": 200},
     "icarl": {"memory_size": 40, "max_candidates": 200},
     "vr_lwf": {"vocab_size": 200},
+    "moe_adapters": {"ddas_steps": 5, "ddas_reference_steps": 5},
 }
 
 

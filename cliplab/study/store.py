@@ -170,7 +170,7 @@ def run_batches(
 
 # Relative cost of a training step, for ordering runs (the longest start first): methods with a
 # second (distillation or memory) batch cost about twice fine-tuning (benchmarks/README.md).
-_STEP_COST = {"zeroshot": 0.0, "finetune": 1.0, "wise_ft": 1.0}
+_STEP_COST = {"zeroshot": 0.0, "continual_clip": 0.0, "finetune": 1.0, "wise_ft": 1.0}
 
 
 def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:

@@ -1,0 +1,106 @@
+"""Notebook 04's numbers: cost against retention, DDAS routing, expert usage of MoE-Adapters.
+
+- `efficiency_frame`: one row per run: trained and total parameters (metrics.json `parameters`),
+  peak training memory, training time, Last / Avg and the held-out zero-shot change;
+- `routing_frame`: where each test set and probe went after the last task (DDAS: router j or
+  the frozen model), as shares;
+- `expert_usage_frame`: from the run's last checkpoint, how often each router chose each expert
+  of each block while its task trained, and which experts ended frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+from safetensors.torch import load_file
+
+from cliplab.results import RunFolder, RunResult
+from cliplab.study.store import RunRequest
+
+FROZEN_LABEL = "frozen CLIP"
+
+
+def _zero_shot_delta(result: RunResult, probe: str) -> float:
+    curve = result.zero_shot.get(probe)
+    return float(curve[-1] - curve[0]) if curve else float("nan")
+
+
+def efficiency_frame(results: Mapping[RunRequest, RunResult], probe: str = "toyworld_shape_colour") -> pd.DataFrame:
+    """Per run: scenario, label, seed, parameters trained / total (and %), peak memory (MiB),
+    training seconds, Last, Avg, and the change of held-out zero-shot accuracy on `probe`."""
+    rows = []
+    for request, result in results.items():
+        params = result.extra.get("parameters", {})
+        total, trained = params.get("total"), params.get("trainable")
+        rows.append(
+            {
+                "scenario": request.scenario,
+                "label": request.label,
+                "seed": request.seed,
+                "trainable": trained,
+                "total": total,
+                "trainable_pct": 100.0 * trained / total if total and trained is not None else float("nan"),
+                "trained_by_part": result.extra.get("trained_by_part", {}),
+                "peak_memory_mib": result.extra.get("peak_memory", {}).get("training_mib"),
+                "train_seconds": result.extra.get("seconds", {}).get("train"),
+                "last": (result.summary or {}).get("last"),
+                "avg": (result.summary or {}).get("avg"),
+                "zero_shot_delta": _zero_shot_delta(result, probe),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def routing_frame(result: RunResult, after: int = -1) -> pd.DataFrame:
+    """Share (%) of each evaluated set taking each route after task `after` (default: the last).
+
+    Rows: the tasks' test sets, then the probes; columns: the frozen model, then router j named by
+    task j. Empty when the run did not route its inputs."""
+    routing = result.extra.get("routing")
+    if not routing:
+        return pd.DataFrame()
+    shares = routing["after_task"][after]
+    names = {"-1": FROZEN_LABEL, **{str(j): f"router {j}: {t}" for j, t in enumerate(result.tasks)}}
+    frame = pd.DataFrame(
+        {row: {names.get(r, r): 100.0 * v for r, v in routes.items()} for row, routes in shares.items()}
+    ).T
+    columns = [c for c in names.values() if c in frame.columns]
+    return frame.reindex(columns=columns).fillna(0.0)
+
+
+def expert_usage_frame(folder: str, task: int | None = None) -> pd.DataFrame:
+    """Long frame of MoE-Adapters' usage counts in the checkpoint after `task` (default: the last).
+
+    Columns: tower, block, router, expert, share (% of that router's selections in the block),
+    frozen (the expert was frozen by then)."""
+    run = RunFolder(folder)
+    paths = run.task_checkpoints()
+    if not paths:
+        raise FileNotFoundError(f"{folder} holds no task checkpoint")
+    path = paths[-1] if task is None else run.task_checkpoint(task)
+    tensors = load_file(str(path))
+    rows = []
+    for key, usage in tensors.items():
+        if not key.endswith(".branches.moe.usage"):
+            continue
+        tower = "image" if key.startswith("visual.") else "text"
+        block = int(key.split("resblocks.")[1].split(".")[0])
+        frozen = tensors[key[: -len("usage")] + "frozen"]
+        for router, counts in enumerate(usage):
+            total = float(counts.sum())
+            for expert, count in enumerate(counts.tolist()):
+                rows.append(
+                    {
+                        "tower": tower,
+                        "block": block,
+                        "router": router,
+                        "expert": expert,
+                        "share": 100.0 * count / total if total else 0.0,
+                        "frozen": bool(frozen[expert]),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+__all__ = ["FROZEN_LABEL", "efficiency_frame", "expert_usage_frame", "routing_frame"]

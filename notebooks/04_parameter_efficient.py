@@ -1,0 +1,186 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Train fewer parameters, forget less?
+#
+# **Question.** Do parameter-efficient methods keep CLIP's zero-shot ability better than full
+# fine-tuning with distillation, and at what cost in parameters, memory and time?
+#
+# **The methods.** All of them leave the pretrained weights frozen and train something small
+# that is added to the model:
+# * `adapter`: a small bottleneck network (down-projection, ReLU, up-projection) beside the MLP
+#   of every transformer block of both towers, trained through every task;
+# * `lora`: low-rank updates W + B·A of the attention and MLP weights (through the `peft`
+#   library), trained through every task;
+# * `moe_adapters` (Yu et al., CVPR 2024): in every block a *mixture of experts*, several such
+#   adapters and, per task, a *router* that picks two of them for each image or prompt. After a
+#   task, the experts its router used most are frozen. An *auto-selector* (DDAS) keeps one small
+#   autoencoder per task: at test time, images that one of them reconstructs well take that task's
+#   router, and images no autoencoder recognises go to the untouched pretrained model. On the
+#   class-incremental digits the authors' CIL setting applies: 2 experts, one shared router, no
+#   freezing and no auto-selector.
+#
+# They are compared with three methods of notebook 02 that train the whole model: `finetune`
+# (plain cross-entropy), `vr_lwf` (distillation on a replayed vocabulary, no data) and `zscl`
+# (distillation on reference images and captions, plus a weight ensemble), and with `zeroshot`,
+# the pretrained model.
+#
+# **Protocol.**
+# * ToyCLIP on `toy-mtil` (four domains, task-incremental) and `toy-digits-cil` (five
+#   class-incremental tasks of two digits), each scenario's default steps, batch and schedule.
+#   The adapter / LoRA parameters train with their own learning rate (3e-3; the scenarios' presets,
+#   chosen on the first task's *training* loss); the whole-model methods keep the protocol's.
+# * The runs of `finetune`, `vr_lwf`, `zscl` and `zeroshot` are notebook 02's (same run store).
+# * Metrics: Transfer / Avg / Last (ZSCL) and the change of held-out ToyWorld zero-shot accuracy
+#   (shape + colour on combinations never seen in pretraining) and retrieval R@1 after the last
+#   task, mean ± std over seeds; parameters trained (`metrics.json` → `parameters`), the peak
+#   memory of training and the training time of each run.
+#
+# **How to read the figures.**
+# 1. *Cost against accuracy*: x = parameters trained (log scale); left, Last; right, the change of
+#    held-out zero-shot accuracy (0 = kept). Up and to the left is cheap and good.
+# 2. *DDAS routing*: for each test set and probe, the share of images sent to each route after
+#    the last task. A perfect selector puts task j's images on router j and the probes on the
+#    frozen model.
+# 3. *Expert usage*: for each router (task), how often it chose each expert in each block while
+#    its task trained; dots mark the experts frozen by the end.
+
+# %% tags=["parameters"]
+MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
+PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
+SCENARIOS = ["toy-mtil", "toy-digits-cil"]
+METHODS = ["zeroshot", "finetune", "vr_lwf", "zscl", "adapter", "lora", "moe_adapters"]
+SEEDS = [0, 1, 2]
+STEPS_PER_TASK = None  # None: each scenario's default
+OVERRIDES = {}  # other training settings (TrainConfig fields) for every run
+DEVICE = None  # None: CUDA when available, else CPU
+JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
+DATA_ROOT = None  # folder of local datasets, for real scenarios
+SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"reference_images": ..., "reference_captions": ...}
+OUT_DIR = "../runs/study/04_parameter_efficient"
+RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01-03: matching runs are reused
+FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+SMOKE = False  # True: 1 seed, 2 tasks, a few steps
+INTERACTIVE = True
+
+# %%
+import pandas as pd
+
+from cliplab import study
+from cliplab.io import write_json_atomic
+from cliplab.plots import peft as pplots
+from cliplab.plots.style import save_figure, set_theme
+
+set_theme()
+saved = []  # every figure written, recorded in metrics.json
+seeds = SEEDS[:1] if SMOKE else list(SEEDS)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)
+settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
+run_options = dict(
+    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
+)
+settings
+
+# %% [markdown]
+# ## Train (or reuse) every method on every scenario
+
+# %%
+requests = study.grid(SCENARIOS, METHODS, seeds)
+study.run_requests(requests, runs_dir, settings=settings, **run_options)
+df = study.tidy_runs(requests, runs_dir)
+results = study.load_results(requests, runs_dir)
+
+# %% [markdown]
+# ## Transfer / Avg / Last and what was kept of pretraining (mean ± std over seeds)
+
+# %%
+quantities = ("transfer", "avg", "last", "zero_shot_delta/toyworld_shape_colour", "retrieval_delta/*/i2t_r1")
+study.method_table(df, quantities=quantities).unstack("scenario")
+
+# %% [markdown]
+# ## What each method costs
+# Parameters trained (for MoE-Adapters: experts, routers *and* the auto-selector's autoencoders,
+# split below), the peak memory of training (on CPU the process's peak resident memory, which
+# includes evaluation), and the seconds spent training, per run.
+
+# %%
+cost = study.efficiency_frame(results)
+cost_table = cost.groupby(["scenario", "label"], sort=False)[
+    ["trainable", "trainable_pct", "peak_memory_mib", "train_seconds", "last", "zero_shot_delta"]
+].mean()
+cost_table.round(1)
+
+# %%
+parts = cost[cost["label"] == "moe_adapters"][["scenario", "seed", "trained_by_part"]]
+pd.DataFrame([{"scenario": s, "seed": k, **p} for s, k, p in parts.itertuples(index=False)])
+
+# %% [markdown]
+# ## Cost against accuracy
+
+# %%
+fig = pplots.plot_cost_vs_accuracy(cost)
+saved.append(save_figure(fig, f"{FIGURES_DIR}/04_cost_vs_accuracy"))
+
+# %% [markdown]
+# ## Where DDAS sent the images
+# After the last task of `toy-mtil`, for every test set and the held-out probes (first seed).
+# Note that ToyWorld's *textures* and *nonce shapes* domains show scenes drawn like the
+# pretraining scenes: they differ from pretraining in their labels, not in their images, so an
+# auto-selector that looks only at images cannot tell them from each other, nor from the probes.
+
+# %%
+moe = study.by_label(results, SCENARIOS[0]).get("moe_adapters", [])
+routing = study.routing_frame(moe[0]) if moe else pd.DataFrame()
+if not routing.empty:
+    fig = pplots.plot_routing_matrix(routing, title=f"DDAS routing after the last task of {SCENARIOS[0]}")
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/04_ddas_routing"))
+routing.round(1)
+
+# %% [markdown]
+# ## Which experts each router used
+
+# %%
+moe_request = next((r for r in requests if r.scenario == SCENARIOS[0] and r.method == "moe_adapters"), None)
+if moe_request is not None:
+    usage = study.expert_usage_frame(moe_request.folder(runs_dir))
+    fig = pplots.plot_expert_usage(usage, title=f"MoE-Adapters on {SCENARIOS[0]}: expert usage per router")
+    saved.append(save_figure(fig, f"{FIGURES_DIR}/04_expert_usage"))
+
+# %% [markdown]
+# ## Record the headline numbers
+# `OUT_DIR/metrics.json`: per scenario and method, the means over seeds (with standard
+# deviations when there are several), parameters trained, peak memory, training seconds and, for
+# MoE-Adapters, DDAS's routing shares after the last task.
+
+# %%
+headline = {
+    "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE},
+    "methods": {s: {m: study.headline_numbers(r) for m, r in study.by_label(results, s).items()} for s in SCENARIOS},
+    "cost": {
+        s: {m: row.to_dict() for m, row in cost_table.loc[s].iterrows()} for s in cost_table.index.get_level_values(0)
+    },
+    "routing": {
+        s: r[0].extra.get("routing") for s in SCENARIOS if (r := study.by_label(results, s).get("moe_adapters"))
+    },
+    "figures": [str(path) for path in saved],
+}
+write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
+pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in row.items()}).T[
+    ["transfer", "avg", "last", "plasticity", "zero_shot_before", "zero_shot_after"]
+].round(1)
+
+# %% [markdown]
+# ## The answer, in the default setting
+# *Written from the measured runs: see README.md ("Parameter-efficient methods") for the numbers
+# over seeds.*

@@ -57,6 +57,7 @@ class MoEAdaptersOptions(MethodOptions):
     ddas_reference_steps: int = 1000  # reference ("zero-shot chooser") autoencoder [script: 1,000 on TinyImageNet]
     ddas_reference: bool = True  # train the reference autoencoder on the scenario's reference images
     ddas_batch_size: int = 64  # [args.py default]
+    ddas_cache_features: bool = False  # True: one transform draw per image, features computed once (cheap; ours)
     ddas_lr: float = 0.01  # [the lr the scheduler sets; Adam is created with 0.003]
     ddas_weight_decay: float = 1e-4  # [AutoEncoder.py]
     ddas_eval_batch: int = 128  # images per selection [--batch-size-eval 128]
@@ -183,7 +184,10 @@ class MoEAdapters(Method):
             for slot, factory, steps in jobs:
                 torch.manual_seed(ctx.seed + 7919 * (slot + 1))
                 train_set, holdout = _split(
-                    factory(ctx.train_transform), factory(ctx.eval_transform), o.ddas_holdout, ctx.seed
+                    factory(ctx.train_transform if ctx.config.augment else ctx.eval_transform),
+                    factory(ctx.eval_transform),
+                    o.ddas_holdout,
+                    ctx.seed,
                 )
                 selector.train_slot(
                     slot,
@@ -195,6 +199,7 @@ class MoEAdapters(Method):
                     o.ddas_weight_decay,
                     ctx.seed + slot,
                     ctx.device,
+                    o.ddas_cache_features,
                 )
                 batches = (holdout[i : i + o.ddas_eval_batch] for i in range(0, len(holdout), o.ddas_eval_batch))
                 selector.calibrate_slot(slot, ctx.model, (_stack(b).to(ctx.device) for b in batches))

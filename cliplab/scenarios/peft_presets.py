@@ -12,8 +12,9 @@ over the scenario's protocol defaults); everything else is a method option.
   label smoothing 0, 30 warm-up steps, one epoch per task (the protocol's).
 - Toy scenarios: ToyCLIP's widths are 192 (image) and 128 (text), so the bottleneck is 16, which
   keeps the authors' width ratios exactly (768/64 = 192/16, 512/64 = 128/16); MTIL-style toy-mtil has
-  E = 2 x tasks = 8 experts (the authors' 22 = 2 x 11); the class-incremental digits follow the
-  CIL code. The learning rate was chosen on the first task's *training* loss (docs/design.md,
+  E = 2 x tasks = 8 experts (the authors' 22 = 2 x 11) and computes DDAS's frozen features once
+  per training image (`ddas_cache_features`); the class-incremental digits follow the CIL code.
+  The learning rate was chosen on the first task's *training* loss (docs/design.md,
   "MoE-Adapters"), never on test data or probes; the protocol's steps and batch are kept.
 """
 
@@ -35,7 +36,8 @@ _CIL_MOE = {"n_experts": 2, "router": "shared", "freeze_top": 0, "ddas": False, 
 def toy_mtil_presets() -> dict[str, dict[str, Any]]:
     train = {"lr": TOY_PEFT_LR}
     return {
-        "moe_adapters": {"n_experts": 8, "bottleneck": 16, "train": dict(train)},
+        # DDAS's frozen features computed once per image: the study's 2-core budget (docs/design.md)
+        "moe_adapters": {"n_experts": 8, "bottleneck": 16, "ddas_cache_features": True, "train": dict(train)},
         "adapter": {"bottleneck": 16, "train": dict(train)},
         "lora": {"train": dict(train)},
         **toy_prompt_presets(),

@@ -22,6 +22,7 @@ import open_clip
 import torch
 
 from cliplab.checkpoints import load_state_dict, read_metadata
+from cliplab.tokens import fit_token_embedding
 from cliplab.utils import resolve_device
 
 TOYCLIP = "ToyCLIP"
@@ -105,9 +106,17 @@ def _bundle(architecture: str, pretrained: str | None, state_dict: dict | None, 
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(architecture)
     finally:
         logging.getLogger().removeFilter(quiet)
+    tokenizer = open_clip.get_tokenizer(architecture)
     if state_dict is not None:
-        model.load_state_dict(state_dict)
-    return ClipBundle(model, open_clip.get_tokenizer(architecture), train_tf, eval_tf, label, pretrained)
+        load_weights(model, state_dict, getattr(tokenizer, "eot_token_id", None))
+    return ClipBundle(model, tokenizer, train_tf, eval_tf, label, pretrained)
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, eos_id: int | None = None) -> None:
+    """`model.load_state_dict(state_dict)`, growing the token embedding first when the state holds
+    an expanded vocabulary (a model that learned new languages, `cliplab.tokens`)."""
+    fit_token_embedding(model, state_dict, eos_id)
+    model.load_state_dict(state_dict)
 
 
 def _load_toyclip(pretrained: str | None) -> ClipBundle:

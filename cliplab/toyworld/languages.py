@@ -102,7 +102,8 @@ def concepts() -> list[tuple[str, str]]:
 
 @dataclass
 class Language:
-    """One made-up language: its profile, lexicon (concept -> word) and loanwords (concept -> source).
+    """One made-up language: its profile, lexicon (concept -> word), loanwords and false friends
+    (concept -> the language whose word it shares: "english" or an earlier language).
 
     For a language with agreement, colour entries are stems and `prefixes` the two noun-class
     prefixes; the surface form is prefix + stem (`colour_word`)."""
@@ -111,6 +112,7 @@ class Language:
     lexicon: dict[tuple[str, str], str]
     loans: dict[tuple[str, str], str] = field(default_factory=dict)
     prefixes: tuple[str, str] = ("", "")
+    false_friends: dict[tuple[str, str], str] = field(default_factory=dict)  # concept -> whose word it is
 
     @property
     def name(self) -> str:
@@ -197,14 +199,32 @@ def _draw_word(
     raise RuntimeError("syllable inventory exhausted; use fewer concepts or more syllables")
 
 
-def make_languages(n: int = 4, seed: int = 0, english_loans: int = 3, earlier_loans: int = 3) -> list[Language]:
+# English caption words a false friend may take: single CLIP tokens that ToyWorld's English captions use.
+_ENGLISH_FALSE_FRIENDS = ("box", "disc", "plus", "donut", "big", "tiny", "little", "violet", "spotted")
+
+
+def make_languages(
+    n: int = 4,
+    seed: int = 0,
+    english_loans: int = 3,
+    earlier_loans: int = 3,
+    english_false_friends: int = 1,
+    earlier_false_friends: int = 2,
+) -> list[Language]:
     """The first `n` languages of `PROFILES` with lexicons drawn from `seed`.
 
-    Each language borrows `english_loans` content words from English unchanged (the class name,
-    e.g. "star", one CLIP token) and, from the second language on, `earlier_loans` from a random earlier language.
-    Loans never touch the function words, nor the colours of a language with agreement (their
-    surface forms carry a prefix). Every other word is new: no language reuses another's word for
-    a different concept, so a shared token always means the same thing.
+    Shared words, as real languages have them:
+    - *loanwords*, same word and same meaning: `english_loans` content words borrowed from English
+      unchanged (the class name, e.g. "star", one CLIP token) and, from the second language on,
+      `earlier_loans` from a random earlier language;
+    - *false friends*, same word and another meaning (German "rot" is red, not decay):
+      `english_false_friends` content words that are English caption words naming something else
+      ("box" for a colour, say), and, from the second language on, `earlier_false_friends` words of
+      an earlier language meaning something else there. These are what makes a shared token a
+      source of interference between languages.
+
+    Shared words never touch the function words, nor the colours of a language with agreement
+    (their surface forms carry a prefix). Every other word is new to all languages.
     """
     if not 1 <= n <= len(PROFILES):
         raise ValueError(f"n must be between 1 and {len(PROFILES)} (the defined language profiles), got {n}")
@@ -238,8 +258,43 @@ def make_languages(n: int = 4, seed: int = 0, english_loans: int = 3, earlier_lo
                 lexicon[concept] = _draw_word(rng, syllables, 1, used, prefixes)
             else:
                 lexicon[concept] = _draw_word(rng, syllables, 1 if concept[0] == "word" else 2, used)
-        languages.append(Language(profile, lexicon, loans, prefixes))
+        language = Language(profile, lexicon, loans, prefixes)
+        _add_false_friends(language, languages, rng, english_false_friends, earlier_false_friends)
+        languages.append(language)
     return languages
+
+
+def _add_false_friends(
+    language: Language, earlier: list[Language], rng: np.random.Generator, n_english: int, n_earlier: int
+) -> None:
+    """Give some of `language`'s own (non-loan) content words the form of a word meaning something else
+    in English or in an earlier language."""
+    own = [
+        c
+        for c in language.lexicon
+        if c[0] != "word" and c not in language.loans and not (language.profile.agreement and c[0] == "colour")
+    ]
+    chosen = [own[int(i)] for i in rng.permutation(len(own))[: n_english + (n_earlier if earlier else 0)]]
+    taken = set(language.words())
+    for k, concept in enumerate(chosen):
+        if k < n_english:
+            candidates = [w for w in _ENGLISH_FALSE_FRIENDS if w not in taken]
+            source = "english"
+        else:
+            other = earlier[int(rng.integers(len(earlier)))]
+            candidates = [
+                w
+                for c, w in other.lexicon.items()
+                if c != concept and c[0] != "word" and c not in other.loans and c not in other.false_friends
+            ]
+            candidates = [w for w in candidates if w not in taken and w in other.words()]
+            source = other.name
+        if not candidates:
+            continue
+        word = candidates[int(rng.integers(len(candidates)))]
+        language.lexicon[concept] = word
+        language.false_friends[concept] = source
+        taken.add(word)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Union
 
-from cliplab.engine.optim import OPTIMIZER_IMPLS
+from cliplab.engine.optim import OPTIMIZER_IMPLS, WEIGHT_DECAY_SCOPES
 
 
 @dataclass
@@ -32,12 +32,14 @@ class TrainConfig:
     lr: float = 1e-5  # [ZSCL MTIL]
     lr_per_task: dict[str, float] = field(default_factory=dict)  # [ZSCL: 5e-5 for Aircraft and MNIST]
     weight_decay: float = 0.0  # [ZSCL]
+    weight_decay_scope: str = "all"  # all | matrices (no decay on gains, biases, logit scale) [open_clip, TiC]
     betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8  # [torch default; open_clip and TiC: 1e-6]
     warmup_steps: int = 100  # [ZSCL MTIL: 100; CIL: 30]
     label_smoothing: float = 0.2  # [ZSCL]
     train_mode: str = "whole"  # whole | image | text
     augment: bool = True  # train transform (RandomResizedCrop 0.9-1.0) for CE batches; False: eval transform
-    freeze_logit_scale: bool = True  # [ZSCL]
+    freeze_logit_scale: bool = True  # [ZSCL]; a trained one is clamped to [0, ln 100] by the contrastive objective
     grad_accum: int = 1
     # torch's AdamW kernels compute the same update in a different float order. "fused" (one
     # kernel for all tensors; 7x faster than the per-tensor loop on CPU for ToyCLIP) falls back
@@ -265,5 +267,7 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum {config.grad_accum}")
     if config.optimizer_impl not in OPTIMIZER_IMPLS:
         raise ValueError(f"optimizer_impl must be one of {OPTIMIZER_IMPLS}, got {config.optimizer_impl!r}")
+    if config.weight_decay_scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {config.weight_decay_scope!r}")
     if config.keep_checkpoints not in ("all", "last"):
         raise ValueError("keep_checkpoints must be 'all' or 'last'")

@@ -15,6 +15,7 @@ scenario's spec alone, which is how the study decides whether a finished folder 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import asdict
@@ -29,12 +30,13 @@ from cliplab.engine.config import TrainConfig, apply_overrides, coerce_fields
 from cliplab.engine.loop import bind_services, clear_mid_task, task_steps, train_task
 from cliplab.engine.student import frozen_copy
 from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
+from cliplab.evaluation.metrics import continual_summary, time_continual_summary
 from cliplab.io import atomic_path, write_json_atomic
 from cliplab.methods import METHODS, Method, TaskContext, get_method
 from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
-from cliplab.scenarios import Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.scenarios import OBJECTIVES, Scenario, ScenarioSpec, get_scenario, scenario_spec
 from cliplab.utils import resolve_device, seed_everything
 
 # Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
@@ -83,7 +85,13 @@ def plan_run(
     options = dict(scenario_options or {})
     spec = _spec_of(scenario, options)
     config = build_config(spec, method, overrides, seed)
-    get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    plugin = get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    if OBJECTIVES[spec.protocol] not in plugin.objectives:
+        raise ValueError(
+            f"method {method!r} is defined for {' and '.join(plugin.objectives)} training, but scenario "
+            f"{spec.name!r} ({spec.protocol}) trains with the {OBJECTIVES[spec.protocol]} objective; methods "
+            f"for it: {', '.join(n for n, c in METHODS.items() if OBJECTIVES[spec.protocol] in c.objectives)}"
+        )
     build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
     identity = RunIdentity(
         spec.name,
@@ -218,7 +226,7 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
-    class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
+    class_tokens = bundle.tokenizer(task.train_prompts()).to(device) if task.classnames else None
     ctx = TaskContext(
         model=bundle.model,
         tokenizer=bundle.tokenizer,
@@ -235,7 +243,9 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
         steps=task_steps(config, len(train_data)),
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
+        objective=OBJECTIVES[scenario.protocol],
     )
+    ctx.steps = method.task_steps(ctx, ctx.steps)
     bind_services(ctx)
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
@@ -283,6 +293,9 @@ def _finish(
     }
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
+    summary = None
+    if scenario.protocol == "time_continual":
+        summary = _time_continual_record(evaluations, extra)
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,
@@ -293,10 +306,30 @@ def _finish(
         config=config.to_dict(),
         zero_shot=zero_shot,
         retrieval=retrieval,
+        summary=summary,
         extra=extra,
     )
     save_run(result, folder.path)
     return result
+
+
+def _time_continual_record(evaluations: list[dict], extra: dict) -> dict[str, float]:
+    """TiC-CLIP's record. `accuracy_matrix` is retrieval R@1 (mean of both directions); `extra` gets
+    `classification_matrix` (zero-shot top-1 on each step's labelled images, NaN without them), its
+    row before training and `retrieval_matrices` (`i2t_r1`, `t2i_r1`). The summary holds
+    `continual_summary` plus TiC's `id` / `backward` / `forward` of the retrieval matrix and, when
+    no classification cell is NaN, the same three of the classification matrix (`classification_id`, ...)."""
+    before, after = evaluations[0], evaluations[1:]
+    nan = lambda row: [math.nan if v is None else v for v in row]
+    classification = [nan(e["rows"]["classification"]) for e in after]
+    extra["classification_matrix"] = classification
+    extra["classification_zero_shot_row"] = nan(before["rows"]["classification"])
+    extra["retrieval_matrices"] = {k: [e["rows"][k] for e in after] for k in ("i2t_r1", "t2i_r1")}
+    matrix = [e["accuracy"] for e in after]
+    summary = {**continual_summary(matrix), **time_continual_summary(matrix)}
+    if not any(math.isnan(v) for row in classification for v in row):
+        summary.update({f"classification_{k}": v for k, v in time_continual_summary(classification).items()})
+    return summary
 
 
 __all__ = ["ENGINE_REVISION", "build_config", "plan_run", "run_scenario"]

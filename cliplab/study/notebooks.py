@@ -1,6 +1,7 @@
 """`cliplab study`: execute the study notebooks in order, headlessly, with papermill.
 
-The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`) are jupytext
+The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`,
+`05_continual_pretraining.py`) are jupytext
 py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
 papermill with the study's parameters injected after its `parameters` cell. Outputs:
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from cliplab.engine.config import parse_value, split_assignment
 
-NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py")
+NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py", "05_continual_pretraining.py")
 KERNEL = "python3"
 
 

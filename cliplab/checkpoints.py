@@ -4,6 +4,9 @@ Model checkpoints carry their open_clip architecture name and config in the safe
 metadata, so `load_model(path)` can rebuild the model without pickle. Training states add the
 optimizer, scheduler and any counters a loop needs to resume exactly where it stopped. Every
 write is atomic (`cliplab.io.atomic_path`): a kill mid-save leaves the previous file intact.
+
+A file that cannot be read (empty, truncated, not safetensors) raises `CheckpointError`, one line
+naming the file; callers that know where the file came from add what to do about it (`hint`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,39 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cliplab.io import atomic_path
 
 _OPT_PREFIX = "optimizer/"
 _MODEL_PREFIX = "model/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: unreadable, or holding weights of another model."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+def unreadable(path: str | os.PathLike, error: Exception, hint: str = "") -> CheckpointError:
+    """The error for a file safetensors cannot read, naming the file, the cause and `hint`."""
+    size = Path(path).stat().st_size if Path(path).exists() else None
+    what = "empty" if size == 0 else "truncated or not a safetensors file"
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    hint = hint or "Copy or download it again."
+    return CheckpointError(f"cannot read checkpoint {path}: the file is {what} ({detail}). {hint}", path)
+
+
+def _load_file(path: str | os.PathLike, hint: str = "") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise unreadable(path, error, hint) from None
 
 
 def _contiguous(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -49,23 +78,74 @@ def save_model(
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded metadata of a cliplab safetensors file ({} for a foreign safetensors file)."""
-    with safe_open(str(path), framework="pt") as handle:
-        raw = handle.metadata() or {}
+def read_metadata(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
+    """The decoded metadata of a cliplab safetensors file ({} for a foreign safetensors file).
+
+    An unreadable file is a `CheckpointError` naming it (`hint`: what the user should do)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise unreadable(path, error, hint) from None
     decoded: dict[str, Any] = dict(raw)
     for key in ("model_config", "extra", "state"):
         if key in decoded:
-            decoded[key] = json.loads(decoded[key])
+            try:
+                decoded[key] = json.loads(decoded[key])
+            except json.JSONDecodeError as error:
+                raise CheckpointError(
+                    f"checkpoint {path} has damaged {key!r} metadata ({error}). {hint}", path
+                ) from None
     return decoded
 
 
-def load_state_dict(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | os.PathLike, hint: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file as stored; an unreadable file is a `CheckpointError` naming it."""
+    return _load_file(path, hint)
+
+
+def load_state_dict(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32, hint: str = ""
+) -> dict[str, torch.Tensor]:
     """Load a safetensors state dict, casting floating tensors to `dtype` (fp16-shipped → fp32)."""
-    state = load_file(str(path))
+    state = _load_file(path, hint)
     if any(key.startswith(_MODEL_PREFIX) for key in state):  # a training state: take the model part
         state = {k[len(_MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(_MODEL_PREFIX)}
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Any, hint: str = "") -> None:
+    """`model.load_state_dict(state)`, or one `CheckpointError` line saying how the weights do not fit.
+
+    torch's own error lists every mismatching tensor (150 lines for another ViT); this names the
+    count and the first example, which is what tells a user they passed another architecture's file.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        (k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            key, there, here = shapes[0]
+            parts.append(
+                f"{len(shapes)} tensor(s) of another shape (e.g. {key}: {list(there)} in the file, {list(here)} in the model)"
+            )
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        model_name = type(model).__name__
+        raise CheckpointError(
+            f"{path} holds weights of another architecture than this {model_name} ({'; '.join(parts)}). "
+            + (hint or "Name the architecture the file was saved for: --model ARCH --pretrained FILE."),
+            path if isinstance(path, (str, os.PathLike)) else None,
+        )
+    model.load_state_dict(state)
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -120,11 +200,16 @@ def load_training_state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
+    hint: str = "",
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore what `save_training_state` wrote; returns (counters, extra tensors)."""
-    tensors = load_file(str(path))
-    described = read_metadata(path)["state"]
-    model.load_state_dict({k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)})
+    tensors = _load_file(path, hint)
+    described = read_metadata(path, hint).get("state")
+    if not isinstance(described, dict) or "torch_rng" not in described:
+        raise CheckpointError(f"{path} is not a cliplab training state (no 'state' metadata). {hint}", path)
+    load_weights(
+        model, {k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}, path, hint
+    )
     if optimizer is not None and "optimizer" in described:
         opt = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
         optimizer.load_state_dict(_unflatten_optimizer(opt, described["optimizer"]))

@@ -3,6 +3,10 @@
 Each sub-command is a thin shell around a package function, so anything the CLI does can be done
 from a notebook with the same result. Every sub-command's machinery is imported when it runs, so
 `cliplab --help` is fast; a sub-command whose import fails fails loudly with the import error.
+
+Bad input and faults the user can fix (an unknown name, a wrong type, a missing or damaged file, a
+folder in use or not writable, a NaN loss) end as one line `cliplab <command>: error: ...` and exit
+status 2; warnings (skipped images, a restarted run) are one line `cliplab: warning: ...` each.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,6 +67,19 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--probe-seed", type=int, default=0, help="ToyWorld probe seed (never used in pretraining)")
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--verify",
+        choices=("header", "full", "none"),
+        default="header",
+        help="how image files are checked before use: header (fast; catches non-images, damaged PNGs and cut "
+        "JPEGs), full (decodes every image), none. Files that fail to decode later are skipped and counted too",
+    )
+    p.add_argument(
+        "--on-corrupt",
+        choices=("skip", "error"),
+        default="skip",
+        help="unreadable images: skip them (counted in the report) or stop with an error naming the file",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.set_defaults(func=_cmd_eval)
@@ -69,14 +87,18 @@ def _add_eval(sub) -> None:
 
 def _cmd_eval(args) -> int:
     from cliplab.evaluation.reports import evaluate_dataset, toyworld_report
-    from cliplab.io import write_json_atomic
+    from cliplab.io import require_writable, write_json_atomic
     from cliplab.models import load_model
 
+    if args.out:  # a folder that cannot be written fails now, not after the evaluation
+        require_writable(Path(args.out).parent, f"the report {Path(args.out).name}")
     bundle = load_model(args.model, pretrained=args.pretrained, device=args.device)
     if args.dataset == "toyworld":
         report = toyworld_report(bundle, probe_seed=args.probe_seed)
     else:
-        report = evaluate_dataset(bundle, args.dataset, root=args.root, split=args.split)
+        report = evaluate_dataset(
+            bundle, args.dataset, root=args.root, split=args.split, verify=args.verify, on_corrupt=args.on_corrupt
+        )
     if args.out:
         write_json_atomic(args.out, report)
     print(json.dumps(report) if args.json else _report_table(report))
@@ -238,16 +260,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"cliplab: warning: {message}\n"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe a problem the user can fix; anything else keeps its traceback (a bug)."""
+    from cliplab.io import FolderInUseError
+
+    # OSError: missing, damaged (CorruptFileError) or unwritable files; FloatingPointError: a NaN loss
+    return (ValueError, OSError, KeyError, FloatingPointError, FolderInUseError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        print(f"cliplab {args.command}: error: {error}", file=sys.stderr)
+    except _user_errors() as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"cliplab {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 `load_model` returns the model with its tokenizer and train/eval transforms, built by open_clip
 so that ToyCLIP, a random-weight ViT-B-16 on a GPU server and OpenAI's ViT-B-16 go through the
 same code. Weights never come from pickle for files we write (safetensors), and a request for
-weights that are not on this machine fails with a message saying how to provide them.
+weights that are not on this machine fails with a message saying how to provide them. A weights
+file that cannot be used (empty, truncated, another architecture's, naming an architecture open_clip
+does not know) is a one-line `CheckpointError` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import NamedTuple
 import open_clip
 import torch
 
-from cliplab.checkpoints import load_state_dict, read_metadata
+from cliplab.checkpoints import CheckpointError, load_state_dict, load_weights, read_metadata
 from cliplab.tokens import fit_token_embedding
 from cliplab.utils import resolve_device
 
@@ -99,7 +101,9 @@ class _NoRandomInitWarning(logging.Filter):
         return "No pretrained weights loaded" not in record.getMessage()
 
 
-def _bundle(architecture: str, pretrained: str | None, state_dict: dict | None, label: str) -> ClipBundle:
+def _bundle(
+    architecture: str, pretrained: str | None, state_dict: dict | None, label: str, source: str | None = None
+) -> ClipBundle:
     quiet = _NoRandomInitWarning()
     logging.getLogger().addFilter(quiet)  # open_clip logs through the root logger
     try:
@@ -108,28 +112,29 @@ def _bundle(architecture: str, pretrained: str | None, state_dict: dict | None, 
         logging.getLogger().removeFilter(quiet)
     tokenizer = open_clip.get_tokenizer(architecture)
     if state_dict is not None:
-        load_weights(model, state_dict, getattr(tokenizer, "eot_token_id", None))
+        hint = (
+            f"Pass the architecture it was saved for (--model ARCH --pretrained {source}), or a checkpoint of "
+            f"{architecture}."
+        )
+        fit_token_embedding(model, state_dict, getattr(tokenizer, "eot_token_id", None))  # an expanded vocabulary
+        load_weights(model, state_dict, source or pretrained, hint)
     return ClipBundle(model, tokenizer, train_tf, eval_tf, label, pretrained)
-
-
-def load_weights(model: torch.nn.Module, state_dict: dict, eos_id: int | None = None) -> None:
-    """`model.load_state_dict(state_dict)`, growing the token embedding first when the state holds
-    an expanded vocabulary (a model that learned new languages, `cliplab.tokens`)."""
-    fit_token_embedding(model, state_dict, eos_id)
-    model.load_state_dict(state_dict)
 
 
 def _load_toyclip(pretrained: str | None) -> ClipBundle:
     if pretrained == "random":
         return _bundle(TOYCLIP, "random", None, "toyclip")
     if pretrained not in (None, TOYCLIP_TAG):
-        return _bundle(TOYCLIP, pretrained, _weights_file(_existing(pretrained)), "toyclip")
+        path = _existing(pretrained)
+        return _bundle(TOYCLIP, pretrained, _weights_file(path), "toyclip", str(path))
     if not TOYCLIP_CHECKPOINT.exists():
         raise PretrainedWeightsUnavailable(
             f"the ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT}. It ships with the repository; "
             "regenerate it with `cliplab pretrain-toy` (about 40 minutes on 2 CPU cores)."
         )
-    return _bundle(TOYCLIP, TOYCLIP_TAG, load_state_dict(TOYCLIP_CHECKPOINT), "toyclip")
+    hint = "The shipped checkpoint is damaged: restore it with `git checkout` or regenerate it with `cliplab pretrain-toy`."
+    state = load_state_dict(TOYCLIP_CHECKPOINT, hint=hint)
+    return _bundle(TOYCLIP, TOYCLIP_TAG, state, "toyclip", str(TOYCLIP_CHECKPOINT))
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -149,7 +154,7 @@ def _load_cliplab_file(path: Path) -> ClipBundle:
             f"{path} is not a safetensors file, so its architecture is unknown. Load it with the "
             f"architecture named: load_model('ViT-B-16', pretrained='{path}')."
         )
-    meta = read_metadata(path)
+    meta = read_metadata(path, hint=_FILE_HINT)
     architecture = meta.get("architecture")
     if not architecture:
         raise ValueError(
@@ -157,8 +162,18 @@ def _load_cliplab_file(path: Path) -> ClipBundle:
             f"named: load_model('ViT-B-16', pretrained='{path}')."
         )
     _register_toyclip()
+    if architecture not in open_clip.list_models():
+        raise CheckpointError(
+            f"{path} names architecture {architecture!r}, which open_clip does not know (cliplab knows "
+            f"{TOYCLIP!r} and open_clip.list_models()). The file may come from a newer open_clip or have damaged "
+            f"metadata; load it with the architecture named: --model ARCH --pretrained {path}.",
+            path,
+        )
     label = "toyclip" if architecture == TOYCLIP else architecture
-    return _bundle(architecture, str(path), load_state_dict(path), label)
+    return _bundle(architecture, str(path), load_state_dict(path, hint=_FILE_HINT), label, str(path))
+
+
+_FILE_HINT = "Copy it again from where it was made, or pass another checkpoint."
 
 
 def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) -> ClipBundle:
@@ -169,7 +184,7 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
         )
     if pretrained and _is_path(pretrained):
         path = _existing(pretrained)
-        return _bundle(name, str(path), _weights_file(path), name)
+        return _bundle(name, str(path), _weights_file(path), name, str(path))
     try:
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, cache_dir=cache_dir
@@ -181,7 +196,7 @@ def _load_open_clip(name: str, pretrained: str | None, cache_dir: str | None) ->
 
 def _weights_file(path: Path) -> dict:
     """A state dict from a safetensors file or an open_clip-format .pt/.bin file."""
-    return load_state_dict(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
+    return load_state_dict(path, hint=_FILE_HINT) if path.suffix == ".safetensors" else _torch_state_dict(path)
 
 
 def _torch_state_dict(path: Path) -> dict:

@@ -121,15 +121,14 @@ def use_eos_pooling(model: nn.Module, eos_id: int) -> None:
 def fit_token_embedding(model: nn.Module, state: dict[str, torch.Tensor], eos_id: int | None = None) -> None:
     """Grow `model`'s token embedding to the row count of `state` (a saved, expanded model) before
     `load_state_dict` (existing rows kept, new rows zero), and pool at `eos_id` (CLIP's end-of-text
-    id by default) when it grew."""
+    id by default) when it grew. A state with as many rows or fewer, or rows of another width, is
+    left alone."""
     weight = state.get("token_embedding.weight")
     embedding = getattr(model, "token_embedding", None)
-    if weight is None or embedding is None or weight.shape[0] == embedding.num_embeddings:
+    if weight is None or embedding is None or weight.ndim != 2:
         return
-    if weight.shape[0] < embedding.num_embeddings:
-        raise ValueError(
-            f"the saved token embedding has {weight.shape[0]} rows, fewer than the model's {embedding.num_embeddings}"
-        )
+    if weight.shape[0] <= embedding.num_embeddings or weight.shape[1] != embedding.embedding_dim:
+        return  # nothing to grow (another architecture's file is `load_weights`' error to report)
     old = embedding.weight
     grown = nn.Embedding(weight.shape[0], old.shape[1], device=old.device, dtype=old.dtype)
     with torch.no_grad():  # existing rows kept, new ones zero until the state is loaded

@@ -130,7 +130,7 @@ def test_the_command_line_has_every_sub_command():
 def test_planning_runs_renders_no_image_and_opens_no_dataset(monkeypatch):
     """Specs and run identities come from code and shipped metadata alone."""
     from cliplab.engine.runner import plan_run
-    from cliplab.scenarios import scenario_names, scenario_spec
+    from cliplab.scenarios import scenario_names, scenario_requires, scenario_spec
     from cliplab.toyworld.world import ToyWorld
 
     def refuse(*args, **kwargs):
@@ -139,6 +139,10 @@ def test_planning_runs_renders_no_image_and_opens_no_dataset(monkeypatch):
     monkeypatch.setattr(ToyWorld, "render", refuse)
     monkeypatch.setattr("cliplab.data.registry.get_dataset", refuse)
     for name in scenario_names():
+        if scenario_requires(name):  # read from the user's files (tic-captions): no spec without them
+            with pytest.raises(ValueError, match=r"is read from your files: pass the option\(s\) \['root'\]"):
+                scenario_spec(name)
+            continue
         spec = scenario_spec(name)
         assert spec.tasks and all(t.classnames for t in spec.tasks)
         config, identity = plan_run(name, "finetune", seed=3)

@@ -162,7 +162,12 @@ def test_eos_pooling_equals_argmax_pooling_on_unexpanded_text_and_survives_new_i
         assert not torch.allclose(model.encode_text(expanded)[0], before[0])
 
 
-def test_fit_token_embedding_refuses_a_smaller_state():
+def test_a_smaller_vocabulary_is_not_fitted_but_reported_by_the_loader(tmp_path):
+    from cliplab.checkpoints import CheckpointError, load_weights
+
     model = load_model("toyclip").model
-    with pytest.raises(ValueError, match="fewer than the model"):
-        fit_token_embedding(model, {"token_embedding.weight": torch.zeros(10, 128)})
+    state = {**model.state_dict(), "token_embedding.weight": torch.zeros(10, 128)}
+    fit_token_embedding(model, state)
+    assert model.token_embedding.num_embeddings == 49408
+    with pytest.raises(CheckpointError, match="another shape"):
+        load_weights(model, state, tmp_path / "small.safetensors")

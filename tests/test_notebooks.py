@@ -58,7 +58,7 @@ def test_parameters_cell_holds_flat_literals_only(name):
         ast.literal_eval(node.value)
         names.add(node.targets[0].id)
     assert names >= REQUIRED_PARAMETERS, f"{name} lacks parameters {sorted(REQUIRED_PARAMETERS - names)}"
-    assert {"SCENARIO", "SCENARIOS"} & names
+    assert {"SCENARIO", "SCENARIOS", "TIC_SCENARIO"} & names  # 05's own name: `--params SCENARIO=...` is for 01-03
     assert "PRETRAINED = None" in _parameters_cell(name), "the default must be the shipped pretrained ToyCLIP"
 
 
@@ -118,6 +118,11 @@ def test_every_notebook_executed_and_saved_figures(study):
         "03_rotation_violins.png",
         "03_joint_projection.png",
         "03_cross_version_vr_lwf.png",
+        "05_toy_tic_steps.png",
+        "05_retrieval_matrices.png",
+        "05_classification_matrices.png",
+        "05_strategies_compute.png",
+        "05_structure_drift.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -167,6 +172,22 @@ def test_03_pretrained_reference_has_no_drift_and_finetuning_moves(study):
     assert final["pretrained"]["cka_img"] == pytest.approx(1.0, abs=1e-4)
     assert final["finetune"]["angle_img_mean"] > 0.0
     assert 0 < final["finetune"]["gap_l2m"] < 2
+
+
+@needs_toyclip
+def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(study):
+    data = _metrics(study, "05_continual_pretraining")
+    methods = data["methods"]
+    strategies = {"sequential", "cumulative", "restart", "lwf", "modx", "oracle"}
+    assert set(methods) == strategies | {"cumulative+buffer=exp"}, "smoke runs the first other buffer policy"
+    for numbers in methods.values():
+        assert all(0 <= numbers[k] <= 100 for k in ("id", "backward", "forward", "classification_id"))
+    assert methods["sequential"]["compute"] == pytest.approx(1.0)
+    assert methods["oracle"]["compute"] == pytest.approx(1.5), "t x C at step t: (1 + 2) / 2 over two steps"
+    assert methods["modx"]["compute"] == pytest.approx(4 / 3), "a teacher forward per training pair"
+    structure = data["structure"]
+    assert set(structure) == {"sequential", "cumulative", "lwf", "modx"}
+    assert all(v["offdiag_drift_from_start"] >= 0 and v["modx_kl_from_previous"] >= 0 for v in structure.values())
 
 
 @needs_toyclip

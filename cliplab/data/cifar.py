@@ -5,6 +5,10 @@ names its file: a missing batch raises `DatasetNotFoundError`, an MD5 mismatch o
 malformed pickle raises `CorruptFileError`. File names and MD5 sums are torchvision's own; download
 goes through torchvision. `verify_checksums=False` (with a warning) loads modified or synthetic
 copies, e.g. the tiny test fixtures, without weakening the default.
+
+A pickle can run code when it is loaded, so batches are always read by `SafeUnpickler`, which
+builds only what a CIFAR file holds (dicts, lists, str, bytes, numbers, NumPy arrays and dtypes)
+and refuses any other global: a tampered file is a `CorruptFileError`, never executed code.
 """
 
 from __future__ import annotations
@@ -89,14 +93,51 @@ def _check_checksums(name: str, files: list[tuple[Path, str]], verify: bool) -> 
             )
 
 
+# The globals a CIFAR pickle references: NumPy's array reconstruction (its module moved to
+# numpy._core in NumPy 2), the bytes constructor of protocol-2 pickles written by Python 3
+# (`_codecs.encode(text, "latin1")`) and harmless builtin containers. Everything else a CIFAR file
+# holds (dicts, lists, str, numbers) is made by pickle opcodes without any global.
+_NUMPY_GLOBALS = {"_reconstruct", "scalar", "_frombuffer", "ndarray", "dtype"}
+_NUMPY_MODULES = (
+    "numpy",
+    "numpy.core.multiarray",
+    "numpy._core.multiarray",
+    "numpy.core.numeric",
+    "numpy._core.numeric",
+)
+_BUILTINS = {"set": set, "frozenset": frozenset, "bytearray": bytearray, "complex": complex}
+
+
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r} (not part of a CIFAR batch)")
+    return text.encode("latin1")
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that builds plain data and NumPy arrays only; any other global is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        if module == "_codecs" and name == "encode":
+            return _latin1_bytes
+        if module in ("builtins", "__builtin__") and name in _BUILTINS:
+            return _BUILTINS[name]
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} (not part of a CIFAR batch)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refusing a persistent id (not part of a CIFAR batch)")
+
+
 def _unpickle(name: str, path: Path) -> Any:
     try:
         with open(path, "rb") as handle:
-            return pickle.load(handle, encoding="latin1")
+            return SafeUnpickler(handle, encoding="latin1").load()
     except Exception as error:  # any unpickling failure means: not a usable CIFAR file
         raise CorruptFileError(
             f"{name}: cannot read {path} as a CIFAR pickle ({type(error).__name__}: {error})", path
-        ) from error
+        ) from None
 
 
 def _read_batches(name: str, paths: list[Path]) -> tuple[torch.Tensor, list[int]]:

@@ -49,6 +49,7 @@ def load_image_folder(
         name=name,
         transform=transform,
         corrupt=dropped,
+        on_corrupt=on_corrupt,
         classnames=[folder_to_classname(c) for c in classes],
         templates=DEFAULT_TEMPLATES,
     )

@@ -1,8 +1,10 @@
 """Up-front screening of image files, in the main process, before any DataLoader worker sees them.
 
 `find_unreadable` opens every file (`verify="header"`: PIL's `verify()`, cheap, catches
-non-images and damaged PNGs but not a JPEG cut short; `"full"`: verify plus a complete decode,
-slower, catches those too; `"none"`: no check, a bad file then fails when it is loaded).
+non-images and damaged PNGs, plus a look at a JPEG's last bytes: one cut short lacks its
+end-of-image marker and is then fully decoded to decide; `"full"`: verify plus a complete decode of
+every file, slower, catches damage in the middle of a JPEG too; `"none"`: no check). A file that
+passes and still fails to decode when loaded is skipped there (`cliplab.data.base`).
 `screen_images` then applies the `on_corrupt` policy: "skip" drops the files with one warning that
 names how many and the first few paths; "error" raises `CorruptImageError` naming the first file.
 """
@@ -54,11 +56,25 @@ def image_problem(path: str | Path, verify: str = "header") -> str | None:
     return _CHECKED[key]
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def _cut_jpeg(path: str | Path) -> bool:
+    """A JPEG whose end-of-image marker is missing (trailing padding allowed): likely cut short."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != _JPEG_START:
+            return False
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 1024))
+        tail = handle.read().rstrip(b"\x00\r\n\t ")
+    return not tail.endswith(_JPEG_END)
+
+
 def _open_problem(path: str | Path, verify: str) -> str | None:
     try:
         with Image.open(path) as image:
             image.verify()  # structure and checksums (e.g. PNG CRCs); does not decode pixels
-        if verify == "full":
+        if verify == "full" or _cut_jpeg(path):  # a suspect JPEG is decoded: PIL has the last word
             with Image.open(path) as image:
                 image.load()  # full decode: catches JPEGs cut short, which verify() accepts
     except FileNotFoundError:

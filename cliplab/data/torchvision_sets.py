@@ -97,6 +97,7 @@ def load_torchvision(
         templates=load_metadata(name).templates,
         transform=transform,
         corrupt=dropped,
+        on_corrupt=on_corrupt,
     )
 
 

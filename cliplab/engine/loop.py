@@ -1,10 +1,14 @@
 """The one training loop every method runs in.
 
-Per step: one CE batch (train transform) → the method adds its inputs → one student forward →
-label-smoothed cross-entropy over the task's class prompts (single training template) plus the
-method's loss terms → AdamW step, cosine schedule with warm-up → the method's after-step hook.
+Per step: one batch of the task's data (train transform) → the method adds its inputs → one
+student forward → the objective's loss (label-smoothed cross-entropy over the task's class prompts,
+or CLIP's contrastive loss on image–caption pairs; the scenario's protocol chooses, see
+`engine.objectives`) plus the method's loss terms → AdamW step, cosine schedule with warm-up →
+the objective's and the method's after-step hooks.
 Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
-its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run.
+its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run:
+batches (augmentation included) are a function of (seed, task, step) that never touches the global
+random state (`engine.sampling`), and the loss-log rows of the steps trained again are dropped first.
 """
 
 from __future__ import annotations
@@ -14,18 +18,18 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
-from cliplab.engine.optim import adamw, cosine_with_warmup
+from cliplab.engine.objectives import Objective, make_objective
+from cliplab.engine.optim import adamw, cosine_with_warmup, decay_groups
 from cliplab.engine.sampling import cycle_steps
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
 from cliplab.results.layout import RunFolder
-from cliplab.results.loss_log import append_loss_log
+from cliplab.results.loss_log import append_loss_log, rewind_loss_log
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,11 +50,14 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+MID_TASK_HINT = "Delete it and run the same command again: the task then restarts from its beginning."
+
+
 def _resume_step(path: Path, task_index: int) -> int:
     """The step a mid-task state of this task was saved at (0 when there is none)."""
     if not path.exists():
         return 0
-    counters = read_metadata(path).get("state", {}).get("state", {})
+    counters = read_metadata(path, hint=MID_TASK_HINT).get("state", {}).get("state", {})
     return int(counters["step"]) if counters.get("task_index") == task_index else 0
 
 
@@ -60,7 +67,8 @@ def _check_finite(losses: dict[str, torch.Tensor], ctx: TaskContext, step: int) 
         raise NonFiniteLossError(
             f"loss term(s) {bad} became non-finite at step {step} of task {ctx.task.name!r} "
             f"(lr {ctx.config.lr_for(ctx.task.name)}). Lower the learning rate (--set lr=...) or the "
-            "distillation weight, or use precision=fp32; the last checkpoint is intact."
+            "distillation weight, or use precision=fp32. A run that saved no checkpoint yet restarts in the same "
+            "--out with the new settings; otherwise its last checkpoint is intact (new settings need a new --out)."
         )
 
 
@@ -84,22 +92,30 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         return
     params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
     optimizer = adamw(
-        params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl
+        decay_groups(model, params, config.weight_decay, config.weight_decay_scope),
+        config.lr_for(ctx.task.name),
+        config.betas,
+        config.weight_decay,
+        eps=config.adam_eps,
+        impl=config.optimizer_impl,
     )
     scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
     mid_path = RunFolder(run_dir).mid_task
     start = _resume_step(mid_path, ctx.task_index)
     ctx.start_step = start
+    rank, _ = distributed.rank_and_world()
+    if rank == 0:  # the steps after the checkpoint are trained (and logged) again
+        rewind_loss_log(run_dir, ctx.task.name, start)
     if ctx.batch_source is None or ctx.image_encoder is None:
         bind_services(ctx)
+    objective = make_objective(ctx.objective)
     method.begin_task(ctx)
+    objective.begin_task(ctx)
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
-        _, extra = load_training_state(mid_path, model, optimizer, scheduler)
+        _, extra = load_training_state(mid_path, model, optimizer, scheduler, hint=MID_TASK_HINT)
         method.load_state_tensors(extra)
     student = distributed.wrap(ClipStudent(model))
-    rank, _ = distributed.rank_and_world()
-    batches = ctx.batches(ctx.train_data, config.batch_size, ctx.seed)
-    scale = model.logit_scale.exp().detach()
+    batches = ctx.batches(method.train_dataset(ctx), config.batch_size, ctx.seed)
     bar = tqdm(
         range(start, ctx.steps),
         initial=start,
@@ -110,11 +126,12 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     )
     model.train()
     for step in bar:
-        images, labels = next(batches)
-        images, labels = images.to(ctx.device), labels.to(ctx.device)
+        images, targets = next(batches)
+        images, targets = images.to(ctx.device), objective.targets(ctx, targets)
         optimizer.zero_grad(set_to_none=True)
-        losses = _accumulate(student, method, ctx, images, labels, scale, step)
+        losses = _accumulate(student, method, objective, ctx, images, targets, step)
         optimizer.step()
+        objective.after_step(ctx)
         scheduler.step()
         method.after_step(ctx, step + 1)
         _log(run_dir, ctx, step + 1, scheduler.get_last_lr()[0], losses, rank)
@@ -132,7 +149,9 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     method.end_task(ctx)
 
 
-def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:
+def _accumulate(
+    student, method: Method, objective: Objective, ctx: TaskContext, images, targets, step: int
+) -> dict[str, float]:
     """Forward/backward over `grad_accum` micro-batches; returns the step's mean loss terms."""
     accum = ctx.config.grad_accum
     extra = method.extra_inputs(ctx, step)
@@ -146,9 +165,9 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
         )
         sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
         with sync, _autocast(ctx.device, ctx.config.precision):
-            out = student_forward(student, images[part], ctx.class_tokens, extra_images, extra.tokens)
-            logits = scale * out.ce_images.float() @ out.class_texts.float().T
-            losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
+            texts = objective.texts(ctx, targets, part)
+            out = student_forward(student, images[part], texts, extra_images, extra.tokens)
+            losses = objective.losses(ctx, out, targets, part)
             losses.update(method.losses(ctx, out))
         _check_finite(losses, ctx, step + 1)
         (sum(losses.values()) / accum).backward()

@@ -37,6 +37,30 @@ def adamw(
     return torch.optim.AdamW(params, foreach=impl == "foreach", **kwargs)
 
 
+WEIGHT_DECAY_SCOPES = ("all", "matrices")
+
+
+def decay_groups(
+    model: torch.nn.Module, params: list[torch.nn.Parameter], weight_decay: float, scope: str = "all"
+) -> list[torch.nn.Parameter] | list[dict]:
+    """The trainable `params` as AdamW takes them: `scope="all"` decays every one (ZSCL, Mod-X);
+    `"matrices"` exempts gains, biases and the logit scale, as open_clip does for CLIP and TiC-CLIP
+    (a parameter with fewer than 2 dims, or named bn / ln / bias / logit_scale)."""
+    if scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {scope!r}")
+    if scope == "all":
+        return params
+    wanted = {id(p) for p in params}
+    decay, exempt = [], []
+    for name, param in model.named_parameters():
+        if id(param) not in wanted:
+            continue
+        is_exempt = param.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
+        (exempt if is_exempt else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for `warmup` steps, then cosine decay to 0 at `total`."""
 
@@ -49,4 +73,4 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["OPTIMIZER_IMPLS", "adamw", "cosine_with_warmup"]
+__all__ = ["OPTIMIZER_IMPLS", "WEIGHT_DECAY_SCOPES", "adamw", "cosine_with_warmup", "decay_groups"]

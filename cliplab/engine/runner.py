@@ -3,7 +3,10 @@
 Calling `run_scenario` again on the same folder resumes: finished tasks are not redone, a task
 that was interrupted continues from its last mid-task checkpoint. A folder holding a run of
 another identity (`RunIdentity`: scenario, method, model and weights, seed, resolved settings,
-engine revision) is never resumed into.
+engine revision) is never resumed into, except when that run saved no training progress (it
+failed before its first checkpoint, e.g. a NaN loss at step 1): it is restarted with the new
+settings. A run holds its folder's lock (`RunFolder.lock`) from start to end, so a second
+process on the same folder stops at once with a message naming the first.
 
 Planning needs no data: `plan_run` resolves a run's configuration and identity from the
 scenario's spec alone, which is how the study decides whether a finished folder can be reused.
@@ -12,31 +15,36 @@ scenario's spec alone, which is how the study decides whether a finished folder 
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from cliplab.checkpoints import load_state_dict, save_model
+from cliplab.checkpoints import load_state_dict, load_tensors, load_weights, save_model
 from cliplab.engine import distributed
-from cliplab.engine.config import TrainConfig, apply_overrides
+from cliplab.engine.config import TrainConfig, apply_overrides, coerce_fields
 from cliplab.engine.loop import bind_services, clear_mid_task, task_steps, train_task
 from cliplab.engine.student import frozen_copy
 from cliplab.evaluation.evaluator import Evaluation, ScenarioEvaluator
+from cliplab.evaluation.metrics import continual_summary, time_continual_summary
 from cliplab.io import atomic_path, write_json_atomic
-from cliplab.methods import Method, TaskContext, get_method
+from cliplab.methods import METHODS, Method, TaskContext, get_method
 from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
-from cliplab.scenarios import Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.scenarios import OBJECTIVES, Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.tokens import fit_token_embedding
 from cliplab.utils import resolve_device, seed_everything
 
 # Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
-# (2: fused AdamW). Part of a run's identity, so the study never reuses a run of an older engine.
-ENGINE_REVISION = 2
+# (2: fused AdamW; 3: training batches are augmented under a generator seeded per (seed, task,
+# step, position), not the global RNG, which makes resumes exact). Part of a run's identity, so
+# the study never reuses a run of an older engine.
+ENGINE_REVISION = 3
 
 
 def build_config(
@@ -47,7 +55,10 @@ def build_config(
     presets = {f"method.{k}": v for k, v in scenario.method_defaults.get(method, {}).items()}
     config = apply_overrides(config, presets)
     config = apply_overrides(config, overrides)
-    return apply_overrides(config, {"seed": seed}) if seed is not None else config
+    config = apply_overrides(config, {"seed": seed}) if seed is not None else config
+    if method in METHODS:  # method options checked against the method's Options types (unknown names: get_method)
+        config.method = coerce_fields(METHODS[method].Options, config.method, prefix="method.")
+    return config
 
 
 def _spec_of(scenario: str | Scenario | ScenarioSpec, options: dict) -> ScenarioSpec:
@@ -75,7 +86,13 @@ def plan_run(
     options = dict(scenario_options or {})
     spec = _spec_of(scenario, options)
     config = build_config(spec, method, overrides, seed)
-    get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    plugin = get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    if OBJECTIVES[spec.protocol] not in plugin.objectives:
+        raise ValueError(
+            f"method {method!r} is defined for {' and '.join(plugin.objectives)} training, but scenario "
+            f"{spec.name!r} ({spec.protocol}) trains with the {OBJECTIVES[spec.protocol]} objective; methods "
+            f"for it: {', '.join(n for n, c in METHODS.items() if OBJECTIVES[spec.protocol] in c.objectives)}"
+        )
     build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
     identity = RunIdentity(
         spec.name,
@@ -117,14 +134,23 @@ class _Progress:
         self.path, self.identity = folder.progress, identity
         self.data: dict[str, Any] = {"spec": identity.to_dict(), "evaluations": []}
         stored = folder.identity()
-        if stored is not None:
-            if not stored.same_numbers(identity):
-                differences = "; ".join(identity.differences(stored)[:5])
+        if stored is not None and not stored.same_numbers(identity):
+            differences = "; ".join(identity.differences(stored)[:5])
+            if folder.has_training_progress():
                 raise ValueError(
                     f"{folder.path} already holds a different run ({stored.method} on {stored.scenario}, seed "
                     f"{stored.seed}; differs in {differences}); use a new --out folder, or delete this one to start over."
                 )
-            self.data = json.loads(self.path.read_text())
+            if distributed.rank_and_world()[0] == 0:
+                warnings.warn(
+                    f"{folder.path}: the run there stopped before saving any training progress; restarting it "
+                    f"with the new settings ({differences})",
+                    stacklevel=3,
+                )
+                folder.reset()
+            stored = None
+        if stored is not None:
+            self.data = folder.read_progress() or self.data
 
     @property
     def evaluations(self) -> list[dict]:
@@ -163,8 +189,14 @@ def run_scenario(
     device = distributed.local_device(device)
     rank, _ = distributed.rank_and_world()
     seed_everything(config.seed)  # random-weight models start identical across runs and ranks
-    bundle = bundle or load_model(model, pretrained=pretrained, device=device)
+    bundle = bundle or load_model(model, pretrained=pretrained, device=device)  # bad weights: nothing written yet
     folder = RunFolder(out_dir)
+    with folder.lock() if rank == 0 else contextlib.nullcontext():  # the ranks of one job share it
+        return _run_locked(scenario, method, bundle, config, identity, folder, device, rank)
+
+
+def _run_locked(scenario, method, bundle, config, identity, folder, device, rank):
+    """`run_scenario` once the folder is this process's."""
     progress = _Progress(folder, identity)
     net = bundle.model.to(device)
     initial = frozen_copy(net)
@@ -195,7 +227,7 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
     task = scenario.tasks[index]
     seed_everything(config.seed * 1000 + index)
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
-    class_tokens = bundle.tokenizer(task.train_prompts()).to(device)
+    class_tokens = bundle.tokenizer(task.train_prompts()).to(device) if task.classnames else None
     ctx = TaskContext(
         model=bundle.model,
         tokenizer=bundle.tokenizer,
@@ -212,7 +244,9 @@ def _run_task(scenario, method, bundle, config, device, initial, index: int, run
         steps=task_steps(config, len(train_data)),
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
+        objective=OBJECTIVES[scenario.protocol],
     )
+    ctx.steps = method.task_steps(ctx, ctx.steps)
     bind_services(ctx)
     if method.trains and ctx.steps > 0:
         train_task(method, ctx, run_dir)
@@ -233,9 +267,15 @@ def _save_task(net, method: Method, bundle: ClipBundle, folder: RunFolder, index
 
 def _restore(net, method: Method, folder: RunFolder, index: int) -> None:
     """Load the model (and method memory) as they were after task `index`."""
-    net.load_state_dict(load_state_dict(folder.task_checkpoint(index)))
+    hint = (
+        f"This run's own checkpoint is damaged; delete the run folder {folder.path} to start over "
+        "(or restore the file from a backup)."
+    )
+    state = load_state_dict(folder.task_checkpoint(index), hint=hint)
+    fit_token_embedding(net, state)  # a method that grew the vocabulary (cll_clip)
+    load_weights(net, state, folder.task_checkpoint(index), hint)
     if folder.method_state(index).exists():
-        method.load_state_tensors(load_file(str(folder.method_state(index))))
+        method.load_state_tensors(load_tensors(folder.method_state(index), hint=hint))
 
 
 def _finish(
@@ -256,6 +296,9 @@ def _finish(
     }
     if scenario.protocol == "class_incremental":
         extra["class_incremental_accuracy"] = [e["seen_accuracy"] for e in after]
+    summary = None
+    if scenario.protocol == "time_continual":
+        summary = _time_continual_record(evaluations, extra)
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,
@@ -266,10 +309,30 @@ def _finish(
         config=config.to_dict(),
         zero_shot=zero_shot,
         retrieval=retrieval,
+        summary=summary,
         extra=extra,
     )
     save_run(result, folder.path)
     return result
+
+
+def _time_continual_record(evaluations: list[dict], extra: dict) -> dict[str, float]:
+    """TiC-CLIP's record. `accuracy_matrix` is retrieval R@1 (mean of both directions); `extra` gets
+    `classification_matrix` (zero-shot top-1 on each step's labelled images, NaN without them), its
+    row before training and `retrieval_matrices` (`i2t_r1`, `t2i_r1`). The summary holds
+    `continual_summary` plus TiC's `id` / `backward` / `forward` of the retrieval matrix and, when
+    no classification cell is NaN, the same three of the classification matrix (`classification_id`, ...)."""
+    before, after = evaluations[0], evaluations[1:]
+    nan = lambda row: [math.nan if v is None else v for v in row]
+    classification = [nan(e["rows"]["classification"]) for e in after]
+    extra["classification_matrix"] = classification
+    extra["classification_zero_shot_row"] = nan(before["rows"]["classification"])
+    extra["retrieval_matrices"] = {k: [e["rows"][k] for e in after] for k in ("i2t_r1", "t2i_r1")}
+    matrix = [e["accuracy"] for e in after]
+    summary = {**continual_summary(matrix), **time_continual_summary(matrix)}
+    if not any(math.isnan(v) for row in classification for v in row):
+        summary.update({f"classification_{k}": v for k, v in time_continual_summary(classification).items()})
+    return summary
 
 
 __all__ = ["ENGINE_REVISION", "build_config", "plan_run", "run_scenario"]

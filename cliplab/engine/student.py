@@ -17,13 +17,18 @@ from torch import Tensor, nn
 
 @dataclass
 class StudentOutput:
-    """Normalised features of one student forward, split back into the parts that were sent."""
+    """Normalised features of one student forward, split back into the parts that were sent.
+
+    `ce_images` / `class_texts` are the objective's batch: the images and the class prompts under
+    classification, the images and their own captions (pair k = image k, text k) under the
+    contrastive objective; `ce_inputs` / `text_inputs` are those inputs as fed to the student."""
 
     ce_images: Tensor
     extra_images: Tensor | None
     class_texts: Tensor
     extra_texts: Tensor | None
     ce_inputs: Tensor | None = None  # the CE images as fed to the student (a teacher may need them)
+    text_inputs: Tensor | None = None  # the token ids behind `class_texts`
 
 
 class ClipStudent(nn.Module):
@@ -57,6 +62,7 @@ def student_forward(
         class_texts=text_features[:n_txt],
         extra_texts=None if extra_tokens is None else text_features[n_txt:],
         ce_inputs=ce_images,
+        text_inputs=class_tokens,
     )
 
 

@@ -4,7 +4,8 @@
 - `zeroshot`: prompt-ensembled zero-shot classifiers (cached per text-tower weights) and accuracy;
 - `retrieval`: image↔text Recall@K (`RETRIEVAL_KEYS`) and ranks;
 - `linear_probe`: logistic-regression probes on frozen features;
-- `metrics`: continual-learning metrics of an accuracy matrix (Transfer / Avg / Last, BWT, ...);
+- `metrics`: continual-learning metrics of an accuracy matrix (Transfer / Avg / Last, BWT, TiC's
+  ID / backward / forward, ...);
 - `evaluator`: a model state inside a scenario — one row of the task matrix plus every probe;
 - `reports`: one model evaluated once (`cliplab eval`).
 """
@@ -12,10 +13,12 @@
 from cliplab.evaluation.embed import EmbeddingCache, encode_images, encode_texts, image_features, model_temperature
 from cliplab.evaluation.metrics import (
     SUMMARY_KEYS,
+    TIME_CONTINUAL_KEYS,
     backward_transfer,
     class_incremental_summary,
     continual_summary,
     mtil_per_task,
+    time_continual_summary,
     zero_shot_retention,
 )
 from cliplab.evaluation.retrieval import RETRIEVAL_KEYS, retrieval_metrics, retrieval_scores
@@ -24,6 +27,7 @@ from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_accuracy
 __all__ = [
     "RETRIEVAL_KEYS",
     "SUMMARY_KEYS",
+    "TIME_CONTINUAL_KEYS",
     "EmbeddingCache",
     "accuracy_from_logits",
     "backward_transfer",
@@ -36,6 +40,7 @@ __all__ = [
     "mtil_per_task",
     "retrieval_metrics",
     "retrieval_scores",
+    "time_continual_summary",
     "zero_shot_accuracy",
     "zero_shot_classifier",
     "zero_shot_retention",

@@ -6,6 +6,10 @@ Row semantics, A[i, j] after training task i:
   (the classes seen so far; for a future task, those plus its own, which gives its zero-shot
   transfer). The usual CIL accuracy after task i — all seen test images, all seen classes — is
   the test-size-weighted mean of A[i, 1..i], stored beside the matrix.
+- time-continual (TiC-CLIP): A[i, j] is image–caption retrieval R@1 on step j's held-out pairs,
+  the mean of image→text and text→image; the image→text and text→image rows and step j's
+  zero-shot classification (None where the step has no labelled images) are kept in
+  `Evaluation.rows`.
 Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
 computed once per evaluation and shared across classifiers.
 
@@ -42,6 +46,7 @@ class Evaluation:
     retrieval: dict[str, dict[str, float]]
     seen_accuracy: float | None = None  # CIL: all seen classes (None before training)
     extra: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, list[float | None]] = field(default_factory=dict)  # other per-task rows (time-continual)
 
 
 class _MemoTokenizer:
@@ -81,7 +86,15 @@ class ScenarioEvaluator:
 
     def __init__(self, scenario: Scenario, eval_transform, tokenizer, config) -> None:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
-        self.tests = [self._capped(task.test_data(eval_transform)) for task in scenario.tasks]
+        self.tests = [
+            None if task.test_data is None else self._capped(task.test_data(eval_transform)) for task in scenario.tasks
+        ]
+        self.step_retrieval = []
+        if scenario.protocol == "time_continual":
+            missing = [t.name for t in scenario.tasks if getattr(t, "retrieval", None) is None]
+            if missing:
+                raise ValueError(f"time-continual scenario {scenario.name!r}: steps {missing} have no retrieval set")
+            self.step_retrieval = [(t.retrieval, t.retrieval.data(eval_transform)) for t in scenario.tasks]
         built: dict[int, object] = {}
         for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
             built.setdefault(id(probe.data), probe.data(eval_transform))
@@ -91,7 +104,7 @@ class ScenarioEvaluator:
         self._image_batches: dict[int, list] = {}  # id(dataset) -> its collated (images, labels) batches
         self._streamed: set[int] = set()  # datasets too large to keep
         self._cached_bytes = 0
-        self._caption_embeddings: dict[int, tuple[tuple, Tensor]] = {}  # retrieval set -> (text-tower key, texts)
+        self._caption_embeddings: dict[tuple, tuple[tuple, Tensor]] = {}  # retrieval set -> (text-tower key, texts)
 
     def _capped(self, dataset):
         cap = self.config.max_eval_images
@@ -125,7 +138,7 @@ class ScenarioEvaluator:
     def _classifier(self, model, names: list[str], templates) -> Tensor:
         return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
 
-    def _caption_features(self, model, index: int, captions) -> Tensor:
+    def _caption_features(self, model, index: tuple, captions) -> Tensor:
         param = next(model.parameters())
         key = (text_tower_fingerprint(model), str(param.device), str(param.dtype))
         cached = self._caption_embeddings.get(index)
@@ -137,6 +150,8 @@ class ScenarioEvaluator:
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
+        if self.scenario.protocol == "time_continual":
+            raise ValueError("a time-continual scenario's rows come from time_rows()")
         feats = [self._features(model, data) for data in self.tests]
         if self.scenario.protocol != "class_incremental":
             row = []
@@ -155,6 +170,26 @@ class ScenarioEvaluator:
                 hits, total = hits + acc * len(y), total + len(y)
         return row, (hits / total if total else None)
 
+    def time_rows(self, model) -> tuple[list[float], dict[str, list[float]]]:
+        """Retrieval R@1 (mean of both directions) on every step's held-out pairs, and the other rows:
+        `i2t_r1`, `t2i_r1` and `classification` (zero-shot top-1 on the step's labelled images; None
+        for a step without them)."""
+        rows: dict[str, list[float | None]] = {"i2t_r1": [], "t2i_r1": [], "classification": []}
+        for j, ((probe, data), task, test) in enumerate(zip(self.step_retrieval, self.scenario.tasks, self.tests)):
+            images, _ = self._features(model, data)
+            texts = self._caption_features(model, ("step", j), probe.captions)
+            scores = retrieval_scores(images, texts, probe.text_image_index)
+            rows["i2t_r1"].append(scores["i2t_r1"])
+            rows["t2i_r1"].append(scores["t2i_r1"])
+            if test is None:
+                rows["classification"].append(None)  # JSON-safe "not measured" (progress.json has no NaN)
+                continue
+            x, y = self._features(model, test)
+            logits = x @ self._classifier(model, task.classnames, task.templates)
+            rows["classification"].append(accuracy_from_logits(logits, y, (1,))["top1"])
+        mean = [(a + b) / 2 for a, b in zip(rows["i2t_r1"], rows["t2i_r1"])]
+        return mean, rows
+
     def probe_accuracies(self, model) -> dict[str, float]:
         out, features = {}, {}
         for probe, data in self.probes:
@@ -171,12 +206,15 @@ class ScenarioEvaluator:
         out = {}
         for index, (probe, data) in enumerate(self.retrieval):
             images, _ = self._features(model, data)
-            texts = self._caption_features(model, index, probe.captions)
+            texts = self._caption_features(model, ("probe", index), probe.captions)
             out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
         return out
 
     @torch.no_grad()
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
+        if self.scenario.protocol == "time_continual":
+            row, rows = self.time_rows(model)
+            return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), rows=rows)
         row, seen = self.accuracy_row(model, max(after_task, 0) if after_task >= 0 else -1)
         return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen)

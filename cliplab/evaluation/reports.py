@@ -13,7 +13,7 @@ import torch
 from cliplab.data import TensorImageDataset, get_dataset
 from cliplab.evaluation.embed import encode_texts, image_features
 from cliplab.evaluation.retrieval import retrieval_metrics, retrieval_scores
-from cliplab.evaluation.zeroshot import zero_shot_accuracy
+from cliplab.evaluation.zeroshot import accuracy_from_logits, zero_shot_accuracy, zero_shot_classifier
 from cliplab.models import ClipBundle
 from cliplab.toyworld.tasks import RetrievalProbe, retrieval_probe, zero_shot_tasks
 
@@ -58,14 +58,34 @@ def toyworld_report(bundle: ClipBundle, probe_seed: int = 0, n_zero_shot: int = 
     return report
 
 
-def evaluate_dataset(bundle: ClipBundle, name: str, root: str | None = None, split: str = "test") -> dict:
-    """Zero-shot top-1/top-5 on a classification dataset, or retrieval on a caption dataset."""
-    data = get_dataset(name, root=root, split=split, transform=bundle.eval_transform)
+def evaluate_dataset(
+    bundle: ClipBundle,
+    name: str,
+    root: str | None = None,
+    split: str = "test",
+    verify: str = "header",
+    on_corrupt: str = "skip",
+) -> dict:
+    """Zero-shot top-1/top-5 on a classification dataset, or retrieval on a caption dataset.
+
+    `verify` and `on_corrupt` go to the dataset (`cliplab.data.integrity`); `n` counts the images
+    evaluated and `skipped` the unreadable ones left out (at screening or when decoding failed)."""
+    data = get_dataset(
+        name, root=root, split=split, transform=bundle.eval_transform, on_corrupt=on_corrupt, verify=verify
+    )
     if hasattr(data, "classnames"):
-        scores = zero_shot_accuracy(bundle.model, bundle.tokenizer, data, data.classnames, data.templates)
-        return {"dataset": name, "split": split, "n": len(data), **{k: round(v, 2) for k, v in scores.items()}}
-    images = torch.utils.data.DataLoader(data, batch_size=128, collate_fn=lambda b: torch.stack([x for x, _ in b]))
-    image_feats, _ = image_features(bundle.model, images)
-    text_feats = encode_texts(bundle.model, bundle.tokenizer, list(data.captions))
-    metrics = retrieval_metrics(image_feats, text_feats, torch.as_tensor(data.text_image_index))
-    return {"dataset": name, "split": split, "n": len(data), **{k: round(v, 2) for k, v in metrics.items()}}
+        feats, labels = image_features(bundle.model, data)
+        classifier = zero_shot_classifier(bundle.model, bundle.tokenizer, data.classnames, data.templates)
+        scores = accuracy_from_logits(feats @ classifier.cpu(), labels)
+        n = len(labels)
+    else:
+        collate = lambda b: torch.stack([x for x, _ in b])
+        images = torch.utils.data.DataLoader(data, batch_size=128, collate_fn=collate)
+        image_feats, _ = image_features(bundle.model, images)
+        text_feats = encode_texts(
+            bundle.model, bundle.tokenizer, list(data.captions)
+        )  # after the images: see CaptionDataset
+        scores = retrieval_metrics(image_feats, text_feats, torch.as_tensor(data.text_image_index))
+        n = len(image_feats)
+    skipped = len(getattr(data, "corrupt", ()))
+    return {"dataset": name, "split": split, "n": n, "skipped": skipped, **{k: round(v, 2) for k, v in scores.items()}}

@@ -13,12 +13,17 @@ from cliplab.methods.distill import DistillationMethod, DistillOptions, distilla
 from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
 from cliplab.methods.lwf import LwF
+from cliplab.methods.modx import ModX, modx_loss
+from cliplab.methods.tic import Cumulative, Oracle, Restart, Sequential, buffer_shares, kept_sizes
 from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
 from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
 from cliplab.methods.zscl import ZSCL, WeightEnsemble
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL, Sequential, Cumulative, Restart, Oracle, ModX)
+}
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
@@ -31,6 +36,7 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 __all__ = [
     "METHODS",
     "ZSCL",
+    "Cumulative",
     "DistillOptions",
     "DistillationMethod",
     "ExtraInputs",
@@ -39,15 +45,22 @@ __all__ = [
     "LwF",
     "Method",
     "MethodOptions",
+    "ModX",
+    "Oracle",
+    "Restart",
+    "Sequential",
     "TaskContext",
     "VRLwF",
     "WeightEnsemble",
     "WiseFT",
     "ZeroShot",
+    "buffer_shares",
     "distillation_losses",
     "get_method",
     "herding",
     "interpolate_",
+    "kept_sizes",
+    "modx_loss",
     "random_bpe_vocabulary",
     "soft_cross_entropy",
 ]

@@ -4,11 +4,18 @@ The training loop (`cliplab.engine.loop`) owns the optimiser, schedule, data, ch
 cross-entropy term. A method only says what is different about it, through hooks:
 
 - `begin_task(ctx)`: build teachers, vocabularies, reference data, memory;
+- `train_dataset(ctx)`: what the task's batches are drawn from (default: the task's own data;
+  replay strategies of the time-continual protocol return old steps' data too);
+- `task_steps(ctx, steps)`: the task's step budget (default: the protocol's);
 - `extra_inputs(ctx, step)`: images/tokens to push through the student in the same forward;
 - `losses(ctx, out)`: additional loss terms (a dict, so each is logged separately);
 - `after_step(ctx, step)`: parameter-space updates (weight ensembles);
 - `end_task(ctx)`: interpolation, memory updates;
 - `state_tensors()` / `load_state_tensors()`: what a mid-task checkpoint must hold to resume.
+
+A method declares the objectives it is defined for (`objectives`): classification (the
+class-incremental, task-incremental and one-session protocols) and/or contrastive
+(`time_continual`); `ctx.objective` says which one a task trains with.
 
 A plug-in imports only this module (and its parent method, if it specialises one). Everything it
 needs from the engine comes through the `TaskContext`: the models, the data, and two services the
@@ -54,6 +61,7 @@ class TaskContext:
     steps: int
     seed: int
     class_tokens: Tensor | None = None
+    objective: str = "classification"  # the loop's loss: classification (CE on class prompts) | contrastive
     start_step: int = 0  # first step still to run (> 0 when resuming inside the task)
     state: dict[str, Any] = field(default_factory=dict)  # scratch space of the method
     # Services bound by the engine (see the module docstring); a method calls the methods below.
@@ -69,6 +77,11 @@ class TaskContext:
         if self.batch_source is None:
             raise RuntimeError("ctx.batches is bound by the training loop; this context has no batch source")
         return self.batch_source(dataset, batch_size, seed, self.start_step, self.steps)
+
+    def train_data_of(self, index: int) -> Dataset:
+        """The training data of task `index` of the scenario, with the transform this task trains with."""
+        transform = self.train_transform if self.config.augment else self.eval_transform
+        return self.train_data if index == self.task_index else self.scenario.tasks[index].train_data(transform)
 
     def encode_images(self, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
         """Normalised image features (and labels) of `dataset` under the current model, in eval mode."""
@@ -96,6 +109,7 @@ class Method:
     name: ClassVar[str] = "finetune"
     trains: ClassVar[bool] = True
     persists_across_tasks: ClassVar[bool] = False  # state_tensors() must survive task boundaries (memory)
+    objectives: ClassVar[tuple[str, ...]] = ("classification",)  # the objectives the method is defined for
     Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -103,6 +117,14 @@ class Method:
 
     def begin_task(self, ctx: TaskContext) -> None:
         """Prepare for a task (called after a resume too, before the first remaining step)."""
+
+    def train_dataset(self, ctx: TaskContext) -> Dataset:
+        """The dataset this task's batches are drawn from (called after `begin_task`)."""
+        return ctx.train_data
+
+    def task_steps(self, ctx: TaskContext, steps: int) -> int:
+        """The number of optimiser steps of this task, given the protocol's `steps`."""
+        return steps
 
     def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
         return ExtraInputs()

@@ -7,6 +7,7 @@ number); `summary_table` groups it (by method and scenario, say) into mean, samp
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,20 @@ def load_runs(
     summary), probe, task, step (0 = before training, i = after task i; summary rows use T),
     metric, value — plus one column per dotted ``config_keys`` entry (e.g. ``"lr"``,
     ``"distill.weight"``). ``probe`` is missing for accuracy/summary rows, ``task`` for the rest.
-    Runs without a summary in the file get one from ``continual_summary``.
+    Runs without a summary in the file get one from ``continual_summary``. A ``metrics.json`` that
+    cannot be read (damaged JSON, missing keys) is skipped with a warning naming it; when none can
+    be read, a ValueError lists them.
     """
-    frames = []
-    for run, path in _find_runs(root_or_folders):
-        result = load_run(path)
+    frames, bad = [], []
+    found = _find_runs(root_or_folders)
+    for run, path in found:
+        try:
+            result = load_run(path)
+        except (ValueError, OSError) as error:  # a damaged file (JSONDecodeError is a ValueError)
+            reason = str(error).removeprefix(f"{path}: ")
+            bad.append(f"{path} ({reason})")
+            warnings.warn(f"skipping {path}: it cannot be read ({reason})", UserWarning, stacklevel=2)
+            continue
         if result.summary is None:
             result.summary = continual_summary(result.accuracy_matrix)
         frame = pd.DataFrame(_tidy_rows(run, result), columns=TIDY_COLUMNS)
@@ -85,6 +95,8 @@ def load_runs(
                 value = value.get(part) if isinstance(value, dict) else None
             frame[key] = [value] * len(frame)
         frames.append(frame)
+    if not frames:
+        raise ValueError(f"none of the {len(found)} metrics.json files can be read: {'; '.join(bad)}")
     table = pd.concat(frames, ignore_index=True)
     return table.astype({"seed": int, "step": int, "value": float})
 

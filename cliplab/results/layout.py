@@ -8,22 +8,29 @@
     <run>/checkpoints/method_<i>.safetensors   method state that outlives a task (e.g. a memory)
     <run>/checkpoints/mid_task.safetensors     the resumable state inside a task
     <run>/embeddings/<key>.safetensors         cached probe embeddings (notebook 03)
+    <run>/.lock                     held while a process runs in the folder (pid, host, command)
 
 A run's *identity* is what determines its numbers: scenario, method, model and the hash of its
 starting weights, seed, the fully resolved training configuration and the engine revision.
 Settings that only change how a run executes (device, progress bars, data-loader workers,
 evaluation batch size) are not part of it, so a run made on a GPU is resumed or reused on a CPU.
 The runner writes the identity into progress.json and never resumes a folder holding another
-one; the study compares it to decide whether a finished folder can be reused.
+one (unless that run saved no training progress yet: then it is restarted with the new settings);
+the study compares it to decide whether a finished folder can be reused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cliplab.io import folder_lock, remove_stale_temporaries
 
 METRICS_FILE = "metrics.json"
 MATRIX_FILE = "accuracy_matrix.csv"
@@ -32,6 +39,7 @@ PROGRESS_FILE = "progress.json"
 CHECKPOINTS_DIR = "checkpoints"
 EMBEDDINGS_DIR = "embeddings"
 MID_TASK_FILE = "mid_task.safetensors"
+LOCK_FILE = ".lock"
 
 # Settings that change how a run is executed or shown, not its numbers.
 RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
@@ -89,11 +97,47 @@ class RunFolder:
     def finished(self) -> bool:
         return self.metrics.exists()
 
-    def identity(self) -> RunIdentity | None:
-        """The identity recorded in progress.json (None when the run never started)."""
+    def read_progress(self) -> dict[str, Any] | None:
+        """progress.json's content (None when the run never started); a damaged file is a ValueError naming it."""
         if not self.progress.exists():
             return None
-        return RunIdentity.from_dict(json.loads(self.progress.read_text())["spec"])
+        try:
+            data = json.loads(self.progress.read_text(encoding="utf-8"))
+            RunIdentity.from_dict(data["spec"])
+            if not isinstance(data.get("evaluations"), list):
+                raise KeyError("evaluations")
+        except (ValueError, KeyError, TypeError) as error:
+            reason = f"no {error}" if isinstance(error, KeyError) else str(error)
+            raise ValueError(
+                f"{self.progress} is damaged ({reason}): the record of this run cannot be read. Delete the run "
+                f"folder {self.path} to start over."
+            ) from None
+        return data
+
+    def identity(self) -> RunIdentity | None:
+        """The identity recorded in progress.json (None when the run never started)."""
+        data = self.read_progress()
+        return None if data is None else RunIdentity.from_dict(data["spec"])
+
+    def has_training_progress(self) -> bool:
+        """Whether the folder holds anything a resume would continue from: a task finished (and
+        evaluated) or a checkpoint. A run that failed before that restarts from nothing."""
+        data = self.read_progress()
+        evaluated = len(data["evaluations"]) if data else 0
+        return evaluated > 1 or self.finished or any(self.checkpoints.glob("*.safetensors"))
+
+    def reset(self) -> None:
+        """Remove what a run without training progress left (record, loss log, empty checkpoints)."""
+        for path in (self.progress, self.loss_log, self.matrix, self.metrics):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[RunFolder]:
+        """Hold the folder for one run (see `cliplab.io.folder_lock`); stale temporaries are removed."""
+        with folder_lock(self.path, LOCK_FILE, purpose="cliplab run"):
+            remove_stale_temporaries(self.path)
+            yield self
 
 
 @dataclass
@@ -143,6 +187,7 @@ class RunIdentity:
 __all__ = [
     "CHECKPOINTS_DIR",
     "EMBEDDINGS_DIR",
+    "LOCK_FILE",
     "LOSS_LOG_FILE",
     "MATRIX_FILE",
     "METRICS_FILE",

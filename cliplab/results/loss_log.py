@@ -1,4 +1,9 @@
-"""The per-step loss log of a run (`loss_log.csv`): append-only, safe against kills."""
+"""The per-step loss log of a run (`loss_log.csv`): append-only, safe against kills.
+
+A killed run resumes from its last checkpoint and trains the steps after it again; before it
+does, `rewind_loss_log` drops the rows those steps had already logged, so every (task, step, term)
+appears once and the log of a resumed run equals an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from cliplab.io import atomic_path
 from cliplab.results.layout import LOSS_LOG_FILE
 
 
@@ -57,6 +63,42 @@ def _drop_partial_line(path: Path) -> None:
         tail = handle.read()
         if tail and not tail.endswith(b"\n"):
             handle.truncate(start + tail.rfind(b"\n") + 1)
+
+
+def rewind_loss_log(folder: str | os.PathLike, task: str, step: int) -> int:
+    """Drop the rows of `task` logged after `step` (the steps a resume trains again); returns how many.
+
+    The file is rewritten atomically, and only when something is dropped. A last line cut by a
+    kill is dropped too.
+    """
+    path = Path(folder) / LOSS_LOG_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    _drop_partial_line(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    if not lines:
+        return 0
+    header = next(csv.reader(lines[:1]))
+    if "task" not in header or "step" not in header:
+        raise ValueError(f"{path} has no 'task' and 'step' columns (found {header}); it is not a cliplab loss log")
+    t, s = header.index("task"), header.index("step")
+    keep = [lines[0]]
+    for line, row in zip(lines[1:], csv.reader(lines[1:])):
+        if not (len(row) > max(t, s) and row[t] == task and _after(row[s], step)):
+            keep.append(line)
+    dropped = len(lines) - len(keep)
+    if dropped:
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(keep), encoding="utf-8")
+    return dropped
+
+
+def _after(value: str, step: int) -> bool:
+    try:
+        return int(float(value)) > step
+    except ValueError:
+        return False
 
 
 def load_loss_log(folder: str | os.PathLike) -> pd.DataFrame:

@@ -12,6 +12,10 @@ Protocols:
 - `task_incremental` (MTIL): each task (domain) is classified among its own classes.
 - `one_session` (Ding et al.'s OST): a single task holding every class of interest. The
   multi-session regime (MST) is the class-incremental split of the same classes.
+- `time_continual` (TiC-CLIP): each task is a time step of an image–caption stream, trained with
+  CLIP's contrastive loss; a step's evaluation is image–caption retrieval on its held-out pairs
+  (the accuracy matrix holds mean R@1) and, where the step has labelled images, zero-shot
+  classification (`TimeStep`).
 
 Every scenario also carries zero-shot probes and a retrieval probe, evaluated before training
 and after every task, so forgetting of the pretrained capabilities is always measured.
@@ -26,7 +30,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROTOCOLS = ("class_incremental", "task_incremental", "one_session")
+PROTOCOLS = ("class_incremental", "task_incremental", "one_session", "time_continual")
+# The training objective each protocol prescribes (the loop's `engine.objectives` implements both).
+OBJECTIVES = {
+    "class_incremental": "classification",
+    "task_incremental": "classification",
+    "one_session": "classification",
+    "time_continual": "contrastive",
+}
 
 DatasetFactory = Callable[[Callable | None], Dataset]  # transform -> dataset of (image, local label)
 
@@ -50,6 +61,19 @@ class Task:
         """One training prompt per class: the single training template filled with its name."""
         template = self.train_template
         return [template(c) if callable(template) else template.format(c) for c in self.classnames]
+
+
+@dataclass
+class TimeStep(Task):
+    """One step of a time-continual stream (`time_continual`).
+
+    `train_data(transform)` is the step's finite pool of `(image, caption)` pairs (new data only:
+    replay of earlier steps is a method's choice); `retrieval` its held-out image–caption pairs;
+    `test_data`, when not None, labelled images of the step classified zero-shot among
+    `classnames` with `templates` (TiC's DataCompNet: a fixed class list, the step's images).
+    """
+
+    retrieval: RetrievalSet | None = None
 
 
 @dataclass
@@ -109,6 +133,7 @@ class ScenarioSpec:
     description: str = ""
     needs_root: bool = False  # reads local datasets (`root=`)
     build_options: tuple[str, ...] = ()  # options `get_scenario` passes on to the builder
+    source: dict[str, Any] = field(default_factory=dict)  # what a spec read its tasks from (e.g. a caption file)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

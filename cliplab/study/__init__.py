@@ -5,6 +5,7 @@
 - `pool`: independent runs side by side, one per CPU core;
 - `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
 - `alignment`: a fixed probe embedded after every task, alignment tables;
+- `tic`: the time-continual study's extras (the drifting world's examples, compute, structure drift);
 - `widgets`: optional ipywidgets controls;
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
@@ -31,6 +32,7 @@ from cliplab.study.settings import (
 )
 from cliplab.study.store import RunRequest, ablation, by_label, grid, load_results, run_batches, run_requests, tidy_runs
 from cliplab.study.tables import headline_numbers, method_table, zero_shot_summary
+from cliplab.study.tic import compute_frame, structure_frame, time_probe, vocabulary_changes, world_examples
 from cliplab.study.widgets import explore
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "alignment_frame",
     "alignment_probe",
     "by_label",
+    "compute_frame",
     "embed_run",
     "encode_probe",
     "explore",
@@ -57,7 +60,11 @@ __all__ = [
     "run_requests",
     "runs_root",
     "scenario_options",
+    "structure_frame",
     "study_settings",
     "tidy_runs",
+    "time_probe",
+    "vocabulary_changes",
+    "world_examples",
     "zero_shot_summary",
 ]

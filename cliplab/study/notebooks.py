@@ -1,6 +1,7 @@
 """`cliplab study`: execute the study notebooks in order, headlessly, with papermill.
 
-The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`) are jupytext
+The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`,
+`05_continual_pretraining.py`) are jupytext
 py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
 papermill with the study's parameters injected after its `parameters` cell. Outputs:
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from cliplab.engine.config import parse_value, split_assignment
 
-NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py")
+NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py", "05_continual_pretraining.py")
 KERNEL = "python3"
 
 
@@ -81,19 +82,80 @@ def read_notebook(path: str | os.PathLike, kernel: str = KERNEL):
 
 def notebook_parameters(notebook) -> list[str]:
     """Names assigned in the notebook's cell tagged `parameters` (what papermill can override)."""
+    return list(notebook_defaults(notebook))
+
+
+_NO_LITERAL = object()  # a default that is an expression, not a literal: its type is not checked
+
+
+def notebook_defaults(notebook) -> dict[str, Any]:
+    """Each parameter of the `parameters` cell with its default value (`_NO_LITERAL` when not a literal)."""
     import ast
 
-    names = []
+    defaults: dict[str, Any] = {}
     for cell in notebook.cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            names += [
-                t.id
-                for node in ast.parse(cell.source).body
-                if isinstance(node, ast.Assign)
-                for t in node.targets
-                if isinstance(t, ast.Name)
-            ]
-    return names
+        if "parameters" not in cell.metadata.get("tags", []):
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.Assign):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    value = _NO_LITERAL
+                defaults.update({t.id: value for t in node.targets if isinstance(t, ast.Name)})
+    return defaults
+
+
+def check_parameter(name: str, value: Any, default: Any, notebook: str) -> None:
+    """A ValueError unless `value` has the type of the parameter's `default` (None: any value).
+
+    int where a float is expected is fine; a list parameter needs a list (or tuple) whose items
+    have the type of the default's items, so `METHODS=finetune` is refused rather than iterated
+    letter by letter."""
+    if default is None or default is _NO_LITERAL or _fits(value, default):
+        return
+    raise ValueError(
+        f"notebook parameter {name}={value!r} ({type(value).__name__}): expected {_expected(default)}, like its "
+        f"default {default!r} in {notebook}; e.g. {name}={_example(value, default)}"
+    )
+
+
+def _fits(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        kinds = {type(item) for item in default}
+        if not isinstance(value, (list, tuple)):
+            return False
+        return len(kinds) != 1 or all(_fits(item, default[0]) for item in value)
+    return isinstance(value, type(default))
+
+
+def _expected(default: Any) -> str:
+    if isinstance(default, (list, tuple)):
+        kinds = {type(item).__name__ for item in default}
+        return f"a list of {kinds.pop()}" if len(kinds) == 1 else "a list"
+    return {bool: "True or False", int: "an int", float: "a number", str: "a string", dict: "a dict"}.get(
+        type(default), type(default).__name__
+    )
+
+
+def _example(value: Any, default: Any) -> str:
+    if isinstance(default, (list, tuple)) and _fits([value], default):
+        return repr([value]).replace(" ", "")
+    return repr(default).replace(" ", "")
+
+
+def check_parameters(params: Mapping[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> None:
+    """`check_parameter` for every parameter against each notebook (name -> its defaults) defining it."""
+    for notebook, values in defaults.items():
+        for name, value in params.items():
+            if name in values:
+                check_parameter(name, value, values[name], notebook)
 
 
 def execute_notebook(
@@ -154,16 +216,19 @@ def run_study(
     """Execute the study notebooks in order; return the executed notebooks' paths.
 
     Each notebook receives the `params` its parameters cell defines (a name no notebook
-    defines is an error, which catches typos). `smoke` sets SMOKE=True everywhere and starts
+    defines is an error, which catches typos; a value of another type than the parameter's
+    default is one too, before any notebook runs). `smoke` sets SMOKE=True everywhere and starts
     the kernels with one thread. A failing notebook stops the study with
     `papermill.PapermillExecutionError`.
     """
     out, figures = Path(out).resolve(), Path(figures).resolve()
     paths = [Path(p) for p in notebooks] if notebooks else [notebooks_dir() / name for name in NOTEBOOKS]
-    known = {name for path in paths for name in notebook_parameters(read_notebook(path))}
+    defaults = {path.name: notebook_defaults(read_notebook(path)) for path in paths}
+    known = {name for values in defaults.values() for name in values}
     unknown = sorted(set(params or {}) - known)
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks define {sorted(known)}")
+    check_parameters(params or {}, defaults)
     executed = []
     with _kernel_threads(1 if smoke else None):
         for path in paths:
@@ -205,8 +270,10 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 __all__ = [
     "NOTEBOOKS",
+    "check_parameters",
     "ensure_kernel",
     "execute_notebook",
+    "notebook_defaults",
     "notebook_parameters",
     "parse_params",
     "read_notebook",

@@ -142,7 +142,7 @@ def run_batches(
                 log(f"reuse  {folder}")
                 continue
             todo.append((request, str(folder), overrides, options, model, pretrained))
-    todo.sort(key=lambda call: -_expected_cost(call[0], call[2]))
+    todo.sort(key=lambda call: -_expected_cost(call[0], call[2], call[3]))
     devices = {call[2].get("device") for call in todo}
     jobs = resolve_jobs(jobs, len(todo), devices.pop() if len(devices) == 1 else None)
     if len(todo) > 1 and jobs > 1:
@@ -153,12 +153,21 @@ def run_batches(
 
 # Relative cost of a training step, for ordering runs (the longest start first): methods with a
 # second (distillation or memory) batch cost about twice fine-tuning (benchmarks/README.md).
-_STEP_COST = {"zeroshot": 0.0, "finetune": 1.0, "wise_ft": 1.0}
+# TiC's strategies: the oracle trains t x C at step t, (T + 1) / 2 = 3 times the others over 5 steps.
+_STEP_COST = {
+    "zeroshot": 0.0,
+    "finetune": 1.0,
+    "wise_ft": 1.0,
+    "sequential": 1.0,
+    "cumulative": 1.0,
+    "restart": 1.0,
+    "oracle": 3.0,
+}
 
 
-def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
+def _expected_cost(request: RunRequest, overrides: Mapping[str, Any], options: Mapping[str, Any]) -> float:
     """Steps x tasks x step cost from the scenario's spec (epoch-based protocols count 100 steps a task)."""
-    spec = scenario_spec(request.scenario)
+    spec = scenario_spec(request.scenario, **options)
     steps = overrides.get("steps_per_task") or spec.defaults.get("steps_per_task") or 100
     tasks = min(overrides.get("max_tasks") or len(spec.tasks), len(spec.tasks))
     return (_STEP_COST.get(request.method, 2.0) * float(steps) + 10.0) * tasks

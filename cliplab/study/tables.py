@@ -31,6 +31,16 @@ README_COLUMNS = {
     "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
     "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
 }
+# The same for time-continual runs: TiC's summaries of retrieval R@1 and of zero-shot classification.
+TIME_CONTINUAL_COLUMNS = {
+    "ID": "id",
+    "backward": "backward",
+    "forward": "forward",
+    "classification ID": "classification_id",
+    "classification backward": "classification_backward",
+    "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
+    "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
+}
 
 
 def run_label(run: str) -> str:
@@ -49,9 +59,9 @@ def results_table(
     """ "mean ± std" per (scenario, label) of `columns` (header -> quantity) and a `seeds` count.
 
     `labels` selects and orders rows (default: every label, alphabetically); a quantity a run
-    lacks (e.g. ToyWorld probes on a real scenario) is left empty.
+    lacks (e.g. ToyWorld probes on a real scenario) is left empty. Without `columns`,
+    time-continual runs (a summary with `id`) get `TIME_CONTINUAL_COLUMNS`, the others `README_COLUMNS`.
     """
-    columns = columns or README_COLUMNS
     df = load_runs(runs)
     if df.empty:
         raise FileNotFoundError(f"no runs (metrics.json) under {runs}")
@@ -63,6 +73,10 @@ def results_table(
     if labels:
         df = df[df["label"].isin(labels)]
     table = summary_table(df, by=("scenario", "label"))
+    if columns is None:
+        summaries = df[df["kind"] == "summary"].groupby("run")["metric"].agg(set)
+        time_continual = len(summaries) and all("id" in metrics for metrics in summaries)
+        columns = TIME_CONTINUAL_COLUMNS if time_continual else README_COLUMNS
     present = {header: q for header, q in columns.items() if q in table.columns.get_level_values(0)}
     out = format_summary(table[list(present.values())], decimals=decimals).set_axis(list(present), axis=1)
     out = out.reindex(columns=list(columns), fill_value="")
@@ -77,11 +91,15 @@ def results_table(
 def render_tables(
     runs: str | os.PathLike, scenario: str | None = None, labels: Sequence[str] | None = None, markdown: bool = False
 ) -> str:
-    """`results_table` of `runs` as text: one table per scenario (GitHub Markdown or plain)."""
-    table = results_table(runs, scenario=scenario, labels=labels)
+    """`results_table` of `runs` as text: one table per scenario (GitHub Markdown or plain), with the
+    columns of its protocol (`TIME_CONTINUAL_COLUMNS` for time-continual scenarios)."""
+    df = load_runs(runs)
     parts = []
-    for name in dict.fromkeys(table.index.get_level_values("scenario")):
-        part = table.xs(name, level="scenario", drop_level=False)
+    for name in [scenario] if scenario else sorted(set(df["scenario"])):
+        present = set(df.loc[df["scenario"] == name, "run"].map(run_label))
+        if labels and not present & set(labels):
+            continue
+        part = results_table(runs, scenario=name, labels=labels)
         parts.append(f"**{name}**\n\n{to_markdown(part)}\n" if markdown else f"{name}\n{part.droplevel(0)}\n")
     return "\n".join(parts)
 
@@ -159,6 +177,7 @@ def headline_numbers(results: Sequence[RunResult]) -> dict[str, float]:
 
 __all__ = [
     "README_COLUMNS",
+    "TIME_CONTINUAL_COLUMNS",
     "headline_numbers",
     "method_table",
     "render_tables",

@@ -19,7 +19,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Union
 
-from cliplab.engine.optim import OPTIMIZER_IMPLS, WEIGHT_DECAY_SCOPES
+from cliplab.engine.optim import LR_SCHEDULES, OPTIMIZER_IMPLS, WEIGHT_DECAY_SCOPES
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8  # [torch default; open_clip and TiC: 1e-6]
     warmup_steps: int = 100  # [ZSCL MTIL: 100; CIL: 30]
+    lr_schedule: str = "cosine"  # after warm-up: cosine to 0 [ZSCL, open_clip] | constant [CLL-CLIP: warmupconstant]
+    grad_clip_norm: float | None = None  # clip the global gradient norm before each step [CLL-CLIP: 1.0]; None: off
     label_smoothing: float = 0.2  # [ZSCL]
     train_mode: str = "whole"  # whole | image | text
     augment: bool = True  # train transform (RandomResizedCrop 0.9-1.0) for CE batches; False: eval transform
@@ -271,3 +273,9 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {config.weight_decay_scope!r}")
     if config.keep_checkpoints not in ("all", "last"):
         raise ValueError("keep_checkpoints must be 'all' or 'last'")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+    if config.grad_clip_norm is not None and not (math.isfinite(config.grad_clip_norm) and config.grad_clip_norm > 0):
+        raise ValueError(
+            f"grad_clip_norm must be a positive number (or none: no clipping), got {config.grad_clip_norm}"
+        )

@@ -3,7 +3,8 @@
 Per step: one batch of the task's data (train transform) → the method adds its inputs → one
 student forward → the objective's loss (label-smoothed cross-entropy over the task's class prompts,
 or CLIP's contrastive loss on image–caption pairs; the scenario's protocol chooses, see
-`engine.objectives`) plus the method's loss terms → AdamW step, cosine schedule with warm-up →
+`engine.objectives`; a method may replace it) plus the method's loss terms → optional gradient
+clipping → the method's pre-step hook → AdamW step, warm-up then cosine (or constant) schedule →
 the objective's and the method's after-step hooks.
 Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
 its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run:
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
 from cliplab.engine.objectives import Objective, make_objective
-from cliplab.engine.optim import adamw, cosine_with_warmup, decay_groups
+from cliplab.engine.optim import adamw, decay_groups, warmup_schedule
 from cliplab.engine.sampling import cycle_steps
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
@@ -90,16 +91,6 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if not method.trains:  # e.g. zeroshot: nothing to optimise
         method.end_task(ctx)
         return
-    params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
-    optimizer = adamw(
-        decay_groups(model, params, config.weight_decay, config.weight_decay_scope),
-        config.lr_for(ctx.task.name),
-        config.betas,
-        config.weight_decay,
-        eps=config.adam_eps,
-        impl=config.optimizer_impl,
-    )
-    scheduler = cosine_with_warmup(optimizer, config.warmup_steps, ctx.steps)
     mid_path = RunFolder(run_dir).mid_task
     start = _resume_step(mid_path, ctx.task_index)
     ctx.start_step = start
@@ -109,8 +100,19 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if ctx.batch_source is None or ctx.image_encoder is None:
         bind_services(ctx)
     objective = make_objective(ctx.objective)
-    method.begin_task(ctx)
+    method.begin_task(ctx)  # before the optimiser: a method may change the model (grow the vocabulary)
     objective.begin_task(ctx)
+    params = set_trainable(model, config.train_mode, config.freeze_logit_scale)
+    groups = method.optimizer_groups(ctx, decay_groups(model, params, config.weight_decay, config.weight_decay_scope))
+    optimizer = adamw(
+        groups,
+        config.lr_for(ctx.task.name),
+        config.betas,
+        config.weight_decay,
+        eps=config.adam_eps,
+        impl=config.optimizer_impl,
+    )
+    scheduler = warmup_schedule(optimizer, config.warmup_steps, ctx.steps, config.lr_schedule)
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
         _, extra = load_training_state(mid_path, model, optimizer, scheduler, hint=MID_TASK_HINT)
         method.load_state_tensors(extra)
@@ -130,6 +132,9 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         images, targets = images.to(ctx.device), objective.targets(ctx, targets)
         optimizer.zero_grad(set_to_none=True)
         losses = _accumulate(student, method, objective, ctx, images, targets, step)
+        if config.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(_trained(optimizer), config.grad_clip_norm)
+        method.before_step(ctx, optimizer.param_groups[0]["lr"])
         optimizer.step()
         objective.after_step(ctx)
         scheduler.step()
@@ -167,13 +172,17 @@ def _accumulate(
         with sync, _autocast(ctx.device, ctx.config.precision):
             texts = objective.texts(ctx, targets, part)
             out = student_forward(student, images[part], texts, extra_images, extra.tokens)
-            losses = objective.losses(ctx, out, targets, part)
+            losses = {} if method.replaces_objective else objective.losses(ctx, out, targets, part)
             losses.update(method.losses(ctx, out))
         _check_finite(losses, ctx, step + 1)
         (sum(losses.values()) / accum).backward()
         for key, value in losses.items():
             totals[key] = totals.get(key, 0.0) + float(value.detach()) / accum
     return totals
+
+
+def _trained(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def _log(run_dir: Path, ctx: TaskContext, step: int, lr: float, losses: dict[str, float], rank: int) -> None:

@@ -73,4 +73,27 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["OPTIMIZER_IMPLS", "WEIGHT_DECAY_SCOPES", "adamw", "cosine_with_warmup", "decay_groups"]
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, kind: str = "cosine"
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for `warmup` steps, then `kind`: cosine decay to 0 at `total` (ZSCL, open_clip)
+    or a constant rate (sentence-transformers' `warmupconstant`, CLL-CLIP)."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
+    if kind == "cosine":
+        return cosine_with_warmup(optimizer, warmup, total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
+
+
+__all__ = [
+    "LR_SCHEDULES",
+    "OPTIMIZER_IMPLS",
+    "WEIGHT_DECAY_SCOPES",
+    "adamw",
+    "cosine_with_warmup",
+    "decay_groups",
+    "warmup_schedule",
+]

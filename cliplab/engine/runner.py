@@ -37,7 +37,7 @@ from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
 from cliplab.scenarios import OBJECTIVES, Scenario, ScenarioSpec, get_scenario, scenario_spec
-from cliplab.tokens import fit_token_embedding
+from cliplab.tokens import ExpandedTokenizer, fit_token_embedding
 from cliplab.utils import resolve_device, seed_everything
 
 # Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
@@ -200,6 +200,9 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
     progress = _Progress(folder, identity)
     net = bundle.model.to(device)
     initial = frozen_copy(net)
+    words = [getattr(task, "words", None) for task in scenario.tasks]
+    if any(words):  # languages: their words may get token ids of their own (cliplab.tokens, CLL-CLIP)
+        bundle = bundle._replace(tokenizer=ExpandedTokenizer(bundle.tokenizer, [w or [] for w in words]).bind(net))
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
     clock = _Clock(progress)
     if not progress.evaluations and rank == 0:
@@ -299,6 +302,8 @@ def _finish(
     summary = None
     if scenario.protocol == "time_continual":
         summary = _time_continual_record(evaluations, extra)
+    if scenario.protocol == "language_continual":
+        summary = _language_continual_record(evaluations, extra)
     result = RunResult(
         method=identity.method,
         scenario=identity.scenario,
@@ -333,6 +338,19 @@ def _time_continual_record(evaluations: list[dict], extra: dict) -> dict[str, fl
     if not any(math.isnan(v) for row in classification for v in row):
         summary.update({f"classification_{k}": v for k, v in time_continual_summary(classification).items()})
     return summary
+
+
+def _language_continual_record(evaluations: list[dict], extra: dict) -> dict[str, float]:
+    """CLL-CLIP's record. `accuracy_matrix` is text→image R@1 per language (`zero_shot_row`: the
+    pretrained model's); `extra` gets `retrieval_matrices` (`i2t_r1`, `t2i_r1`) and their rows before
+    training (`retrieval_zero_shot_rows`). The summary is `continual_summary` of the text→image
+    matrix plus the same metrics of the image→text one (`i2t_last`, `i2t_bwt`, ...)."""
+    before, after = evaluations[0], evaluations[1:]
+    keys = ("i2t_r1", "t2i_r1")
+    extra["retrieval_matrices"] = {k: [e["rows"][k] for e in after] for k in keys}
+    extra["retrieval_zero_shot_rows"] = {k: before["rows"][k] for k in keys}
+    i2t = continual_summary(extra["retrieval_matrices"]["i2t_r1"])
+    return {**continual_summary([e["accuracy"] for e in after]), **{f"i2t_{k}": v for k, v in i2t.items()}}
 
 
 __all__ = ["ENGINE_REVISION", "build_config", "plan_run", "run_scenario"]

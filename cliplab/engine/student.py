@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -29,6 +30,7 @@ class StudentOutput:
     extra_texts: Tensor | None
     ce_inputs: Tensor | None = None  # the CE images as fed to the student (a teacher may need them)
     text_inputs: Tensor | None = None  # the token ids behind `class_texts`
+    raw_texts: Tensor | None = None  # `class_texts` before L2 normalisation (CLL-CLIP's cross-lingual MSE)
 
 
 class ClipStudent(nn.Module):
@@ -39,9 +41,8 @@ class ClipStudent(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor, texts: Tensor) -> tuple[Tensor, Tensor]:
-        image_features = self.model.encode_image(images, normalize=True)
-        text_features = self.model.encode_text(texts, normalize=True)
-        return image_features, text_features
+        """Unnormalised image and text features (`student_forward` normalises them)."""
+        return self.model.encode_image(images), self.model.encode_text(texts)
 
 
 def student_forward(
@@ -54,7 +55,9 @@ def student_forward(
     """Concatenate the step's inputs, run the (possibly DDP-wrapped) student once, split."""
     images = ce_images if extra_images is None else torch.cat([ce_images, extra_images])
     texts = class_tokens if extra_tokens is None else torch.cat([class_tokens, extra_tokens])
-    image_features, text_features = student(images, texts)
+    image_features, raw_texts = student(images, texts)
+    # the very operation of open_clip's encode_*(normalize=True)
+    image_features, text_features = F.normalize(image_features, dim=-1), F.normalize(raw_texts, dim=-1)
     n_img, n_txt = len(ce_images), len(class_tokens)
     return StudentOutput(
         ce_images=image_features[:n_img],
@@ -63,6 +66,7 @@ def student_forward(
         extra_texts=None if extra_tokens is None else text_features[n_txt:],
         ce_inputs=ce_images,
         text_inputs=class_tokens,
+        raw_texts=raw_texts[:n_txt],
     )
 
 

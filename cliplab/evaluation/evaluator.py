@@ -10,8 +10,10 @@ Row semantics, A[i, j] after training task i:
   the mean of image→text and text→image; the image→text and text→image rows and step j's
   zero-shot classification (None where the step has no labelled images) are kept in
   `Evaluation.rows`.
-Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
-computed once per evaluation and shared across classifiers.
+- language-continual (CLL-CLIP): A[i, j] is text→image R@1 with the test captions in language j
+  (the same images for every language); the image→text and text→image rows are in `rows`.
+Prompts are the ensembled evaluation templates (MTIL); image features of each evaluation set (one
+per factory: languages share theirs) are computed once per evaluation and shared.
 
 What does not depend on the model is prepared once per evaluator, not once per evaluation (the
 numbers are unchanged; only repeated work goes): the transformed image batches of each evaluation
@@ -34,7 +36,7 @@ from torch.utils.data import DataLoader, Subset
 from cliplab.evaluation.embed import encode_texts, image_features
 from cliplab.evaluation.retrieval import retrieval_scores
 from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
-from cliplab.scenarios import Scenario
+from cliplab.scenarios import RETRIEVAL_PROTOCOLS, Scenario
 
 
 @dataclass
@@ -51,7 +53,8 @@ class Evaluation:
 
 class _MemoTokenizer:
     """`tokenizer` with its output kept per batch of texts (a tokenizer is a pure function of its
-    input); least recently used batches are dropped beyond `max_bytes`."""
+    input and of its `state`, if it has one: an expanded vocabulary's usable ids); least recently
+    used batches are dropped beyond `max_bytes`."""
 
     def __init__(self, tokenizer: Callable, max_bytes: int = 64 * 2**20) -> None:
         self.tokenizer, self.max_bytes, self.bytes = tokenizer, max_bytes, 0
@@ -60,11 +63,12 @@ class _MemoTokenizer:
     def __call__(self, texts, *args, **kwargs):
         if args or kwargs or isinstance(texts, str):
             return self.tokenizer(texts, *args, **kwargs)
-        key = tuple(texts)
+        texts = tuple(texts)
+        key = (getattr(self.tokenizer, "state", None), texts)
         if key in self.memo:
             self.memo.move_to_end(key)
             return self.memo[key].clone()
-        tokens = self.tokenizer(list(key))
+        tokens = self.tokenizer(list(texts))
         if torch.is_tensor(tokens):
             self.memo[key] = tokens.clone()
             self.bytes += tokens.numel() * tokens.element_size()
@@ -89,17 +93,22 @@ class ScenarioEvaluator:
         self.tests = [
             None if task.test_data is None else self._capped(task.test_data(eval_transform)) for task in scenario.tasks
         ]
+        built: dict[int, object] = {}  # sets sharing a factory share one dataset (encoded once per evaluation)
+
+        def dataset(factory):
+            return built.setdefault(id(factory), factory(eval_transform))
+
         self.step_retrieval = []
-        if scenario.protocol == "time_continual":
+        if scenario.protocol in RETRIEVAL_PROTOCOLS:
             missing = [t.name for t in scenario.tasks if getattr(t, "retrieval", None) is None]
             if missing:
-                raise ValueError(f"time-continual scenario {scenario.name!r}: steps {missing} have no retrieval set")
-            self.step_retrieval = [(t.retrieval, t.retrieval.data(eval_transform)) for t in scenario.tasks]
-        built: dict[int, object] = {}
-        for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
-            built.setdefault(id(probe.data), probe.data(eval_transform))
-        self.probes = [(p, built[id(p.data)]) for p in scenario.probes]
-        self.retrieval = [(r, r.data(eval_transform)) for r in scenario.retrieval]
+                raise ValueError(
+                    f"{scenario.protocol} scenario {scenario.name!r}: tasks {missing} have no retrieval set"
+                )
+            self.step_retrieval = [(t.retrieval, dataset(t.retrieval.data)) for t in scenario.tasks]
+        self.probes = [(p, dataset(p.data)) for p in scenario.probes]
+        self.retrieval = [(r, dataset(r.data)) for r in scenario.retrieval]
+        self._evaluation_features: dict[int, tuple[Tensor, Tensor]] | None = None  # inside one evaluate() call
         self._tokenize = _MemoTokenizer(tokenizer)
         self._image_batches: dict[int, list] = {}  # id(dataset) -> its collated (images, labels) batches
         self._streamed: set[int] = set()  # datasets too large to keep
@@ -133,7 +142,12 @@ class ScenarioEvaluator:
         return batches
 
     def _features(self, model, dataset) -> tuple[Tensor, Tensor]:
-        return image_features(model, self._batches(dataset), self.config.eval_batch_size)
+        memo, key = self._evaluation_features, id(dataset)
+        if memo is None:
+            return image_features(model, self._batches(dataset), self.config.eval_batch_size)
+        if key not in memo:
+            memo[key] = image_features(model, self._batches(dataset), self.config.eval_batch_size)
+        return memo[key]
 
     def _classifier(self, model, names: list[str], templates) -> Tensor:
         return zero_shot_classifier(model, self._tokenize, names, templates).cpu()
@@ -150,8 +164,8 @@ class ScenarioEvaluator:
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
-        if self.scenario.protocol == "time_continual":
-            raise ValueError("a time-continual scenario's rows come from time_rows()")
+        if self.scenario.protocol in RETRIEVAL_PROTOCOLS:
+            raise ValueError(f"a {self.scenario.protocol} scenario's rows come from time_rows()")
         feats = [self._features(model, data) for data in self.tests]
         if self.scenario.protocol != "class_incremental":
             row = []
@@ -213,8 +227,14 @@ class ScenarioEvaluator:
     @torch.no_grad()
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
-        if self.scenario.protocol == "time_continual":
-            row, rows = self.time_rows(model)
-            return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), rows=rows)
-        row, seen = self.accuracy_row(model, max(after_task, 0) if after_task >= 0 else -1)
-        return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen)
+        self._evaluation_features = {}  # image features are computed once per evaluation and dataset
+        try:
+            if self.scenario.protocol in RETRIEVAL_PROTOCOLS:
+                row, rows = self.time_rows(model)
+                if self.scenario.protocol == "language_continual":  # A[i, j]: text→image R@1 in language j
+                    row, rows = rows["t2i_r1"], {k: rows[k] for k in ("i2t_r1", "t2i_r1")}
+                return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), rows=rows)
+            row, seen = self.accuracy_row(model, max(after_task, 0) if after_task >= 0 else -1)
+            return Evaluation(row, self.probe_accuracies(model), self.probe_retrieval(model), seen)
+        finally:
+            self._evaluation_features = None

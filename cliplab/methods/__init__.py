@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.cll_clip import CLLCLIP
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
 from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
@@ -22,7 +23,21 @@ from cliplab.methods.zscl import ZSCL, WeightEnsemble
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (ZeroShot, FineTune, LwF, VRLwF, ICaRL, WiseFT, ZSCL, Sequential, Cumulative, Restart, Oracle, ModX)
+    for cls in (
+        ZeroShot,
+        FineTune,
+        LwF,
+        VRLwF,
+        ICaRL,
+        WiseFT,
+        ZSCL,
+        Sequential,
+        Cumulative,
+        Restart,
+        Oracle,
+        ModX,
+        CLLCLIP,
+    )
 }
 
 
@@ -34,6 +49,7 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 
 __all__ = [
+    "CLLCLIP",
     "METHODS",
     "ZSCL",
     "Cumulative",

@@ -3,19 +3,26 @@
 The training loop (`cliplab.engine.loop`) owns the optimiser, schedule, data, checkpoints and the
 cross-entropy term. A method only says what is different about it, through hooks:
 
-- `begin_task(ctx)`: build teachers, vocabularies, reference data, memory;
+- `begin_task(ctx)`: build teachers, vocabularies, reference data, memory (before the optimiser
+  exists, so it may change the model: CLL-CLIP grows the token embedding);
+- `optimizer_groups(ctx, groups)`: narrow or extend what AdamW trains (default: the train mode's
+  parameters, as `groups`);
 - `train_dataset(ctx)`: what the task's batches are drawn from (default: the task's own data;
   replay strategies of the time-continual protocol return old steps' data too);
 - `task_steps(ctx, steps)`: the task's step budget (default: the protocol's);
 - `extra_inputs(ctx, step)`: images/tokens to push through the student in the same forward;
 - `losses(ctx, out)`: additional loss terms (a dict, so each is logged separately);
+- `before_step(ctx, lr)`: after backward and gradient clipping, before the optimiser step (TEIR's
+  per-row gradient and decay scaling);
 - `after_step(ctx, step)`: parameter-space updates (weight ensembles);
 - `end_task(ctx)`: interpolation, memory updates;
 - `state_tensors()` / `load_state_tensors()`: what a mid-task checkpoint must hold to resume.
 
 A method declares the objectives it is defined for (`objectives`): classification (the
 class-incremental, task-incremental and one-session protocols) and/or contrastive
-(`time_continual`); `ctx.objective` says which one a task trains with.
+(`time_continual`, `language_continual`); `ctx.objective` says which one a task trains with. A
+method whose loss on the main batch differs from the objective's sets `replaces_objective`: the
+objective still chooses the batch's texts, and the method's `losses` are the whole loss.
 
 A plug-in imports only this module (and its parent method, if it specialises one). Everything it
 needs from the engine comes through the `TaskContext`: the models, the data, and two services the
@@ -110,13 +117,21 @@ class Method:
     trains: ClassVar[bool] = True
     persists_across_tasks: ClassVar[bool] = False  # state_tensors() must survive task boundaries (memory)
     objectives: ClassVar[tuple[str, ...]] = ("classification",)  # the objectives the method is defined for
+    replaces_objective: ClassVar[bool] = False  # True: `losses` is the whole loss of the main batch (CLL-CLIP)
     Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = self.Options.from_dict(dict(options or {}), self.name)
 
     def begin_task(self, ctx: TaskContext) -> None:
-        """Prepare for a task (called after a resume too, before the first remaining step)."""
+        """Prepare for a task (called after a resume too, before the optimiser is built)."""
+
+    def optimizer_groups(self, ctx: TaskContext, groups: list) -> list:
+        """What AdamW trains: `groups` (parameters or parameter groups of the train mode) by default.
+
+        A method may return fewer (freezing what it drops) or add its own parameters (in a group of
+        their own, `{"params": [...], "weight_decay": ...}`)."""
+        return groups
 
     def train_dataset(self, ctx: TaskContext) -> Dataset:
         """The dataset this task's batches are drawn from (called after `begin_task`)."""
@@ -131,6 +146,9 @@ class Method:
 
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         return {}
+
+    def before_step(self, ctx: TaskContext, lr: float) -> None:
+        """Called after backward (and gradient clipping) and before the optimiser step at rate `lr`."""
 
     def after_step(self, ctx: TaskContext, step: int) -> None:
         """Called after every optimiser step, with the number of steps done in this task."""

@@ -4,13 +4,16 @@
 - `toy`: the built-in scenarios on ToyWorld and digits (offline);
 - `published`: CIFAR-100 class-incremental and MTIL on local data (ZSCL's protocols);
 - `tic`: time-continual image–caption streams (TiC-CLIP): `toy-tic` and dated local caption files;
+- `languages`: language-continual learning (CLL-CLIP): `toy-languages`, ToyWorld captions in made-up languages;
 - `registry`: the catalogue of names, `scenario_spec` and `get_scenario`.
 """
 
 from cliplab.scenarios.base import (
     OBJECTIVES,
     PROTOCOLS,
+    RETRIEVAL_PROTOCOLS,
     ClassSubset,
+    LanguageTask,
     ProbeSet,
     ReferenceData,
     RetrievalSet,
@@ -31,7 +34,9 @@ from cliplab.scenarios.registry import (
 __all__ = [
     "OBJECTIVES",
     "PROTOCOLS",
+    "RETRIEVAL_PROTOCOLS",
     "ClassSubset",
+    "LanguageTask",
     "ProbeSet",
     "ReferenceData",
     "RetrievalSet",

@@ -16,6 +16,10 @@ Protocols:
   CLIP's contrastive loss; a step's evaluation is image–caption retrieval on its held-out pairs
   (the accuracy matrix holds mean R@1) and, where the step has labelled images, zero-shot
   classification (`TimeStep`).
+- `language_continual` (CLL-CLIP): each task is a new language, learned from captions of images
+  with their parallel English captions, trained with CLIP's contrastive loss; a task's evaluation
+  is retrieval on one image set captioned in every language (the accuracy matrix holds
+  text→image R@1), English retrieval is a probe (`LanguageTask`).
 
 Every scenario also carries zero-shot probes and a retrieval probe, evaluated before training
 and after every task, so forgetting of the pretrained capabilities is always measured.
@@ -30,14 +34,17 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROTOCOLS = ("class_incremental", "task_incremental", "one_session", "time_continual")
+PROTOCOLS = ("class_incremental", "task_incremental", "one_session", "time_continual", "language_continual")
 # The training objective each protocol prescribes (the loop's `engine.objectives` implements both).
 OBJECTIVES = {
     "class_incremental": "classification",
     "task_incremental": "classification",
     "one_session": "classification",
     "time_continual": "contrastive",
+    "language_continual": "contrastive",
 }
+# Protocols whose tasks are evaluated by retrieval on their own held-out image–caption sets.
+RETRIEVAL_PROTOCOLS = ("time_continual", "language_continual")
 
 DatasetFactory = Callable[[Callable | None], Dataset]  # transform -> dataset of (image, local label)
 
@@ -74,6 +81,18 @@ class TimeStep(Task):
     """
 
     retrieval: RetrievalSet | None = None
+
+
+@dataclass
+class LanguageTask(TimeStep):
+    """One language of a language-continual scenario (`language_continual`).
+
+    `train_data(transform)` holds `(image, caption)` pairs in the language with the parallel
+    English captions as its `english` attribute; `retrieval` the test images captioned in the
+    language (every language's set has the same images); `words` the language's vocabulary, to
+    which an expanded tokenizer gives new token ids (`cliplab.tokens`)."""
+
+    words: list[str] = field(default_factory=list)
 
 
 @dataclass

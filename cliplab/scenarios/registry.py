@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from cliplab.data import MTIL_ORDER_1, MTIL_ORDER_2
-from cliplab.scenarios import published, tic, tic_files, toy
+from cliplab.scenarios import languages, published, tic, tic_files, toy
 from cliplab.scenarios.base import Scenario, ScenarioSpec
 
 
@@ -33,6 +33,7 @@ _CATALOGUE: dict[str, ScenarioEntry] = {
     "toy-digits-cil": ScenarioEntry(toy.toy_digits_cil_spec, toy.build_toy_digits_cil),
     "toy-mtil": ScenarioEntry(toy.toy_mtil_spec, toy.build_toy_mtil),
     "toy-tic": ScenarioEntry(tic.toy_tic_spec, tic.build_toy_tic),
+    "toy-languages": ScenarioEntry(languages.toy_languages_spec, languages.build_toy_languages, ("n_languages",)),
     **{
         f"cifar100-cil-{100 // inc}": ScenarioEntry(
             partial(published.cifar100_cil_spec, inc), published.build_cifar100_cil

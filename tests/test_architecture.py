@@ -42,6 +42,7 @@ ALLOWED = {
     "plots": {"results"},
     "study": {
         "engine",
+        "tokens",
         "methods",
         "results",
         "alignment",

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cliplab.checkpoints import load_state_dict
+from cliplab.engine.objectives import clip_contrastive_loss
 from cliplab.engine.runner import plan_run, run_scenario
 from cliplab.methods.cll_clip import CLLCLIP, grow_embedding, multi_positive_infonce, teir_rows, teir_scale
 from cliplab.models import load_model
@@ -63,6 +64,16 @@ def test_cross_modal_loss_by_hand_with_two_captions_of_one_image():
     assert plain.item() == pytest.approx(
         0.5 * (F.cross_entropy(logits, arange) + F.cross_entropy(logits.T, arange)).item(), rel=1e-6
     )
+
+
+def test_cross_modal_loss_equals_the_contrastive_objective_at_scale_one_over_tau():
+    generator = torch.Generator().manual_seed(0)
+    texts = F.normalize(torch.randn(12, 8, generator=generator), dim=1)
+    images = F.normalize(torch.randn(12, 8, generator=generator), dim=1)
+    groups = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 7])
+    tau = torch.tensor(0.07)
+    ours = multi_positive_infonce(texts, images, tau, groups)
+    assert ours.item() == pytest.approx(clip_contrastive_loss(images, texts, 1 / tau, groups).item(), rel=1e-6)
 
 
 def test_growing_keeps_old_rows_bit_for_bit_and_appends_the_new_ones():

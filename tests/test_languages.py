@@ -171,3 +171,34 @@ def test_a_smaller_vocabulary_is_not_fitted_but_reported_by_the_loader(tmp_path)
     assert model.token_embedding.num_embeddings == 49408
     with pytest.raises(CheckpointError, match="another shape"):
         load_weights(model, state, tmp_path / "small.safetensors")
+
+
+def test_language_summary_reads_the_targets_by_hand():
+    from cliplab.results import RunResult
+    from cliplab.results.languages import language_matrix_frame, language_summary
+
+    t2i = [[80.0, 10.0], [60.0, 90.0]]
+    result = RunResult(
+        method="cll_clip",
+        scenario="toy-languages",
+        model="toyclip",
+        seed=0,
+        tasks=["avo", "bekri"],
+        accuracy_matrix=t2i,
+        retrieval={"english": {"t2i_r1": [96.0, 95.0, 94.5]}},
+        summary={"transfer": 10.0, "avg": 60.0, "last": 75.0, "bwt": -20.0, "forgetting": 20.0},
+        extra={
+            "protocol": "language_continual",
+            "retrieval_matrices": {"t2i_r1": t2i, "i2t_r1": [[70.0, 5.0], [50.0, 80.0]]},
+            "retrieval_zero_shot_rows": {"t2i_r1": [2.0, 3.0], "i2t_r1": [1.0, 1.0]},
+        },
+    )
+    summary = language_summary(result)
+    assert summary["english_delta"] == pytest.approx(-1.5)
+    assert summary["min_language"] == 60.0 and summary["mean_language"] == 75.0
+    assert summary["min_language_ratio"] == pytest.approx(60 / 96)
+    assert summary["i2t_mean_language"] == 65.0 and summary["bwt"] == -20.0
+    matrix, before = language_matrix_frame([result], "i2t_r1")
+    assert matrix.loc["after bekri", "avo"] == 50.0 and before.tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="direction must be one of"):
+        language_matrix_frame([result], "mean")

@@ -123,6 +123,9 @@ def test_every_notebook_executed_and_saved_figures(study):
         "05_classification_matrices.png",
         "05_strategies_compute.png",
         "05_structure_drift.png",
+        "07_language_matrices.png",
+        "07_english_and_probes.png",
+        "07_token_embeddings.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -188,6 +191,20 @@ def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(stu
     structure = data["structure"]
     assert set(structure) == {"sequential", "cumulative", "lwf", "modx"}
     assert all(v["offdiag_drift_from_start"] >= 0 and v["modx_kl_from_previous"] >= 0 for v in structure.values())
+
+
+@needs_toyclip
+def test_07_records_every_method_and_cll_clip_keeps_clips_own_rows(study):
+    data = _metrics(study, "07_new_languages")
+    methods = data["methods"]
+    assert set(methods) == {"zeroshot", "finetune", "lwf", "cll_clip", "cll_clip+teir=False"}
+    for numbers in methods.values():
+        assert 0 <= numbers["min_language"] <= numbers["mean_language"] <= 100
+        assert 0 <= numbers["english_before"] <= 100 and 0 <= numbers["english_after"] <= 100
+    zeroshot = methods["zeroshot"]
+    assert zeroshot["english_after"] == zeroshot["english_before"] == methods["cll_clip"]["english_before"]
+    # training only embedding rows of the language's own tokens moves English less than the whole tower
+    assert abs(methods["cll_clip"]["english_delta"]) <= abs(methods["finetune"]["english_delta"])
 
 
 @needs_toyclip

@@ -33,10 +33,10 @@ from cliplab.toyworld.languages import LANGUAGE_NAMES, make_languages
 from cliplab.toyworld.parallel import parallel_corpus
 
 LANGUAGE_DEFAULTS = {
-    "steps_per_task": 150,
+    "epochs_per_task": 3.0,  # [run_cl.sh: 3 epochs per language]: 94 steps of 64 over the 2,000-image pool
     "batch_size": 64,
-    "lr": 2e-3,
-    "warmup_steps": 15,  # 10% of the task [run_cl.sh: warmupconstant, 10%]
+    "lr": 1e-3,
+    "warmup_steps": 9,  # 10% of the task [run_cl.sh: warmupconstant, 10%]
     "lr_schedule": "constant",
     "weight_decay": 0.05,  # [train.py]
     "betas": (0.9, 0.999),
@@ -47,8 +47,8 @@ LANGUAGE_DEFAULTS = {
     "label_smoothing": 0.0,
     "seed": 0,
     "checkpoint_every": 50,
-    "probe_size": 600,
-    "retrieval_size": 300,
+    "probe_size": 300,
+    "retrieval_size": 150,
 }
 LANGUAGE_OPTIONS = (
     "language_seed",
@@ -99,8 +99,8 @@ def build_toy_languages(
     train_size: int = 2000,
     test_size: int = 300,
     eval_split: str = "test",
-    probe_size: int = 600,
-    retrieval_size: int = 300,
+    probe_size: int = 300,
+    retrieval_size: int = 150,
     probe_seed: int = 0,
 ) -> Scenario:
     """The languages, the training pool (every language a translation of the same captions) and

@@ -5,6 +5,7 @@
 - `pool`: independent runs side by side, one per CPU core;
 - `tables`: mean ± std tables (README's results tables, each notebook's headline numbers);
 - `alignment`: a fixed probe embedded after every task, alignment tables;
+- `languages`: new languages (notebook 07): parallel captions and their tokens, token embeddings;
 - `tic`: the time-continual study's extras (the drifting world's examples, compute, structure drift);
 - `widgets`: optional ipywidgets controls;
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
@@ -21,6 +22,7 @@ from cliplab.study.alignment import (
     final_alignment,
     rotation_angle_table,
 )
+from cliplab.study.languages import language_examples, token_embedding_frame, token_groups
 from cliplab.study.settings import (
     SMOKE_ALIGNMENT_PROBE,
     SMOKE_METHOD_OPTIONS,
@@ -52,6 +54,7 @@ __all__ = [
     "grid",
     "headline_numbers",
     "jsonable",
+    "language_examples",
     "load_results",
     "method_table",
     "one_session_settings",
@@ -64,6 +67,8 @@ __all__ = [
     "study_settings",
     "tidy_runs",
     "time_probe",
+    "token_embedding_frame",
+    "token_groups",
     "vocabulary_changes",
     "world_examples",
     "zero_shot_summary",

@@ -26,7 +26,13 @@ from typing import Any
 
 from cliplab.engine.config import parse_value, split_assignment
 
-NOTEBOOKS = ("01_forgetting.py", "02_vr_lwf.py", "03_alignment.py", "05_continual_pretraining.py")
+NOTEBOOKS = (
+    "01_forgetting.py",
+    "02_vr_lwf.py",
+    "03_alignment.py",
+    "05_continual_pretraining.py",
+    "07_new_languages.py",
+)
 KERNEL = "python3"
 
 

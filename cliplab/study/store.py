@@ -162,6 +162,7 @@ _STEP_COST = {
     "cumulative": 1.0,
     "restart": 1.0,
     "oracle": 3.0,
+    "cll_clip": 1.0,
 }
 
 

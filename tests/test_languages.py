@@ -115,6 +115,11 @@ def test_expanded_tokenizer_equals_the_base_one_while_no_language_is_active(lang
     assert torch.equal(tokenizer(texts), BASE(texts))
 
 
+def test_english_captions_keep_their_tokens_when_every_language_is_learned(languages, corpus):
+    tokenizer = ExpandedTokenizer(BASE, [x.words() for x in languages])  # every language active
+    assert torch.equal(tokenizer(corpus.english), BASE(corpus.english))
+
+
 def test_new_ids_follow_the_languages_and_shared_words_keep_their_ids(languages):
     tokenizer = ExpandedTokenizer(BASE, [x.words() for x in languages])
     assert tokenizer.bounds[0] == 49408 and tokenizer.bounds == sorted(tokenizer.bounds)

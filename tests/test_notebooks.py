@@ -197,7 +197,7 @@ def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(stu
 def test_07_records_every_method_and_cll_clip_keeps_clips_own_rows(study):
     data = _metrics(study, "07_new_languages")
     methods = data["methods"]
-    assert set(methods) == {"zeroshot", "finetune", "lwf", "cll_clip", "cll_clip+teir=False"}
+    assert set(methods) == {"zeroshot", "finetune", "cll_clip", "cll_clip+teir=False"}
     for numbers in methods.values():
         assert 0 <= numbers["min_language"] <= numbers["mean_language"] <= 100
         assert 0 <= numbers["english_before"] <= 100 and 0 <= numbers["english_after"] <= 100

@@ -56,12 +56,12 @@
 # %% tags=["parameters"]
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
-TIC_SCENARIO = "toy-tic"  # or "tic-captions" with TIC_SCENARIO_OPTIONS = {"root": "your dated CSV / JSON"}
-METHODS = ["sequential", "cumulative", "restart", "lwf", "modx", "oracle"]
-BUFFERS = ["exp", "equal"]  # cumulative's other buffer policies, each one more run per seed
+TIC_SCENARIO = "toy-tic"  # or "tic-captions", with the file as TIC_SCENARIO_OPTIONS["root"]
+METHODS = ["sequential", "cumulative", "lwf", "modx"]  # + "restart", "oracle" (3x compute): TiC's full set
+BUFFERS = []  # cumulative's other buffer policies ("exp", "equal"), one more run each per seed
 SEEDS = [0]
 STRUCTURE_METHODS = ["sequential", "cumulative", "lwf", "modx"]  # drawn in the structure figure
-PROBE_STEP = 0  # the step whose held-out pairs probe the structure of old data (0 = t1)
+PROBE_STEP = 0  # the step whose held-out pairs probe the structure of old data (0 is t1)
 STEPS_PER_TASK = None  # None: the scenario's default (40 per step, batch 64)
 OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"lr": 1e-4}
 DEVICE = None  # None: CUDA when available, else CPU

@@ -181,12 +181,11 @@ def test_03_pretrained_reference_has_no_drift_and_finetuning_moves(study):
 def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(study):
     data = _metrics(study, "05_continual_pretraining")
     methods = data["methods"]
-    strategies = {"sequential", "cumulative", "restart", "lwf", "modx", "oracle"}
-    assert set(methods) == strategies | {"cumulative+buffer=exp"}, "smoke runs the first other buffer policy"
+    assert set(methods) == {"sequential", "cumulative", "lwf", "modx"}  # the default strategies (~5 min in full)
     for numbers in methods.values():
         assert all(0 <= numbers[k] <= 100 for k in ("id", "backward", "forward", "classification_id"))
     assert methods["sequential"]["compute"] == pytest.approx(1.0)
-    assert methods["oracle"]["compute"] == pytest.approx(1.5), "t x C at step t: (1 + 2) / 2 over two steps"
+    assert methods["cumulative"]["compute"] == pytest.approx(1.0), "the same samples per step"
     assert methods["modx"]["compute"] == pytest.approx(4 / 3), "a teacher forward per training pair"
     structure = data["structure"]
     assert set(structure) == {"sequential", "cumulative", "lwf", "modx"}

@@ -310,3 +310,46 @@ def test_methods_and_protocols_that_do_not_fit_are_named():
         plan_run("toy-digits-cil", "modx")
     with pytest.raises(ValueError, match="buffer must be one of"):
         plan_run("toy-tic", "cumulative", overrides=["method.buffer=fifo"])
+
+
+@pytest.mark.slow
+def test_contrastive_training_on_two_gloo_ranks_agrees_with_one_process(tmp_path):
+    """torchrun with 2 CPU ranks: each rank holds half of every batch and the features are gathered, so
+    the contrastive loss still sees the whole batch. Tolerances as the classification twin in test_engine."""
+    import os
+    import subprocess
+    import sys
+
+    from cliplab.checkpoints import load_state_dict
+
+    sets = [f"--set={s}" for s in [*TINY, "max_tasks=1", "steps_per_task=4", "augment=false"]]
+    options = [f"--scenario-option={k}={v}" for k, v in TINY_WORLD.items()]
+    args = ["run", "--scenario", "toy-tic", "--method", "sequential", "--seed", "5", *sets, *options]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    single = subprocess.run(
+        [sys.executable, "-m", "cliplab.cli", *args, "--out", str(tmp_path / "single")], env=env, capture_output=True
+    )
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "cliplab.cli",
+        ]
+        + [*args, "--out", str(tmp_path / "ddp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    a, b = (load_state_dict(tmp_path / n / "checkpoints" / "task_0.safetensors") for n in ("single", "ddp"))
+    start = load_model("toyclip").model.state_dict()
+    flat = lambda d: torch.cat([d[k].float().flatten() for k in sorted(d)])
+    moved, gap = (flat(a) - flat(start)).abs(), (flat(a) - flat(b)).abs()
+    assert moved.max() > 1e-4, "training changed the weights"
+    assert gap.mean() < 0.02 * moved.mean(), f"mean gap {gap.mean():.2e} vs mean update {moved.mean():.2e}"

@@ -30,7 +30,7 @@ __all__ = ["plot_strategy_compute", "plot_structure_drift", "plot_time_matrices"
 def plot_world_steps(examples: Sequence[tuple[str, np.ndarray, Sequence[str]]], wrap: int = 18) -> Figure:
     """Rows = time steps, columns = example pairs: the image (uint8, N x 3 x H x W) and its caption."""
     rows, cols = len(examples), max(len(images) for _, images, _ in examples)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.55 * cols, 1.95 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.15 * rows), squeeze=False)
     for r, (name, images, captions) in enumerate(examples):
         for c in range(cols):
             ax = axes[r, c]
@@ -68,21 +68,31 @@ def plot_time_matrices(
     cols = min(n, 4)
     rows = math.ceil(n / cols)
     first = next(iter(tables.values()))
-    fig, axes = plt.subplots(rows, cols, figsize=(0.75 * first.shape[1] * cols + 1.5, 0.55 * first.shape[0] * rows + 1))
-    axes = np.atleast_1d(axes).ravel()
-    for ax, (label, table) in zip(axes, tables.items()):
+    size = (cols * (0.62 * first.shape[1] + 1.0) + 1.6, rows * (0.42 * first.shape[0] + 1.0) + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
+    axes = axes.ravel()
+    for k, (ax, (label, table)) in enumerate(zip(axes, tables.items())):
         sns.heatmap(
-            table, annot=True, fmt=".0f", vmin=low, vmax=high, cmap="viridis", cbar=False, ax=ax, annot_kws={"size": 8}
+            table,
+            annot=True,
+            fmt=".0f",
+            vmin=low,
+            vmax=high,
+            cmap="viridis",
+            cbar=False,
+            ax=ax,
+            annot_kws={"size": 8},
+            yticklabels=k % cols == 0,
         )
         if BEFORE in table.index:
             ax.axhline(1, color="white", linewidth=2.5)
-        ax.set_title(label)
-        ax.set_xlabel("evaluated on the data of step")
-        ax.set_ylabel("model")
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("data of step" if k >= n - cols else "")
+        ax.set_ylabel("model" if k % cols == 0 else "")
         ax.tick_params(axis="y", labelrotation=0)
     for ax in axes[n:]:
         ax.axis("off")
-    colourbar = fig.colorbar(axes[0].collections[0], ax=axes.tolist(), shrink=0.8)
+    colourbar = fig.colorbar(axes[0].collections[0], ax=axes.tolist(), shrink=0.8, aspect=30)
     colourbar.set_label(metric)
     fig.suptitle(title or f"Time x time matrices: {metric}")
     return fig
@@ -121,8 +131,9 @@ def plot_structure_drift(frame: pd.DataFrame, metrics: Mapping[str, str]) -> Fig
         part = frame[frame["metric"] == metric]
         sns.lineplot(data=part, x="step", y="value", hue="label", palette=palette, marker="o", errorbar="sd", ax=ax)
         ax.set_title(name)
-        ax.set_xlabel("after training step")
+        ax.set_xlabel("after training step (0: the time-0 model)")
         ax.set_ylabel(name)
+        ax.set_xticks(sorted(part["step"].unique()))
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()
     legend = axes[0][-1].get_legend()

@@ -125,13 +125,13 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--scenario",
         required=True,
-        help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1, toy-tic, tic-captions",
+        help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1, toy-tic, tic-captions, toy-languages",
     )
     p.add_argument(
         "--method",
         required=True,
         help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl; time-continual: sequential, cumulative, restart, "
-        "oracle, lwf, modx",
+        "oracle, lwf, modx; language-continual: finetune, lwf, cll_clip",
     )
     p.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     p.add_argument("--out", required=True, help="run folder (re-running on it resumes)")

@@ -228,3 +228,17 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, teir_run, monk
     reference = _run(tmp_path / "straight", extra=["checkpoint_every=2"])
     assert resumed.accuracy_matrix == reference.accuracy_matrix
     assert torch.equal(_embedding(folder, 1), _embedding(tmp_path / "straight", 1))
+
+
+def test_without_new_ids_the_languages_bpe_pieces_are_trained_in_place(tmp_path):
+    folder = tmp_path / "bpe"
+    _run(folder, extra=["max_tasks=1", "method.expand_vocabulary=false"])
+    start = load_model("toyclip").model.token_embedding.weight.detach()
+    after = _embedding(folder, 0)
+    assert after.shape == start.shape  # no new rows: the words stay CLIP's BPE pieces
+    scenario = get_scenario("toy-languages", **TINY_DATA)
+    pieces = {
+        i for c in scenario.tasks[0].train_data(None).captions for i in open_clip.get_tokenizer("ToyCLIP").encode(c)
+    }
+    moved = set((after != start).any(1).nonzero().flatten().tolist())
+    assert moved and moved <= pieces

@@ -207,3 +207,36 @@ def test_language_summary_reads_the_targets_by_hand():
     assert matrix.loc["after bekri", "avo"] == 50.0 and before.tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="direction must be one of"):
         language_matrix_frame([result], "mean")
+
+
+def test_the_results_table_of_language_runs_has_their_columns(tmp_path):
+    from cliplab.results import RunResult, save_run
+    from cliplab.study.tables import LANGUAGE_CONTINUAL_COLUMNS, results_table
+
+    for seed, weakest in ((0, 40.0), (1, 60.0)):
+        t2i = [[80.0, 10.0], [weakest, 90.0]]
+        save_run(
+            RunResult(
+                method="cll_clip",
+                scenario="toy-languages",
+                model="toyclip",
+                seed=seed,
+                tasks=["avo", "bekri"],
+                accuracy_matrix=t2i,
+                retrieval={"english": {"t2i_r1": [96.0, 95.0, 95.0], "i2t_r1": [97.0, 97.0, 96.0]}},
+                summary={
+                    "transfer": 10.0,
+                    "avg": 50.0,
+                    "last": 60.0,
+                    "bwt": -20.0,
+                    "forgetting": 20.0,
+                    "i2t_last": 55.0,
+                },
+                extra={"protocol": "language_continual"},
+            ),
+            tmp_path / "toy-languages" / "cll_clip" / f"seed{seed}",
+        )
+    table = results_table(tmp_path)
+    assert list(table.columns) == [*LANGUAGE_CONTINUAL_COLUMNS, "seeds"]
+    row = table.loc[("toy-languages", "cll_clip")]
+    assert row["weakest language"] == "50.0 ± 14.1" and row["Δ English t2i R@1"] == "-1.0 ± 0.0" and row["seeds"] == 2

@@ -42,6 +42,18 @@ TIME_CONTINUAL_COLUMNS = {
     "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
 }
 
+# The same for language-continual runs: text→image R@1 per language (weakest and mean after the
+# last language, BWT), image→text, and English on the same test images.
+LANGUAGE_CONTINUAL_COLUMNS = {
+    "Last t2i R@1": "last",
+    "weakest language": "last_min",
+    "BWT": "bwt",
+    "Last i2t R@1": "i2t_last",
+    "Δ English t2i R@1": "retrieval_delta/english/t2i_r1",
+    "Δ English i2t R@1": "retrieval_delta/english/i2t_r1",
+    "Δ zero-shot shape+colour": "zero_shot_delta/toyworld_shape_colour",
+}
+
 
 def run_label(run: str) -> str:
     """`<scenario>/<label>/seed<k>` -> label; a run folder outside that layout keeps its path."""
@@ -60,7 +72,8 @@ def results_table(
 
     `labels` selects and orders rows (default: every label, alphabetically); a quantity a run
     lacks (e.g. ToyWorld probes on a real scenario) is left empty. Without `columns`,
-    time-continual runs (a summary with `id`) get `TIME_CONTINUAL_COLUMNS`, the others `README_COLUMNS`.
+    time-continual runs (a summary with `id`) get `TIME_CONTINUAL_COLUMNS`, language-continual ones
+    (a summary with `i2t_last`) `LANGUAGE_CONTINUAL_COLUMNS`, the others `README_COLUMNS`.
     """
     df = load_runs(runs)
     if df.empty:
@@ -72,11 +85,15 @@ def results_table(
             raise ValueError(f"no runs of scenario {scenario!r} under {runs}")
     if labels:
         df = df[df["label"].isin(labels)]
+    df = _with_weakest_task(df)
     table = summary_table(df, by=("scenario", "label"))
     if columns is None:
         summaries = df[df["kind"] == "summary"].groupby("run")["metric"].agg(set)
         time_continual = len(summaries) and all("id" in metrics for metrics in summaries)
-        columns = TIME_CONTINUAL_COLUMNS if time_continual else README_COLUMNS
+        languages = len(summaries) and all("i2t_last" in metrics for metrics in summaries)
+        columns = (
+            TIME_CONTINUAL_COLUMNS if time_continual else LANGUAGE_CONTINUAL_COLUMNS if languages else README_COLUMNS
+        )
     present = {header: q for header, q in columns.items() if q in table.columns.get_level_values(0)}
     out = format_summary(table[list(present.values())], decimals=decimals).set_axis(list(present), axis=1)
     out = out.reindex(columns=list(columns), fill_value="")
@@ -86,6 +103,19 @@ def results_table(
         order = {label: i for i, label in enumerate(labels)}
         out = out.sort_index(level="label", key=lambda idx: idx.map(order), sort_remaining=False)
     return out
+
+
+def _with_weakest_task(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` plus a summary row `last_min` per run: its lowest accuracy after the last task (for
+    language-continual runs, the weakest learned language's text→image R@1)."""
+    final = df[(df["kind"] == "accuracy") & (df["step"] == df.groupby("run")["step"].transform("max"))]
+    if final.empty:
+        return df
+    rows = final.groupby("run", sort=False).agg({c: "first" for c in df.columns if c not in ("value", "task")})
+    rows = rows.assign(
+        kind="summary", metric="last_min", task=None, value=final.groupby("run", sort=False)["value"].min()
+    )
+    return pd.concat([df, rows.reset_index(drop=True)[df.columns]], ignore_index=True)
 
 
 def render_tables(

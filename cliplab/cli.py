@@ -123,8 +123,17 @@ def _report_table(report: dict) -> str:
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a continual-learning method through a scenario")
-    p.add_argument("--scenario", required=True, help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1")
-    p.add_argument("--method", required=True, help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl")
+    p.add_argument(
+        "--scenario",
+        required=True,
+        help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1, toy-tic, tic-captions, toy-languages",
+    )
+    p.add_argument(
+        "--method",
+        required=True,
+        help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl; time-continual: sequential, cumulative, restart, "
+        "oracle, lwf, modx; language-continual: finetune, lwf, cll_clip",
+    )
     p.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     p.add_argument("--out", required=True, help="run folder (re-running on it resumes)")
     p.add_argument("--model", default="toyclip")

@@ -24,6 +24,7 @@ import open_clip
 import torch
 
 from cliplab.checkpoints import CheckpointError, load_state_dict, load_weights, read_metadata
+from cliplab.tokens import fit_token_embedding
 from cliplab.utils import resolve_device
 
 TOYCLIP = "ToyCLIP"
@@ -109,13 +110,15 @@ def _bundle(
         model, train_tf, eval_tf = open_clip.create_model_and_transforms(architecture)
     finally:
         logging.getLogger().removeFilter(quiet)
+    tokenizer = open_clip.get_tokenizer(architecture)
     if state_dict is not None:
         hint = (
             f"Pass the architecture it was saved for (--model ARCH --pretrained {source}), or a checkpoint of "
             f"{architecture}."
         )
+        fit_token_embedding(model, state_dict, getattr(tokenizer, "eot_token_id", None))  # an expanded vocabulary
         load_weights(model, state_dict, source or pretrained, hint)
-    return ClipBundle(model, open_clip.get_tokenizer(architecture), train_tf, eval_tf, label, pretrained)
+    return ClipBundle(model, tokenizer, train_tf, eval_tf, label, pretrained)
 
 
 def architecture_bundle(architecture: str, label: str | None = None) -> ClipBundle:

@@ -61,7 +61,7 @@ def test_parameters_cell_holds_flat_literals_only(name):
         ast.literal_eval(node.value)
         names.add(node.targets[0].id)
     assert names >= REQUIRED_PARAMETERS, f"{name} lacks parameters {sorted(REQUIRED_PARAMETERS - names)}"
-    assert {"SCENARIO", "SCENARIOS"} & names
+    assert {"SCENARIO", "SCENARIOS", "TIC_SCENARIO"} & names  # 05's own name: `--params SCENARIO=...` is for 01-03
     assert "PRETRAINED = None" in _parameters_cell(name), "the default must be the shipped pretrained ToyCLIP"
 
 
@@ -126,6 +126,14 @@ def test_every_notebook_executed_and_saved_figures(study):
         "04_expert_usage.png",
         "06_anytime_accuracy.png",
         "06_stability_plasticity.png",
+        "05_toy_tic_steps.png",
+        "05_retrieval_matrices.png",
+        "05_classification_matrices.png",
+        "05_strategies_compute.png",
+        "05_structure_drift.png",
+        "07_language_matrices.png",
+        "07_english_and_probes.png",
+        "07_token_embeddings.png",
     ):
         assert expected in figures, f"{expected} not written; figures: {sorted(figures)}"
 
@@ -174,6 +182,35 @@ def test_03_pretrained_reference_has_no_drift_and_finetuning_moves(study):
     assert final["pretrained"]["cka_img"] == pytest.approx(1.0, abs=1e-4)
     assert final["finetune"]["angle_img_mean"] > 0.0
     assert 0 < final["finetune"]["gap_l2m"] < 2
+
+
+@needs_toyclip
+def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(study):
+    data = _metrics(study, "05_continual_pretraining")
+    methods = data["methods"]
+    assert set(methods) == {"sequential", "cumulative", "lwf", "modx"}  # the default strategies (~5 min in full)
+    for numbers in methods.values():
+        assert all(0 <= numbers[k] <= 100 for k in ("id", "backward", "forward", "classification_id"))
+    assert methods["sequential"]["compute"] == pytest.approx(1.0)
+    assert methods["cumulative"]["compute"] == pytest.approx(1.0), "the same samples per step"
+    assert methods["modx"]["compute"] == pytest.approx(4 / 3), "a teacher forward per training pair"
+    structure = data["structure"]
+    assert set(structure) == {"sequential", "cumulative", "lwf", "modx"}
+    assert all(v["offdiag_drift_from_start"] >= 0 and v["modx_kl_from_previous"] >= 0 for v in structure.values())
+
+
+@needs_toyclip
+def test_07_records_every_method_and_cll_clip_keeps_clips_own_rows(study):
+    data = _metrics(study, "07_new_languages")
+    methods = data["methods"]
+    assert set(methods) == {"zeroshot", "finetune", "cll_clip", "cll_clip+teir=False"}
+    for numbers in methods.values():
+        assert 0 <= numbers["min_language"] <= numbers["mean_language"] <= 100
+        assert 0 <= numbers["english_before"] <= 100 and 0 <= numbers["english_after"] <= 100
+    zeroshot = methods["zeroshot"]
+    assert zeroshot["english_after"] == zeroshot["english_before"] == methods["cll_clip"]["english_before"]
+    # training only embedding rows of the language's own tokens moves English less than the whole tower
+    assert abs(methods["cll_clip"]["english_delta"]) <= abs(methods["finetune"]["english_delta"])
 
 
 @needs_toyclip

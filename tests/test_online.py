@@ -29,7 +29,7 @@ FAST = {
     "online_iter": 2,
     "eval_period": 8,
     "lr": 1e-3,
-    "schedule": "constant",
+    "lr_schedule": "constant",
     "warmup_steps": 0,
     "label_smoothing": 0.0,
     "checkpoint_every": 0,

@@ -372,7 +372,7 @@ def test_cil_code_icarl_resumed_mid_task_ends_with_the_same_numbers(tokenizer, t
 
 def test_classification_logits_are_float32_under_bf16_autocast():
     """The loop's CE logits, like the distillation's, are not rounded to bf16 by autocast."""
-    from cliplab.engine.loop import classification_logits
+    from cliplab.engine.objectives import classification_logits
 
     g = torch.Generator().manual_seed(0)
     images = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)

@@ -28,6 +28,7 @@ from cliplab.data.metadata import (
     available_metadata,
     load_metadata,
 )
+from cliplab.data.pairs import FileCaptionPairs, ImageCaptionPairs, TensorCaptionPairs
 from cliplab.data.registry import get_dataset, list_datasets, register_dataset, require_local_dataset
 from cliplab.data.splits import seeded_split_indices
 from cliplab.data.tensor import TensorImageDataset, to_pil
@@ -48,7 +49,10 @@ __all__ = [
     "CorruptImageWarning",
     "DatasetMetadata",
     "DatasetNotFoundError",
+    "FileCaptionPairs",
     "FileImageDataset",
+    "ImageCaptionPairs",
+    "TensorCaptionPairs",
     "TensorImageDataset",
     "UnknownDatasetError",
     "available_metadata",

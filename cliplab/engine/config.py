@@ -19,7 +19,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Union
 
-from cliplab.engine.optim import OPTIMIZER_IMPLS, SCHEDULES
+from cliplab.engine.optim import LR_SCHEDULES, OPTIMIZER_IMPLS, WEIGHT_DECAY_SCOPES
 
 
 @dataclass
@@ -32,15 +32,16 @@ class TrainConfig:
     lr: float = 1e-5  # [ZSCL MTIL]
     lr_per_task: dict[str, float] = field(default_factory=dict)  # [ZSCL: 5e-5 for Aircraft and MNIST]
     weight_decay: float = 0.0  # [ZSCL]
+    weight_decay_scope: str = "all"  # all | matrices (no decay on gains, biases, logit scale) [open_clip, TiC]
     betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8  # [torch default; open_clip and TiC: 1e-6]
     warmup_steps: int = 100  # [ZSCL MTIL: 100; CIL: 30]
-    schedule: str = (
-        "cosine"  # cosine (linear warm-up, then cosine to 0) [ZSCL] | constant (after warm-up) [SIT, CoLeCLIP]
-    )
+    lr_schedule: str = "cosine"  # after warm-up: cosine to 0 [ZSCL, open_clip] | constant [SIT, CoLeCLIP, CLL-CLIP]
+    grad_clip_norm: float | None = None  # clip the global gradient norm before each step [CLL-CLIP: 1.0]; None: off
     label_smoothing: float = 0.2  # [ZSCL]
     train_mode: str = "whole"  # whole | image | text
     augment: bool = True  # train transform (RandomResizedCrop 0.9-1.0) for CE batches; False: eval transform
-    freeze_logit_scale: bool = True  # [ZSCL]
+    freeze_logit_scale: bool = True  # [ZSCL]; a trained one is clamped to [0, ln 100] by the contrastive objective
     grad_accum: int = 1
     # torch's AdamW kernels compute the same update in a different float order. "fused" (one
     # kernel for all tensors; 7x faster than the per-tensor loop on CPU for ToyCLIP) falls back
@@ -270,9 +271,15 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum {config.grad_accum}")
     if config.optimizer_impl not in OPTIMIZER_IMPLS:
         raise ValueError(f"optimizer_impl must be one of {OPTIMIZER_IMPLS}, got {config.optimizer_impl!r}")
-    if config.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     if config.online_iter < 1 or config.eval_period < 1:
         raise ValueError(f"online_iter and eval_period must be >= 1, got {config.online_iter} and {config.eval_period}")
+    if config.weight_decay_scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {config.weight_decay_scope!r}")
     if config.keep_checkpoints not in ("all", "last"):
         raise ValueError("keep_checkpoints must be 'all' or 'last'")
+    if config.grad_clip_norm is not None and not (math.isfinite(config.grad_clip_norm) and config.grad_clip_norm > 0):
+        raise ValueError(
+            f"grad_clip_norm must be a positive number (or none: no clipping), got {config.grad_clip_norm}"
+        )

@@ -1,11 +1,14 @@
 """The one training loop every method runs in.
 
-Per step: one CE batch (train transform) → the method adds its inputs → one student forward →
-label-smoothed cross-entropy over the task's class prompts (single training template; the method
-may choose which prompts, `ce_classes`, or bring its own term, `classification_loss`) plus the
-method's loss terms → AdamW step, cosine (or constant) schedule with warm-up → the method's
-after-step hook. On an online stream (`ctx.stream`) the CE batches are the stream's, in order,
-each `online_iter` times (`cliplab.engine.online`).
+Per step: one batch of the task's data (train transform) → the method adds its inputs → one
+student forward → the objective's loss (label-smoothed cross-entropy over the task's class prompts,
+or CLIP's contrastive loss on image–caption pairs; the scenario's protocol chooses, see
+`engine.objectives`; under cross-entropy the method may choose which prompts, `ce_classes`, or
+bring its own term, `classification_loss`; `replaces_objective` drops the objective's term) plus
+the method's loss terms → optional gradient clipping → the method's pre-step hook → AdamW step,
+warm-up then cosine (or constant) schedule → the objective's and the method's after-step hooks.
+On an online stream (`ctx.stream`) the batches are the stream's, in order, each `online_iter`
+times (`cliplab.engine.online`).
 Mid-task checkpoints (weights, optimiser, schedule, RNG, method state) make a killed run resume at
 its last checkpoint and, on CPU with a fixed seed, end with the same numbers as an uninterrupted run:
 batches (augmentation included) are a function of (seed, task, step) that never touches the global
@@ -19,13 +22,13 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
-from cliplab.engine.optim import adamw, schedule
+from cliplab.engine.objectives import Objective, make_objective
+from cliplab.engine.optim import adamw, decay_groups, warmup_schedule
 from cliplab.engine.sampling import SeededItems, StepBatchSampler, cycle_steps, item_seed
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
@@ -91,10 +94,11 @@ def bind_services(ctx: TaskContext) -> TaskContext:
     return ctx
 
 
-def _ce_batches(ctx: TaskContext):
-    """The task's cross-entropy batches from `ctx.start_step`: seeded random ones, or the stream's."""
+def _batches(ctx: TaskContext, dataset):
+    """The task's main batches from `ctx.start_step`: seeded random ones of `dataset` (the task's
+    training data, or what the method trains on instead: TiC's cumulative buffer), or the stream's."""
     if ctx.stream is None:
-        return ctx.batches(ctx.train_data, ctx.config.batch_size, ctx.seed)
+        return ctx.batches(dataset, ctx.config.batch_size, ctx.seed)
     sampler = [  # each image loaded under its own (seed, step, position) seed, as `cycle_steps` does
         [(item_seed(ctx.seed, step, k), index) for k, index in enumerate(ctx.batch_indices(step))]
         for step in range(ctx.start_step, ctx.steps)
@@ -112,11 +116,6 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     if not method.trains:  # e.g. zeroshot: nothing to optimise
         method.end_task(ctx)
         return
-    params = _trainable(method, ctx)
-    optimizer = adamw(
-        params, config.lr_for(ctx.task.name), config.betas, config.weight_decay, impl=config.optimizer_impl
-    )
-    scheduler = schedule(optimizer, config.schedule, config.warmup_steps, ctx.steps)
     mid_path = RunFolder(run_dir).mid_task
     start = resume_step(mid_path, ctx.task_index)
     ctx.start_step = start
@@ -125,17 +124,29 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
         rewind_loss_log(run_dir, ctx.task.name, start)
     if ctx.batch_source is None or ctx.image_encoder is None:
         bind_services(ctx)
-    method.begin_task(ctx)
+    objective = make_objective(ctx.objective)
+    method.begin_task(ctx)  # before the optimiser: a method may change the model (grow the vocabulary)
+    params = _trainable(method, ctx)
+    groups = method.optimizer_groups(ctx, decay_groups(model, params, config.weight_decay, config.weight_decay_scope))
+    optimizer = adamw(
+        groups,
+        config.lr_for(ctx.task.name),
+        config.betas,
+        config.weight_decay,
+        eps=config.adam_eps,
+        impl=config.optimizer_impl,
+    )
+    scheduler = warmup_schedule(optimizer, config.warmup_steps, ctx.steps, config.lr_schedule)
     if start:  # after begin_task, so the restored RNG and method state are the saved ones
         _, extra = load_training_state(mid_path, model, optimizer, scheduler, hint=MID_TASK_HINT)
         method.load_state_tensors(extra)
+    objective.begin_task(ctx)  # after a resume, so it reads the restored model (its logit scale)
     student = distributed.wrap(
         ClipStudent(model),
         find_unused_parameters=method.find_unused_parameters,
         broadcast_buffers=method.trains_backbone,  # method-owned buffers (e.g. expert usage) stay per rank
     )
-    batches = _ce_batches(ctx)
-    scale = model.logit_scale.exp().detach()
+    batches = _batches(ctx, method.train_dataset(ctx))
     bar = tqdm(
         range(start, ctx.steps),
         initial=start,
@@ -146,11 +157,15 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     )
     model.train()
     for step in bar:
-        images, labels = next(batches)
-        images, labels = images.to(ctx.device), labels.to(ctx.device)
+        images, targets = next(batches)
+        images, targets = images.to(ctx.device), objective.targets(ctx, targets)
         optimizer.zero_grad(set_to_none=True)
-        losses = _accumulate(student, method, ctx, images, labels, scale, step)
+        losses = _accumulate(student, method, objective, ctx, images, targets, step)
+        if config.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(_trained(optimizer), config.grad_clip_norm)
+        method.before_step(ctx, optimizer.param_groups[0]["lr"])
         optimizer.step()
+        objective.after_step(ctx)
         scheduler.step()
         method.after_step(ctx, step + 1)
         if ctx.step_listener is not None:  # e.g. the online protocol's anytime evaluation
@@ -171,13 +186,6 @@ def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:
     method.end_task(ctx)
 
 
-def classification_logits(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """scale · images · textsᵀ in float32 even under bf16 autocast (as the distillation logits are):
-    autocast would otherwise run the matmul in bf16 whatever the inputs' dtype."""
-    with torch.autocast(device_type=images.device.type, enabled=False):
-        return scale.float() * images.float() @ texts.float().T
-
-
 def _trainable(method: Method, ctx: TaskContext) -> list[torch.nn.Parameter]:
     """The loop's choice (`train_mode`), or exactly the parameters the method names (all else frozen)."""
     chosen = method.trainable_parameters(ctx)
@@ -191,12 +199,13 @@ def _trainable(method: Method, ctx: TaskContext) -> list[torch.nn.Parameter]:
     return list(chosen)
 
 
-def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale, step: int) -> dict[str, float]:
+def _accumulate(
+    student, method: Method, objective: Objective, ctx: TaskContext, images, targets, step: int
+) -> dict[str, float]:
     """Forward/backward over `grad_accum` micro-batches; returns the step's mean loss terms."""
     accum = ctx.config.grad_accum
     extra = method.extra_inputs(ctx, step)
-    chosen = method.ce_classes(ctx, step, labels)
-    tokens, labels = _chosen_classes(ctx, chosen, labels)
+    targets = objective.select(ctx, method, step, targets)  # e.g. the classes a method encodes this step
     totals: dict[str, float] = {}
     for micro in range(accum):
         part = slice(micro * len(images) // accum, (micro + 1) * len(images) // accum)
@@ -207,13 +216,10 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
         )
         sync = contextlib.nullcontext() if micro == accum - 1 or not hasattr(student, "no_sync") else student.no_sync()
         with sync, _autocast(ctx.device, ctx.config.precision):
-            out = student_forward(student, images[part], tokens, extra_images, extra.tokens)
-            out.class_index = chosen
-            losses = method.classification_loss(ctx, out, labels[part])
-            if losses is None:
-                logits = classification_logits(out.ce_images, out.class_texts, scale)
-                losses = {"ce": F.cross_entropy(logits, labels[part], label_smoothing=ctx.config.label_smoothing)}
-            losses = {**losses, **method.losses(ctx, out)}
+            texts = objective.texts(ctx, targets, part)
+            out = student_forward(student, images[part], texts, extra_images, extra.tokens)
+            losses = {} if method.replaces_objective else objective.losses(ctx, method, out, targets, part)
+            losses.update(method.losses(ctx, out))
         _check_finite(losses, ctx, step + 1)
         (sum(losses.values()) / accum).backward()
         for key, value in losses.items():
@@ -221,18 +227,8 @@ def _accumulate(student, method: Method, ctx: TaskContext, images, labels, scale
     return totals
 
 
-def _chosen_classes(ctx: TaskContext, chosen, labels):
-    """The class tokens a step encodes and the labels re-indexed into them."""
-    if chosen is None:
-        return ctx.class_tokens, labels
-    chosen = chosen.to(labels.device)
-    position = torch.full((len(ctx.class_tokens),), -1, dtype=torch.long, device=labels.device)
-    position[chosen] = torch.arange(len(chosen), device=labels.device)
-    mapped = position[labels]
-    if (mapped < 0).any():
-        missing = sorted(set(labels[mapped < 0].tolist()))
-        raise ValueError(f"labels {missing} are not among the classes this step encodes ({chosen.tolist()})")
-    return ctx.class_tokens[chosen.to(ctx.class_tokens.device)], mapped
+def _trained(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
 
 
 def _log(run_dir: Path, ctx: TaskContext, step: int, lr: float, losses: dict[str, float], rank: int) -> None:
@@ -251,7 +247,6 @@ def clear_mid_task(run_dir: Path) -> None:
 __all__ = [
     "NonFiniteLossError",
     "bind_services",
-    "classification_logits",
     "clear_mid_task",
     "resume_step",
     "task_steps",

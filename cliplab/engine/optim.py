@@ -13,7 +13,6 @@ from collections.abc import Iterable
 import torch
 
 OPTIMIZER_IMPLS = ("fused", "foreach", "for_loop")
-SCHEDULES = ("cosine", "constant")
 
 
 def adamw(
@@ -38,6 +37,30 @@ def adamw(
     return torch.optim.AdamW(params, foreach=impl == "foreach", **kwargs)
 
 
+WEIGHT_DECAY_SCOPES = ("all", "matrices")
+
+
+def decay_groups(
+    model: torch.nn.Module, params: list[torch.nn.Parameter], weight_decay: float, scope: str = "all"
+) -> list[torch.nn.Parameter] | list[dict]:
+    """The trainable `params` as AdamW takes them: `scope="all"` decays every one (ZSCL, Mod-X);
+    `"matrices"` exempts gains, biases and the logit scale, as open_clip does for CLIP and TiC-CLIP
+    (a parameter with fewer than 2 dims, or named bn / ln / bias / logit_scale)."""
+    if scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {scope!r}")
+    if scope == "all":
+        return params
+    wanted = {id(p) for p in params}
+    decay, exempt = [], []
+    for name, param in model.named_parameters():
+        if id(param) not in wanted:
+            continue
+        is_exempt = param.ndim < 2 or any(k in name for k in ("bn", "ln", "bias", "logit_scale"))
+        (exempt if is_exempt else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for `warmup` steps, then cosine decay to 0 at `total`."""
 
@@ -50,19 +73,27 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def constant_with_warmup(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up for `warmup` steps, then the base learning rate (SIT's and CoLeCLIP's schedule
-    with warmup = 0: their `LambdaLR` of factor 1)."""
+LR_SCHEDULES = ("cosine", "constant")  # after the warm-up: cosine to 0 [ZSCL] | constant [SIT, CoLeCLIP, CLL-CLIP]
+
+
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, kind: str = "cosine"
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for `warmup` steps, then `kind`: cosine decay to 0 at `total` (ZSCL, open_clip)
+    or a constant rate (sentence-transformers' `warmupconstant`, CLL-CLIP)."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {kind!r}")
+    if kind == "cosine":
+        return cosine_with_warmup(optimizer, warmup, total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
 
 
-def schedule(optimizer: torch.optim.Optimizer, name: str, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule `name` (one of SCHEDULES) over `total` steps."""
-    if name == "cosine":
-        return cosine_with_warmup(optimizer, warmup, total)
-    if name == "constant":
-        return constant_with_warmup(optimizer, warmup)
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
-
-
-__all__ = ["OPTIMIZER_IMPLS", "SCHEDULES", "adamw", "constant_with_warmup", "cosine_with_warmup", "schedule"]
+__all__ = [
+    "LR_SCHEDULES",
+    "OPTIMIZER_IMPLS",
+    "WEIGHT_DECAY_SCOPES",
+    "adamw",
+    "cosine_with_warmup",
+    "decay_groups",
+    "warmup_schedule",
+]

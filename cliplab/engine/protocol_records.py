@@ -1,4 +1,5 @@
-"""What `metrics.json` adds for the open-domain and online protocols (written by the runner).
+"""What `metrics.json` adds for the open-domain, online, time- and language-continual protocols
+(written by the runner; the task-by-task protocols need nothing beyond the default record).
 
 Open domain (`protocol: "open_domain_til" | "open_domain_cil"`):
 
@@ -17,6 +18,9 @@ Online (`protocol: "online"`):
 
 and `summary` = `a_auc`, `a_avg`, `a_last`, `f_last` (`cliplab.evaluation.online_metrics`) plus the
 matrix metrics where the matrix allows them (NaN where a task exposed no class of its own).
+
+Time-continual and language-continual (retrieval matrices): see `_time_continual_record` and
+`_language_continual_record`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cliplab.evaluation.metrics import (
     mtil_avg,
     mtil_last,
     mtil_transfer,
+    time_continual_summary,
 )
 from cliplab.evaluation.online_metrics import odcl_summary, online_summary, seen_average
 
@@ -89,7 +94,45 @@ def protocol_record(scenario, progress: dict[str, Any], evaluations: list[dict])
             "stream": dict(scenario.stream.info),
         }
         return {**_tolerant_summary([e["accuracy"] for e in after]), **online}, extra
+    if scenario.protocol == "time_continual":
+        extra: dict[str, Any] = {}
+        return _time_continual_record(evaluations, extra), extra
+    if scenario.protocol == "language_continual":
+        extra = {}
+        return _language_continual_record(evaluations, extra), extra
     return None, {}
+
+
+def _time_continual_record(evaluations: list[dict], extra: dict) -> dict[str, float]:
+    """TiC-CLIP's record. `accuracy_matrix` is retrieval R@1 (mean of both directions); `extra` gets
+    `classification_matrix` (zero-shot top-1 on each step's labelled images, NaN without them), its
+    row before training and `retrieval_matrices` (`i2t_r1`, `t2i_r1`). The summary holds
+    `continual_summary` plus TiC's `id` / `backward` / `forward` of the retrieval matrix and, when
+    no classification cell is NaN, the same three of the classification matrix (`classification_id`, ...)."""
+    before, after = evaluations[0], evaluations[1:]
+    nan = lambda row: [math.nan if v is None else v for v in row]
+    classification = [nan(e["rows"]["classification"]) for e in after]
+    extra["classification_matrix"] = classification
+    extra["classification_zero_shot_row"] = nan(before["rows"]["classification"])
+    extra["retrieval_matrices"] = {k: [e["rows"][k] for e in after] for k in ("i2t_r1", "t2i_r1")}
+    matrix = [e["accuracy"] for e in after]
+    summary = {**continual_summary(matrix), **time_continual_summary(matrix)}
+    if not any(math.isnan(v) for row in classification for v in row):
+        summary.update({f"classification_{k}": v for k, v in time_continual_summary(classification).items()})
+    return summary
+
+
+def _language_continual_record(evaluations: list[dict], extra: dict) -> dict[str, float]:
+    """CLL-CLIP's record. `accuracy_matrix` is text→image R@1 per language (`zero_shot_row`: the
+    pretrained model's); `extra` gets `retrieval_matrices` (`i2t_r1`, `t2i_r1`) and their rows before
+    training (`retrieval_zero_shot_rows`). The summary is `continual_summary` of the text→image
+    matrix plus the same metrics of the image→text one (`i2t_last`, `i2t_bwt`, ...)."""
+    before, after = evaluations[0], evaluations[1:]
+    keys = ("i2t_r1", "t2i_r1")
+    extra["retrieval_matrices"] = {k: [e["rows"][k] for e in after] for k in keys}
+    extra["retrieval_zero_shot_rows"] = {k: before["rows"][k] for k in keys}
+    i2t = continual_summary(extra["retrieval_matrices"]["i2t_r1"])
+    return {**continual_summary([e["accuracy"] for e in after]), **{f"i2t_{k}": v for k, v in i2t.items()}}
 
 
 __all__ = ["protocol_record"]

@@ -38,7 +38,8 @@ from cliplab.methods import METHODS, Method, TaskContext, get_method
 from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
-from cliplab.scenarios import Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.scenarios import OBJECTIVES, Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.tokens import ExpandedTokenizer, fit_token_embedding
 from cliplab.utils import resolve_device, seed_everything
 
 # Bumped whenever the engine's defaults change the numbers of a run whose settings are unchanged
@@ -101,7 +102,13 @@ def plan_run(
     options = dict(scenario_options or {})
     spec = _spec_of(scenario, options)
     config = build_config(spec, method, overrides, seed)
-    get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    plugin = get_method(method, config.method)  # unknown methods and options fail here, before anything is written
+    if OBJECTIVES[spec.protocol] not in plugin.objectives:
+        raise ValueError(
+            f"method {method!r} is defined for {' and '.join(plugin.objectives)} training, but scenario "
+            f"{spec.name!r} ({spec.protocol}) trains with the {OBJECTIVES[spec.protocol]} objective; methods "
+            f"for it: {', '.join(n for n, c in METHODS.items() if OBJECTIVES[spec.protocol] in c.objectives)}"
+        )
     build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
     identity = RunIdentity(
         spec.name,
@@ -212,6 +219,9 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
     net = bundle.model.to(device)
     extension = extend(net, method, scenario, base)  # a parameter-efficient method's modules, if any
     initial = frozen_copy(net)
+    words = [getattr(task, "words", None) for task in scenario.tasks]
+    if any(words):  # languages: their words may get token ids of their own (cliplab.tokens, CLL-CLIP)
+        bundle = bundle._replace(tokenizer=ExpandedTokenizer(bundle.tokenizer, [w or [] for w in words]).bind(net))
     evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
     clock = _Clock(progress)
     if not progress.evaluations and rank == 0:
@@ -258,7 +268,7 @@ def _run_task(
     train_data = task.train_data(bundle.train_transform if config.augment else bundle.eval_transform)
     online = scenario.protocol == "online"
     prompts = online_class_prompts(scenario, index) if online else task.train_prompts()
-    class_tokens = bundle.tokenizer(prompts).to(device)
+    class_tokens = bundle.tokenizer(prompts).to(device) if prompts else None  # caption tasks have no classes
     ctx = TaskContext(
         model=bundle.model,
         tokenizer=bundle.tokenizer,
@@ -276,6 +286,7 @@ def _run_task(
         seed=config.seed * 1000 + index,
         class_tokens=class_tokens,
         checkpoint_keys=checkpoint_keys,
+        objective=OBJECTIVES[scenario.protocol],
     )
     if online:
         ctx.stream = task_stream(scenario, index, config)
@@ -284,6 +295,8 @@ def _run_task(
         listener = bind_online(ctx, evaluator, bundle.model, progress.data, progress.path, rank)
         if listener is not None:
             listener.resume_at(resume_step(RunFolder(run_dir).mid_task, index) if method.trains else 0)
+    else:
+        ctx.steps = method.task_steps(ctx, ctx.steps)  # e.g. TiC's Oracle trains longer on more data
     bind_services(ctx)
     trained: list[str] = []
     if method.trains and ctx.steps > 0:
@@ -322,9 +335,10 @@ def _restore(net, method: Method, folder: RunFolder, index: int, extension: Exte
         f"This run's own checkpoint is damaged; delete the run folder {folder.path} to start over "
         "(or restore the file from a backup)."
     )
-    partial = extension is not None and extension.partial
     path = folder.task_checkpoint(index)
-    load_weights(net, load_state_dict(path, hint=hint), path, hint, partial=partial)
+    state = load_state_dict(path, hint=hint)
+    fit_token_embedding(net, state)  # a method that grew the vocabulary (cll_clip)
+    load_weights(net, state, path, hint, partial=extension is not None and extension.partial)
     if folder.method_state(index).exists():
         method.load_state_tensors(load_tensors(folder.method_state(index), hint=hint))
 

@@ -12,12 +12,17 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
 @dataclass
 class StudentOutput:
-    """Normalised features of one student forward, split back into the parts that were sent."""
+    """Normalised features of one student forward, split back into the parts that were sent.
+
+    `ce_images` / `class_texts` are the objective's batch: the images and the class prompts under
+    classification, the images and their own captions (pair k = image k, text k) under the
+    contrastive objective; `ce_inputs` / `text_inputs` are those inputs as fed to the student."""
 
     ce_images: Tensor
     extra_images: Tensor | None
@@ -25,6 +30,8 @@ class StudentOutput:
     extra_texts: Tensor | None
     ce_inputs: Tensor | None = None  # the CE images as fed to the student (a teacher may need them)
     class_index: Tensor | None = None  # which of the task's class prompts `class_texts` are (None: all)
+    text_inputs: Tensor | None = None  # the token ids behind `class_texts`
+    raw_texts: Tensor | None = None  # `class_texts` before L2 normalisation (CLL-CLIP's cross-lingual MSE)
 
 
 class ClipStudent(nn.Module):
@@ -35,9 +42,8 @@ class ClipStudent(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor, texts: Tensor) -> tuple[Tensor, Tensor]:
-        image_features = self.model.encode_image(images, normalize=True)
-        text_features = self.model.encode_text(texts, normalize=True)
-        return image_features, text_features
+        """Unnormalised image and text features (`student_forward` normalises them)."""
+        return self.model.encode_image(images), self.model.encode_text(texts)
 
 
 def student_forward(
@@ -50,7 +56,9 @@ def student_forward(
     """Concatenate the step's inputs, run the (possibly DDP-wrapped) student once, split."""
     images = ce_images if extra_images is None else torch.cat([ce_images, extra_images])
     texts = class_tokens if extra_tokens is None else torch.cat([class_tokens, extra_tokens])
-    image_features, text_features = student(images, texts)
+    image_features, raw_texts = student(images, texts)
+    # the very operation of open_clip's encode_*(normalize=True)
+    image_features, text_features = F.normalize(image_features, dim=-1), F.normalize(raw_texts, dim=-1)
     n_img, n_txt = len(ce_images), len(class_tokens)
     return StudentOutput(
         ce_images=image_features[:n_img],
@@ -58,6 +66,8 @@ def student_forward(
         class_texts=text_features[:n_txt],
         extra_texts=None if extra_tokens is None else text_features[n_txt:],
         ce_inputs=ce_images,
+        text_inputs=class_tokens,
+        raw_texts=raw_texts[:n_txt],
     )
 
 

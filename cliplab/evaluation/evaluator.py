@@ -9,8 +9,14 @@ Row semantics, A[i, j] after training task i:
   the test sizes (`test_sizes`) that weight it.
 - open-domain and online protocols: see `cliplab.evaluation.protocols` (both ODCL rows, resp. the
   online row, the accuracy on every exposed class and per-class accuracies, in `Evaluation.extra`).
-Prompts are the ensembled evaluation templates (MTIL); image features of each test set are
-computed once per evaluation and shared across classifiers.
+- time-continual (TiC-CLIP): A[i, j] is image–caption retrieval R@1 on step j's held-out pairs,
+  the mean of image→text and text→image; the image→text and text→image rows and step j's
+  zero-shot classification (None where the step has no labelled images) are kept in
+  `Evaluation.rows`.
+- language-continual (CLL-CLIP): A[i, j] is text→image R@1 with the test captions in language j
+  (the same images for every language); the image→text and text→image rows are in `rows`.
+Prompts are the ensembled evaluation templates (MTIL); image features of each evaluation set (one
+per factory: languages share theirs) are computed once per evaluation and shared.
 
 What does not depend on the model is prepared once per evaluator, not once per evaluation (the
 numbers are unchanged; only repeated work goes): the transformed image batches of each evaluation
@@ -54,7 +60,7 @@ from cliplab.evaluation.routing import (
     routed_logits,
 )
 from cliplab.evaluation.zeroshot import accuracy_from_logits, text_tower_fingerprint, zero_shot_classifier
-from cliplab.scenarios import Scenario
+from cliplab.scenarios import RETRIEVAL_PROTOCOLS, Scenario
 
 
 @dataclass
@@ -68,11 +74,13 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)  # protocol extras (ODCL rows, online per-class accuracy)
     routing: dict[str, dict[str, float]] = field(default_factory=dict)  # set -> {route: share} (routed models)
     test_sizes: list[int] | None = None  # CIL: test images evaluated per task (the n_j weighting seen_accuracy)
+    rows: dict[str, list[float | None]] = field(default_factory=dict)  # other per-task rows (retrieval protocols)
 
 
 class _MemoTokenizer:
     """`tokenizer` with its output kept per batch of texts (a tokenizer is a pure function of its
-    input); least recently used batches are dropped beyond `max_bytes`."""
+    input and of its `state`, if it has one: an expanded vocabulary's usable ids); least recently
+    used batches are dropped beyond `max_bytes`."""
 
     def __init__(self, tokenizer: Callable, max_bytes: int = 64 * 2**20) -> None:
         self.tokenizer, self.max_bytes, self.bytes = tokenizer, max_bytes, 0
@@ -81,11 +89,12 @@ class _MemoTokenizer:
     def __call__(self, texts, *args, **kwargs):
         if args or kwargs or isinstance(texts, str):
             return self.tokenizer(texts, *args, **kwargs)
-        key = tuple(texts)
+        texts = tuple(texts)
+        key = (getattr(self.tokenizer, "state", None), texts)
         if key in self.memo:
             self.memo.move_to_end(key)
             return self.memo[key].clone()
-        tokens = self.tokenizer(list(key))
+        tokens = self.tokenizer(list(texts))
         if torch.is_tensor(tokens):
             self.memo[key] = tokens.clone()
             self.bytes += tokens.numel() * tokens.element_size()
@@ -109,12 +118,25 @@ class ScenarioEvaluator:
         self.scenario, self.tokenizer, self.config = scenario, tokenizer, config
         self.eval_transform = eval_transform
         self._stream_test = None  # online protocol: every exposed class's test images (built on first use)
-        self.tests = [self._capped(task.test_data(eval_transform)) for task in scenario.tasks]
-        built: dict[int, object] = {}
-        for probe in scenario.probes:  # probes sharing a factory share one dataset (encoded once)
-            built.setdefault(id(probe.data), probe.data(eval_transform))
-        self.probes = [(p, built[id(p.data)]) for p in scenario.probes]
-        self.retrieval = [(r, r.data(eval_transform)) for r in scenario.retrieval]
+        self.tests = [
+            None if task.test_data is None else self._capped(task.test_data(eval_transform)) for task in scenario.tasks
+        ]
+        built: dict[int, object] = {}  # sets sharing a factory share one dataset (encoded once per evaluation)
+
+        def dataset(factory):
+            return built.setdefault(id(factory), factory(eval_transform))
+
+        self.step_retrieval = []
+        if scenario.protocol in RETRIEVAL_PROTOCOLS:
+            missing = [t.name for t in scenario.tasks if getattr(t, "retrieval", None) is None]
+            if missing:
+                raise ValueError(
+                    f"{scenario.protocol} scenario {scenario.name!r}: tasks {missing} have no retrieval set"
+                )
+            self.step_retrieval = [(t.retrieval, dataset(t.retrieval.data)) for t in scenario.tasks]
+        self.probes = [(p, dataset(p.data)) for p in scenario.probes]
+        self.retrieval = [(r, dataset(r.data)) for r in scenario.retrieval]
+        self._evaluation_features: dict[tuple, tuple] | None = None  # inside one evaluate() call
         self._tokenize = _MemoTokenizer(tokenizer)
         self._image_batches: dict[int, list] = {}  # id(dataset) -> its collated (images, labels) batches
         self._streamed: set[int] = set()  # datasets too large to keep
@@ -150,7 +172,19 @@ class ScenarioEvaluator:
         return batches
 
     def _features(self, model, dataset, name: str, scored: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Image features, labels and, for a routed model, each image's route (None otherwise)."""
+        """Image features, labels and, for a routed model, each image's route (None otherwise); within
+        one `evaluate` computed once per dataset. A routed set's route shares are recorded as `name`."""
+        memo, key = self._evaluation_features, (id(dataset), scored)
+        feats = memo.get(key) if memo is not None else None
+        if feats is None:
+            feats = self._encode(model, dataset, scored)
+            if memo is not None:
+                memo[key] = feats
+        if feats[2] is not None:
+            self._routing[name] = route_shares(feats[2]) or {}
+        return feats
+
+    def _encode(self, model, dataset, scored: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         batches, size = self._batches(dataset), self.config.eval_batch_size
         scorer = getattr(model, "class_scorer", None) if scored else None
         if scorer is not None and hasattr(scorer, "image_features"):
@@ -158,7 +192,6 @@ class ScenarioEvaluator:
         routes = image_routes(model, batches, size)
         if routes is None:
             return (*image_features(model, batches, size), None)
-        self._routing[name] = route_shares(routes) or {}
         return (*routed_image_features(model, batches, routes, size), routes)
 
     def _classifier(self, model, names: list[str], templates, route: int | None = None) -> Tensor:
@@ -182,7 +215,7 @@ class ScenarioEvaluator:
     def capped(self, dataset):
         return self._capped(dataset)
 
-    def _caption_features(self, model, index: int, captions, route: int | None = None) -> Tensor:
+    def _caption_features(self, model, index: tuple, captions, route: int | None = None) -> Tensor:
         with on_route(model, route):
             param = next(model.parameters())
             key = (text_tower_fingerprint(model), str(param.device), str(param.dtype), route_tag(model))
@@ -195,6 +228,8 @@ class ScenarioEvaluator:
 
     def accuracy_row(self, model, after_task: int) -> tuple[list[float], float | None]:
         """A[after_task, :] and, for CIL, the accuracy over all seen classes."""
+        if self.scenario.protocol in RETRIEVAL_PROTOCOLS:
+            raise ValueError(f"a {self.scenario.protocol} scenario's rows come from time_rows()")
         feats = [self._features(model, data, task.name) for task, data in zip(self.scenario.tasks, self.tests)]
         if self.scenario.protocol != "class_incremental":
             row = []
@@ -213,30 +248,46 @@ class ScenarioEvaluator:
                 hits, total = hits + acc * len(y), total + len(y)
         return row, (hits / total if total else None)
 
+    def time_rows(self, model) -> tuple[list[float], dict[str, list[float | None]]]:
+        """Retrieval R@1 (mean of both directions) on every step's held-out pairs, and the other rows:
+        `i2t_r1`, `t2i_r1` and `classification` (zero-shot top-1 on the step's labelled images; None
+        for a step without them)."""
+        rows: dict[str, list[float | None]] = {"i2t_r1": [], "t2i_r1": [], "classification": []}
+        for j, ((probe, data), task, test) in enumerate(zip(self.step_retrieval, self.scenario.tasks, self.tests)):
+            scores = self._retrieval(model, ("step", j), probe, data, f"step/{task.name}")
+            rows["i2t_r1"].append(scores["i2t_r1"])
+            rows["t2i_r1"].append(scores["t2i_r1"])
+            if test is None:
+                rows["classification"].append(None)  # JSON-safe "not measured" (progress.json has no NaN)
+                continue
+            x, y, routes = self._features(model, test, task.name)
+            logits = self._logits(model, x, routes, task.classnames, task.templates)
+            rows["classification"].append(accuracy_from_logits(logits, y, (1,))["top1"])
+        mean = [(a + b) / 2 for a, b in zip(rows["i2t_r1"], rows["t2i_r1"])]
+        return mean, rows
+
     def probe_accuracies(self, model) -> dict[str, float]:
-        out, features = {}, {}
-        for probe, data in self.probes:
-            if id(data) not in features:
-                features[id(data)] = self._features(model, data, probe.name)
-            elif features[id(data)][2] is not None:  # probes sharing images share their routes
-                self._routing[probe.name] = route_shares(features[id(data)][2]) or {}
-            x, y, routes = features[id(data)]
+        out = {}
+        for probe, data in self.probes:  # probes sharing images share their features (and routes)
+            x, y, routes = self._features(model, data, probe.name)
             y = probe.labels if probe.labels is not None else y
             logits = self._logits(model, x, routes, probe.classnames, probe.templates)
             out[probe.name] = accuracy_from_logits(logits, y, (1,))["top1"]
         return out
 
+    def _retrieval(self, model, key: tuple, probe, data, name: str) -> dict[str, float]:
+        """Recalls of one image–caption set (each image against the captions encoded on its route)."""
+        images, _, routes = self._features(model, data, name, scored=False)
+        if routes is None:
+            return retrieval_scores(images, self._caption_features(model, key, probe.captions), probe.text_image_index)
+        by_route = {r: self._caption_features(model, key, probe.captions, r) for r in routes.unique().tolist()}
+        return routed_retrieval_scores(images, routes, by_route, probe.text_image_index)
+
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:
-        out = {}
-        for index, (probe, data) in enumerate(self.retrieval):
-            images, _, routes = self._features(model, data, f"retrieval/{probe.name}", scored=False)
-            if routes is None:
-                texts = self._caption_features(model, index, probe.captions)
-                out[probe.name] = retrieval_scores(images, texts, probe.text_image_index)
-                continue
-            by_route = {r: self._caption_features(model, index, probe.captions, r) for r in routes.unique().tolist()}
-            out[probe.name] = routed_retrieval_scores(images, routes, by_route, probe.text_image_index)
-        return out
+        return {
+            probe.name: self._retrieval(model, ("probe", index), probe, data, f"retrieval/{probe.name}")
+            for index, (probe, data) in enumerate(self.retrieval)
+        }
 
     def protocol_row(self, model, after_task: int) -> tuple[list[float], float | None, dict[str, Any]]:
         """The accuracy row, the seen-class accuracy and the protocol's extras (see the module doc)."""
@@ -253,6 +304,19 @@ class ScenarioEvaluator:
     def evaluate(self, model, after_task: int) -> Evaluation:
         """Everything at one point; `after_task` = -1 before training."""
         self._routing, self._test_sizes = {}, None
-        row, seen, extra = self.protocol_row(model, max(after_task, 0) if after_task >= 0 else -1)
-        probes, retrieval = self.probe_accuracies(model), self.probe_retrieval(model)
-        return Evaluation(row, probes, retrieval, seen, extra, routing=dict(self._routing), test_sizes=self._test_sizes)
+        self._evaluation_features = {}  # image features are computed once per evaluation and dataset
+        try:
+            rows: dict[str, list[float | None]] = {}
+            if self.scenario.protocol in RETRIEVAL_PROTOCOLS:
+                row, rows = self.time_rows(model)
+                if self.scenario.protocol == "language_continual":  # A[i, j]: text→image R@1 in language j
+                    row, rows = rows["t2i_r1"], {k: rows[k] for k in ("i2t_r1", "t2i_r1")}
+                seen, extra = None, {}
+            else:
+                row, seen, extra = self.protocol_row(model, max(after_task, 0) if after_task >= 0 else -1)
+            probes, retrieval = self.probe_accuracies(model), self.probe_retrieval(model)
+        finally:
+            self._evaluation_features = None
+        return Evaluation(
+            row, probes, retrieval, seen, extra, routing=dict(self._routing), test_sizes=self._test_sizes, rows=rows
+        )

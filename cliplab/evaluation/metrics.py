@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 SUMMARY_KEYS = ("transfer", "avg", "last", "bwt", "forgetting")
+TIME_CONTINUAL_KEYS = ("id", "backward", "forward")  # TiC-CLIP's summaries of a time x time matrix
 
 # The summary metrics each protocol defines; the others are stored as null (NaN) in its summary.
 # Class-incremental Avg / Last are the average incremental accuracy and the last step's accuracy on
@@ -151,6 +152,35 @@ def continual_summary(matrix: Sequence[Sequence[float]] | np.ndarray) -> dict[st
         "bwt": backward_transfer(array),
         "forgetting": average_forgetting(array),
     }
+
+
+def time_continual_summary(matrix: Sequence[Sequence[float]] | np.ndarray, averaging: str = "flat") -> dict[str, float]:
+    """TiC-CLIP's summaries of a time x time matrix E[i, j] (model after step i, data of step j).
+
+    - ``id`` (in-distribution): mean of the diagonal, ``1/T sum_i E[i, i]``;
+    - ``backward``: mean of the strict lower triangle (j < i: models on *earlier* steps' data);
+    - ``forward``: mean of the strict upper triangle (j > i: models on *later* steps' data).
+
+    These are average *performances*, not differences (GEM's BWT is ``bwt``). TiC's text does
+    not say whether the triangles are averaged flat or per row first: ``averaging="flat"`` (the
+    default) weighs every cell equally; ``"row"`` averages each row's cells, then the rows
+    (``1/(T-1) sum_{i>=2} mean_{j<i} E[i, j]`` for backward; forward likewise over rows 1..T-1).
+    ``backward`` and ``forward`` are NaN for T = 1. NaN cells are errors.
+    """
+    if averaging not in ("flat", "row"):
+        raise ValueError(f"averaging must be 'flat' or 'row', got {averaging!r}")
+    array = as_accuracy_matrix(matrix)
+    _require(array, np.ones_like(array, dtype=bool), "the time-continual summary (all cells)")
+    size = len(array)
+
+    def triangle(lower: bool) -> float:
+        rows = [array[i, :i] if lower else array[i, i + 1 :] for i in range(size)]
+        rows = [r for r in rows if len(r)]
+        if not rows:
+            return math.nan
+        return float(np.concatenate(rows).mean() if averaging == "flat" else np.mean([r.mean() for r in rows]))
+
+    return {"id": float(np.diag(array).mean()), "backward": triangle(True), "forward": triangle(False)}
 
 
 def mtil_per_task(matrix: Sequence[Sequence[float]] | np.ndarray) -> dict[str, list[float]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from cliplab.methods.adapter_tuning import AdapterTuning
 from cliplab.methods.base import ExtraInputs, Method, MethodOptions, TaskContext
+from cliplab.methods.cll_clip import CLLCLIP
 from cliplab.methods.coleclip import CoLeCLIP
 from cliplab.methods.continual_clip import ContinualCLIP
 from cliplab.methods.distill import DistillationMethod, DistillOptions, distillation_losses, soft_cross_entropy
@@ -18,8 +19,10 @@ from cliplab.methods.finetune import FineTune
 from cliplab.methods.icarl import ICaRL, herding
 from cliplab.methods.lora import LoRA
 from cliplab.methods.lwf import LwF
+from cliplab.methods.modx import ModX, modx_loss
 from cliplab.methods.moe_adapters import MoEAdapters
 from cliplab.methods.sit import SIT
+from cliplab.methods.tic import Cumulative, Oracle, Restart, Sequential, buffer_shares, kept_sizes
 from cliplab.methods.vr_lwf import VRLwF, random_bpe_vocabulary
 from cliplab.methods.wise_ft import WiseFT, interpolate_
 from cliplab.methods.zeroshot import ZeroShot
@@ -42,6 +45,12 @@ METHODS: dict[str, type[Method]] = {
         ExperienceReplay,
         SIT,
         CoLeCLIP,
+        Sequential,
+        Cumulative,
+        Restart,
+        Oracle,
+        ModX,
+        CLLCLIP,
     )
 }
 
@@ -54,12 +63,14 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
 
 
 __all__ = [
+    "CLLCLIP",
     "METHODS",
     "SIT",
     "ZSCL",
     "AdapterTuning",
     "CoLeCLIP",
     "ContinualCLIP",
+    "Cumulative",
     "DistillOptions",
     "DistillationMethod",
     "ExperienceReplay",
@@ -71,15 +82,22 @@ __all__ = [
     "Method",
     "MethodOptions",
     "MoEAdapters",
+    "ModX",
+    "Oracle",
+    "Restart",
+    "Sequential",
     "TaskContext",
     "VRLwF",
     "WeightEnsemble",
     "WiseFT",
     "ZeroShot",
+    "buffer_shares",
     "distillation_losses",
     "get_method",
     "herding",
     "interpolate_",
+    "kept_sizes",
+    "modx_loss",
     "random_bpe_vocabulary",
     "soft_cross_entropy",
 ]

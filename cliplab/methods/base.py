@@ -3,9 +3,17 @@
 The training loop (`cliplab.engine.loop`) owns the optimiser, schedule, data, checkpoints and the
 cross-entropy term. A method only says what is different about it, through hooks:
 
-- `begin_task(ctx)`: build teachers, vocabularies, reference data, memory;
+- `begin_task(ctx)`: build teachers, vocabularies, reference data, memory (before the optimiser
+  exists, so it may change the model: CLL-CLIP grows the token embedding);
+- `optimizer_groups(ctx, groups)`: narrow or extend what AdamW trains (default: the train mode's
+  parameters, as `groups`);
+- `train_dataset(ctx)`: what the task's batches are drawn from (default: the task's own data;
+  replay strategies of the time-continual protocol return old steps' data too);
+- `task_steps(ctx, steps)`: the task's step budget (default: the protocol's);
 - `extra_inputs(ctx, step)`: images/tokens to push through the student in the same forward;
 - `losses(ctx, out)`: additional loss terms (a dict, so each is logged separately);
+- `before_step(ctx, lr)`: after backward and gradient clipping, before the optimiser step (TEIR's
+  per-row gradient and decay scaling);
 - `after_step(ctx, step)`: parameter-space updates (weight ensembles);
 - `end_task(ctx)`: interpolation, memory updates;
 - `state_tensors()` / `load_state_tensors()`: what a mid-task checkpoint must hold to resume.
@@ -23,12 +31,18 @@ A method may also decide per input, at inference, which path the model takes: it
 the model's `route_state`, and an `input_router` module chooses a route per image (see
 `cliplab.evaluation.routing`, which every evaluation goes through).
 
-Two hooks change the loop's own classification term:
+Two hooks change the loop's own classification term (the classification objective's):
 
 - `ce_classes(ctx, step, labels)`: which class prompts enter the step's forward (default: all of
   the task's; on an online stream, the classes exposed so far). SIT: only the batch's classes.
 - `classification_loss(ctx, out, labels)`: the method's own term(s) instead of the loop's
   label-smoothed cross-entropy (SIT, ER, CoLeCLIP); `labels` index the classes `ce_classes` chose.
+
+A method declares the objectives it is defined for (`objectives`): classification (the
+class-incremental, task-incremental and one-session protocols) and/or contrastive
+(`time_continual`, `language_continual`); `ctx.objective` says which one a task trains with. A
+method whose loss on the main batch differs from the objective's sets `replaces_objective`: the
+objective still chooses the batch's texts, and the method's `losses` are the whole loss.
 
 A plug-in imports only this module (and its parent method, if it specialises one). Everything it
 needs from the engine comes through the `TaskContext`: the models, the data, and two services the
@@ -75,6 +89,7 @@ class TaskContext:
     seed: int
     class_tokens: Tensor | None = None
     checkpoint_keys: tuple[str, ...] | None = None  # model tensors a checkpoint holds (None: all)
+    objective: str = "classification"  # the loop's loss: classification (CE on class prompts) | contrastive
     start_step: int = 0  # first step still to run (> 0 when resuming inside the task)
     state: dict[str, Any] = field(default_factory=dict)  # scratch space of the method
     # Online protocol: the task's segment of the stream (`cliplab.engine.online.TaskStream`):
@@ -109,6 +124,11 @@ class TaskContext:
             return None
         return torch.arange(self.stream.exposed(step), device=self.device)
 
+    def train_data_of(self, index: int) -> Dataset:
+        """The training data of task `index` of the scenario, with the transform this task trains with."""
+        transform = self.train_transform if self.config.augment else self.eval_transform
+        return self.train_data if index == self.task_index else self.scenario.tasks[index].train_data(transform)
+
     def encode_images(self, dataset: Dataset) -> tuple[Tensor, Tensor | None]:
         """Normalised image features (and labels) of `dataset` under the current model, in eval mode."""
         if self.image_encoder is None:
@@ -141,13 +161,30 @@ class Method:
     trains_backbone: ClassVar[bool] = True  # False: only the modules the method adds are ever trained
     # DistributedDataParallel: some trained parameters get no gradient in a step (e.g. top-k experts).
     find_unused_parameters: ClassVar[bool] = False
+    objectives: ClassVar[tuple[str, ...]] = ("classification",)  # the objectives the method is defined for
+    replaces_objective: ClassVar[bool] = False  # True: `losses` is the whole loss of the main batch (CLL-CLIP)
     Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = self.Options.from_dict(dict(options or {}), self.name)
 
     def begin_task(self, ctx: TaskContext) -> None:
-        """Prepare for a task (called after a resume too, before the first remaining step)."""
+        """Prepare for a task (called after a resume too, before the optimiser is built)."""
+
+    def optimizer_groups(self, ctx: TaskContext, groups: list) -> list:
+        """What AdamW trains: `groups` (parameters or parameter groups of the train mode) by default.
+
+        A method may return fewer (freezing what it drops) or add its own parameters (in a group of
+        their own, `{"params": [...], "weight_decay": ...}`)."""
+        return groups
+
+    def train_dataset(self, ctx: TaskContext) -> Dataset:
+        """The dataset this task's batches are drawn from (called after `begin_task`)."""
+        return ctx.train_data
+
+    def task_steps(self, ctx: TaskContext, steps: int) -> int:
+        """The number of optimiser steps of this task, given the protocol's `steps`."""
+        return steps
 
     def extra_inputs(self, ctx: TaskContext, step: int) -> ExtraInputs:
         return ExtraInputs()
@@ -165,6 +202,9 @@ class Method:
 
     def losses(self, ctx: TaskContext, out) -> dict[str, Tensor]:
         return {}
+
+    def before_step(self, ctx: TaskContext, lr: float) -> None:
+        """Called after backward (and gradient clipping) and before the optimiser step at rate `lr`."""
 
     def after_step(self, ctx: TaskContext, step: int) -> None:
         """Called after every optimiser step, with the number of steps done in this task."""

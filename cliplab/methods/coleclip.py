@@ -85,7 +85,7 @@ class CoLeCLIP(Method):
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,  # [SOLVER.LR 1e-3, Adam]
         "weight_decay": 0.0,  # [config/defaults.py: 0.0]
-        "schedule": "constant",  # [SCHEDULE_UNIT none: LambdaLR factor 1]
+        "lr_schedule": "constant",  # [SCHEDULE_UNIT none: LambdaLR factor 1]
         "warmup_steps": 0,
         "label_smoothing": 0.0,  # [plain F.cross_entropy]
     }

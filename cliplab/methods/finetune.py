@@ -9,3 +9,4 @@ class FineTune(Method):
     """Cross-entropy on the current task only (the loop's own term); nothing added."""
 
     name = "finetune"
+    objectives = ("classification", "contrastive")  # under the contrastive objective: TiC's sequential

@@ -118,7 +118,7 @@ class SIT(Method):
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 5e-4,  # [utils/train_utils.py: AdamW lr 5e-4]
         "weight_decay": 1e-5,  # [AdamW weight decay 1e-5]
-        "schedule": "constant",  # [scheduler "default": LambdaLR(1)]
+        "lr_schedule": "constant",  # [scheduler "default": LambdaLR(1)]
         "warmup_steps": 0,
         "label_smoothing": 0.0,  # [nn.CrossEntropyLoss()]
     }

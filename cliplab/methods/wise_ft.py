@@ -37,6 +37,7 @@ def interpolate_(model: nn.Module, reference: nn.Module, alpha: float) -> None:
 
 class WiseFT(Method):
     name = "wise_ft"
+    objectives = ("classification", "contrastive")
     Options = WiseFTOptions
 
     def end_task(self, ctx: TaskContext) -> None:

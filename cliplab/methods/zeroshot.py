@@ -10,3 +10,4 @@ class ZeroShot(Method):
 
     name = "zeroshot"
     trains = False
+    objectives = ("classification", "contrastive")

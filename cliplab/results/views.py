@@ -5,7 +5,9 @@
 * `task_curves_frame`: each task's accuracy before training and after every task;
 * `stability_plasticity_frame`: new-task accuracy (the matrix diagonal) against held-out zero-shot
   accuracy after the last task, per run;
-* `ost_mst_frame`: Ding et al.'s one-session vs multi-session comparison.
+* `ost_mst_frame`: Ding et al.'s one-session vs multi-session comparison;
+* `time_matrix_frame`: a time-continual run's time x time matrix (retrieval R@1, zero-shot
+  classification, or one retrieval direction) and its row before training, mean over seeds.
 
 `cliplab.plots` draws these frames; it computes nothing of its own. Percent throughout.
 """
@@ -141,8 +143,36 @@ def ost_mst_frame(runs: Mapping[str, Mapping[str, Sequence[RunResult]]]) -> pd.D
     return pd.DataFrame(rows, columns=["method", "regime", "seed", "metric", "value"])
 
 
+TIME_MATRICES = ("retrieval", "classification", "i2t_r1", "t2i_r1")
+
+
+def time_matrix_frame(results: Sequence[RunResult], which: str = "retrieval") -> tuple[pd.DataFrame, pd.Series]:
+    """Mean over runs of a time-continual matrix E[i, j] (model after step i, data of step j).
+
+    `which`: `retrieval` (mean R@1, the accuracy matrix), `classification` (zero-shot top-1),
+    `i2t_r1` or `t2i_r1`. Returns (matrix with rows "after <step>", the row before training; for
+    one direction, the mean of the two before-rows is not stored, so the row is NaN)."""
+    if which not in TIME_MATRICES:
+        raise ValueError(f"which must be one of {TIME_MATRICES}, got {which!r}")
+    tasks = _same_tasks(results)
+    if any(r.extra.get("protocol") != "time_continual" for r in results):
+        raise ValueError("time_matrix_frame needs time-continual runs (protocol time_continual)")
+    if which == "retrieval":
+        return accuracy_matrix_frame(results)
+    if which == "classification":
+        matrices = [r.extra["classification_matrix"] for r in results]
+        before = np.mean([np.asarray(r.extra["classification_zero_shot_row"], dtype=float) for r in results], axis=0)
+    else:
+        matrices = [r.extra["retrieval_matrices"][which] for r in results]
+        before = np.full(len(tasks), math.nan)
+    matrix = np.mean([np.asarray(m, dtype=float) for m in matrices], axis=0)
+    frame = pd.DataFrame(matrix, index=step_labels(tasks)[1:], columns=tasks)
+    return frame, pd.Series(before, index=tasks, name=BEFORE)
+
+
 __all__ = [
     "BEFORE",
+    "TIME_MATRICES",
     "accuracy_matrix_frame",
     "final_accuracy",
     "final_retrieval",
@@ -151,4 +181,5 @@ __all__ = [
     "stability_plasticity_frame",
     "step_labels",
     "task_curves_frame",
+    "time_matrix_frame",
 ]

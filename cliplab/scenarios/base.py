@@ -20,6 +20,14 @@ Protocols:
 - `online` (Si-Blurry, SIT): one pass over a stream with blurry task boundaries (`Scenario.stream`);
   the classes are labelled in the order the stream exposes them, a task's classes are the ones it
   exposes first, and the model is also evaluated every `eval_period` samples (`cliplab.engine.online`).
+- `time_continual` (TiC-CLIP): each task is a time step of an image–caption stream, trained with
+  CLIP's contrastive loss; a step's evaluation is image–caption retrieval on its held-out pairs
+  (the accuracy matrix holds mean R@1) and, where the step has labelled images, zero-shot
+  classification (`TimeStep`).
+- `language_continual` (CLL-CLIP): each task is a new language, learned from captions of images
+  with their parallel English captions, trained with CLIP's contrastive loss; a task's evaluation
+  is retrieval on one image set captioned in every language (the accuracy matrix holds
+  text→image R@1), English retrieval is a probe (`LanguageTask`).
 
 Every scenario also carries zero-shot probes and a retrieval probe, evaluated before training
 and after every task, so forgetting of the pretrained capabilities is always measured.
@@ -34,7 +42,29 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROTOCOLS = ("class_incremental", "task_incremental", "one_session", "open_domain_til", "open_domain_cil", "online")
+PROTOCOLS = (
+    "class_incremental",
+    "task_incremental",
+    "one_session",
+    "open_domain_til",
+    "open_domain_cil",
+    "online",
+    "time_continual",
+    "language_continual",
+)
+# The training objective each protocol prescribes (the loop's `engine.objectives` implements both).
+OBJECTIVES = {
+    "class_incremental": "classification",
+    "task_incremental": "classification",
+    "one_session": "classification",
+    "open_domain_til": "classification",
+    "open_domain_cil": "classification",
+    "online": "classification",
+    "time_continual": "contrastive",
+    "language_continual": "contrastive",
+}
+# Protocols whose tasks are evaluated by retrieval on their own held-out image–caption sets.
+RETRIEVAL_PROTOCOLS = ("time_continual", "language_continual")
 
 DatasetFactory = Callable[[Callable | None], Dataset]  # transform -> dataset of (image, local label)
 
@@ -58,6 +88,31 @@ class Task:
         """One training prompt per class: the single training template filled with its name."""
         template = self.train_template
         return [template(c) if callable(template) else template.format(c) for c in self.classnames]
+
+
+@dataclass
+class TimeStep(Task):
+    """One step of a time-continual stream (`time_continual`).
+
+    `train_data(transform)` is the step's finite pool of `(image, caption)` pairs (new data only:
+    replay of earlier steps is a method's choice); `retrieval` its held-out image–caption pairs;
+    `test_data`, when not None, labelled images of the step classified zero-shot among
+    `classnames` with `templates` (TiC's DataCompNet: a fixed class list, the step's images).
+    """
+
+    retrieval: RetrievalSet | None = None
+
+
+@dataclass
+class LanguageTask(TimeStep):
+    """One language of a language-continual scenario (`language_continual`).
+
+    `train_data(transform)` holds `(image, caption)` pairs in the language with the parallel
+    English captions as its `english` attribute; `retrieval` the test images captioned in the
+    language (every language's set has the same images); `words` the language's vocabulary, to
+    which an expanded tokenizer gives new token ids (`cliplab.tokens`)."""
+
+    words: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -117,6 +172,7 @@ class ScenarioSpec:
     description: str = ""
     needs_root: bool = False  # reads local datasets (`root=`)
     build_options: tuple[str, ...] = ()  # options `get_scenario` passes on to the builder
+    source: dict[str, Any] = field(default_factory=dict)  # what a spec read its tasks from (e.g. a caption file)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

@@ -38,7 +38,7 @@ ONLINE_DEFAULTS = {  # SIT's scripts (LifeLong-CLIP scripts/*_clip.sh) and its t
     "batch_size": 64,  # the stream batch
     "online_iter": 3,  # each stream batch is trained on 3 times
     "eval_period": 1000,  # anytime evaluation every 1,000 stream samples
-    "schedule": "constant",  # SIT's "default" scheduler: constant LR, no warm-up
+    "lr_schedule": "constant",  # SIT's "default" scheduler: constant LR, no warm-up
     "warmup_steps": 0,
     "label_smoothing": 0.0,
     "weight_decay": 0.0,

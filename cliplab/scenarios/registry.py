@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from cliplab.data import MTIL_ORDER_1, MTIL_ORDER_2
-from cliplab.scenarios import online, open_domain, published, toy
+from cliplab.scenarios import languages, online, open_domain, published, tic, tic_files, toy
 from cliplab.scenarios.base import Scenario, ScenarioSpec
 
 
@@ -25,12 +25,15 @@ class ScenarioEntry:
     spec: Callable[..., ScenarioSpec]
     build: Callable[..., Scenario]
     spec_options: tuple[str, ...] = ()  # options that change what the scenario is (e.g. a dataset subset)
+    requires: tuple[str, ...] = ()  # options without which the scenario cannot even be described (its file)
 
 
 _CATALOGUE: dict[str, ScenarioEntry] = {
     "toy-digits-ost": ScenarioEntry(toy.toy_digits_ost_spec, toy.build_toy_digits_ost),
     "toy-digits-cil": ScenarioEntry(toy.toy_digits_cil_spec, toy.build_toy_digits_cil),
     "toy-mtil": ScenarioEntry(toy.toy_mtil_spec, toy.build_toy_mtil),
+    "toy-tic": ScenarioEntry(tic.toy_tic_spec, tic.build_toy_tic),
+    "toy-languages": ScenarioEntry(languages.toy_languages_spec, languages.build_toy_languages, ("n_languages",)),
     **{
         f"cifar100-cil-{100 // inc}": ScenarioEntry(
             partial(published.cifar100_cil_spec, inc), published.build_cifar100_cil
@@ -55,6 +58,9 @@ _CATALOGUE: dict[str, ScenarioEntry] = {
     # online continual learning on a Si-Blurry stream (SIT)
     "toy-si-blurry": ScenarioEntry(online.toy_si_blurry_spec, online.build_toy_si_blurry, ("n_tasks",)),
     "cifar100-si-blurry": ScenarioEntry(online.cifar100_si_blurry_spec, online.build_cifar100_si_blurry, ("n_tasks",)),
+    "tic-captions": ScenarioEntry(
+        tic_files.tic_captions_spec, tic_files.build_tic_captions, tic_files.SOURCE_OPTIONS, requires=("root",)
+    ),
 }
 
 
@@ -73,6 +79,11 @@ def register_scenario(
 
 def scenario_names() -> list[str]:
     return sorted(_CATALOGUE)
+
+
+def scenario_requires(name: str) -> tuple[str, ...]:
+    """The options scenario `name` cannot be described without (e.g. `root` of a caption file)."""
+    return _entry(name).requires
 
 
 def _entry(name: str) -> ScenarioEntry:
@@ -101,6 +112,12 @@ def scenario_spec(name: str, **options: Any) -> ScenarioSpec:
     Options that only affect how its data is built (probe sizes, `root`, ...) are accepted and
     ignored here, so the same options serve `scenario_spec` and `get_scenario`."""
     entry = _entry(name)
+    missing = [k for k in entry.requires if options.get(k) is None]
+    if missing:
+        raise ValueError(
+            f"scenario {name!r} is read from your files: pass the option(s) {missing} "
+            f"(CLI: --scenario-option {missing[0]}=...; notebooks: DATA_ROOT or SCENARIO_OPTIONS)"
+        )
     spec_opts, _ = _split_options(name, entry, None, options)
     return entry.spec(**spec_opts)
 
@@ -115,4 +132,4 @@ def get_scenario(name: str, **options: Any) -> Scenario:
     return entry.build(spec, **build_opts)
 
 
-__all__ = ["ScenarioEntry", "get_scenario", "register_scenario", "scenario_names", "scenario_spec"]
+__all__ = ["ScenarioEntry", "get_scenario", "register_scenario", "scenario_names", "scenario_requires", "scenario_spec"]

@@ -10,6 +10,8 @@
 - `lab`: the JupyterLab workspace of `cliplab lab` / `make lab`;
 - `peft`: parameters, memory and time against accuracy; DDAS routing; expert usage (notebook 04);
 - `protocols`: the open-domain table, anytime-accuracy curves, online summaries (notebook 06);
+- `languages`: new languages (notebook 07): parallel captions and their tokens, token embeddings;
+- `tic`: the time-continual study's extras (the drifting world's examples, compute, structure drift);
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
 The notebooks use it as ``from cliplab import study``: the names below are the notebook-facing ones.
@@ -24,6 +26,7 @@ from cliplab.study.alignment import (
     final_alignment,
     rotation_angle_table,
 )
+from cliplab.study.languages import language_examples, token_embedding_frame, token_groups
 from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame
 from cliplab.study.protocols import (
     anytime_frame,
@@ -48,6 +51,7 @@ from cliplab.study.settings import (
 )
 from cliplab.study.store import RunRequest, ablation, by_label, grid, load_results, run_batches, run_requests, tidy_runs
 from cliplab.study.tables import headline_numbers, mean_std_table, method_table, zero_shot_summary
+from cliplab.study.tic import compute_frame, structure_frame, time_probe, vocabulary_changes, world_examples
 from cliplab.study.widgets import explore, smoke_banner
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "alignment_probe",
     "anytime_frame",
     "by_label",
+    "compute_frame",
     "efficiency_frame",
     "embed_run",
     "encode_probe",
@@ -69,6 +74,7 @@ __all__ = [
     "grid",
     "headline_numbers",
     "jsonable",
+    "language_examples",
     "load_results",
     "mean_std_table",
     "method_table",
@@ -88,8 +94,14 @@ __all__ = [
     "scenario_options",
     "smoke_banner",
     "stability_points",
+    "structure_frame",
     "study_settings",
     "task_boundaries",
     "tidy_runs",
+    "time_probe",
+    "token_embedding_frame",
+    "token_groups",
+    "vocabulary_changes",
+    "world_examples",
     "zero_shot_summary",
 ]

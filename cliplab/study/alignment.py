@@ -23,8 +23,8 @@ from cliplab.data import TensorImageDataset
 from cliplab.engine.extended import load_model
 from cliplab.evaluation.embed import EmbeddingCache, encode_images, encode_texts
 from cliplab.results import RunFolder
-from cliplab.scenarios import get_scenario, scenario_spec
-from cliplab.study.settings import scenario_options
+from cliplab.scenarios import get_scenario
+from cliplab.study.settings import needs_data, scenario_options
 from cliplab.toyworld.tasks import retrieval_probe
 
 
@@ -42,7 +42,7 @@ def alignment_probe(
     scenarios: the first caption of each image of the scenario's retrieval set (pass e.g.
     `{"retrieval": "coco_karpathy"}` as scenario options), the first `size` images.
     """
-    if not scenario_spec(scenario).needs_root:
+    if not needs_data(scenario):
         probe = retrieval_probe(seed=seed, n_images=size, captions_per_image=1)
         images = TensorImageDataset(probe.images, [0] * len(probe.images), ["_"], ["{}"], transform=eval_transform)
         return images, list(probe.captions)

@@ -1,7 +1,8 @@
 """`cliplab study`: execute the study notebooks in order, headlessly, with papermill.
 
 The notebooks (`notebooks/01_forgetting.py`, `02_vr_lwf.py`, `03_alignment.py`,
-`04_parameter_efficient.py`, `06_open_domain_and_online.py`) are jupytext py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
+`04_parameter_efficient.py`, `05_continual_pretraining.py`, `06_open_domain_and_online.py`,
+`07_new_languages.py`) are jupytext py:percent text files. Each is read with jupytext, given a `python3` kernelspec, and executed by
 papermill with the study's parameters injected after its `parameters` cell. Outputs:
 
     <out>/<notebook>.ipynb          the executed notebook (outputs included)
@@ -30,7 +31,9 @@ NOTEBOOKS = (
     "02_vr_lwf.py",
     "03_alignment.py",
     "04_parameter_efficient.py",
+    "05_continual_pretraining.py",
     "06_open_domain_and_online.py",
+    "07_new_languages.py",
 )
 KERNEL = "python3"
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cliplab.scenarios import scenario_spec
+from cliplab.scenarios import scenario_requires, scenario_spec
 
 # SMOKE = True: every notebook end to end in seconds per run (tests, a first look on a laptop).
 SMOKE_SETTINGS: dict[str, Any] = {
@@ -83,10 +83,16 @@ def scenario_options(
     scenario: str, data_root: str | None = None, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Build options of a scenario: published ones read `data_root` plus `extra` (reference data,
-    probes); built-in ones need none (their probe sizes come from the run's settings)."""
-    if not scenario_spec(scenario).needs_root:
-        return {}
+    probes; for `tic-captions` `data_root` is the caption file); built-in ones take `extra` as
+    given (e.g. toy-tic's `pool_size`; their probe sizes come from the run's settings)."""
+    if not needs_data(scenario):
+        return dict(extra or {})
     return {**({"root": data_root} if data_root else {}), **(extra or {})}
+
+
+def needs_data(scenario: str) -> bool:
+    """Whether a scenario reads local files (a dataset root or a caption file) rather than ToyWorld."""
+    return bool(scenario_requires(scenario)) or scenario_spec(scenario).needs_root
 
 
 def one_session_settings(settings: Mapping[str, Any], multi_session: str) -> dict[str, Any]:
@@ -112,6 +118,7 @@ __all__ = [
     "SMOKE_SETTINGS",
     "SMOKE_STUDY_DIR",
     "STUDY_DIR",
+    "needs_data",
     "one_session_settings",
     "output_dirs",
     "runs_root",

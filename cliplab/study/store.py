@@ -145,7 +145,7 @@ def run_batches(
             todo.append((request, str(folder), overrides, options, model, pretrained))
     if not todo:
         return folders
-    todo.sort(key=lambda call: -_expected_cost(call[0], call[2]))
+    todo.sort(key=lambda call: -_expected_cost(call[0], call[2], call[3]))
     devices = {call[2].get("device") for call in todo}
     device = devices.pop() if len(devices) == 1 else None
     jobs = resolve_jobs(jobs, len(todo), device)
@@ -170,12 +170,23 @@ def run_batches(
 
 # Relative cost of a training step, for ordering runs (the longest start first): methods with a
 # second (distillation or memory) batch cost about twice fine-tuning (benchmarks/README.md).
-_STEP_COST = {"zeroshot": 0.0, "continual_clip": 0.0, "finetune": 1.0, "wise_ft": 1.0}
+# TiC's strategies: the oracle trains t x C at step t, (T + 1) / 2 = 3 times the others over 5 steps.
+_STEP_COST = {
+    "zeroshot": 0.0,
+    "continual_clip": 0.0,
+    "finetune": 1.0,
+    "wise_ft": 1.0,
+    "sequential": 1.0,
+    "cumulative": 1.0,
+    "restart": 1.0,
+    "oracle": 3.0,
+    "cll_clip": 1.0,
+}
 
 
-def _expected_cost(request: RunRequest, overrides: Mapping[str, Any]) -> float:
+def _expected_cost(request: RunRequest, overrides: Mapping[str, Any], options: Mapping[str, Any]) -> float:
     """Steps x tasks x step cost from the scenario's spec (epoch-based protocols count 100 steps a task)."""
-    spec = scenario_spec(request.scenario)
+    spec = scenario_spec(request.scenario, **options)
     steps = overrides.get("steps_per_task") or spec.defaults.get("steps_per_task") or 100
     tasks = min(overrides.get("max_tasks") or len(spec.tasks), len(spec.tasks))
     return (_STEP_COST.get(request.method, 2.0) * float(steps) + 10.0) * tasks
@@ -214,7 +225,7 @@ def _plan_message(todo: Sequence[tuple], jobs: int, model: str, device: str | No
     if model != "toyclip" or on_gpu(device):
         eta = "no time estimate (it is calibrated for ToyCLIP on a CPU)"
     else:
-        seconds = estimate_seconds([_expected_cost(call[0], call[2]) for call in todo], jobs)
+        seconds = estimate_seconds([_expected_cost(call[0], call[2], call[3]) for call in todo], jobs)
         eta = f"roughly {_duration(seconds)} (an estimate from the runs' steps, measured on a 2-core CPU)"
     return f"{head}: {eta}. Interrupt (Ctrl-C) stops within seconds; running again resumes."
 

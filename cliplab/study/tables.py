@@ -29,6 +29,28 @@ PROBE_COLUMNS = {
     "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
     "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
 }
+# Time-continual runs: TiC's summaries of retrieval R@1 and of zero-shot classification.
+TIME_CONTINUAL_COLUMNS = {
+    "ID": "id",
+    "backward": "backward",
+    "forward": "forward",
+    "classification ID": "classification_id",
+    "classification backward": "classification_backward",
+    "Δ zero-shot shape": "zero_shot_delta/toyworld_shape",
+    "Δ retrieval i2t R@1": "retrieval_delta/toyworld/i2t_r1",
+}
+
+# Language-continual runs: text→image R@1 per language (weakest and mean after the
+# last language, BWT), image→text, and English on the same test images.
+LANGUAGE_CONTINUAL_COLUMNS = {
+    "Last t2i R@1": "last",
+    "weakest language": "last_min",
+    "BWT": "bwt",
+    "Last i2t R@1": "i2t_last",
+    "Δ English t2i R@1": "retrieval_delta/english/t2i_r1",
+    "Δ English i2t R@1": "retrieval_delta/english/i2t_r1",
+    "Δ zero-shot shape+colour": "zero_shot_delta/toyworld_shape_colour",
+}
 # The columns of each protocol's table. Class-incremental Avg / Last are the average incremental
 # accuracy and the last step's accuracy on all seen classes (ZSCL's CIL tables); task-incremental
 # Transfer / Avg / Last are ZSCL's MTIL metrics; a one-session run has one accuracy.
@@ -36,6 +58,8 @@ PROTOCOL_COLUMNS = {
     "task_incremental": {"Transfer": "transfer", "Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
     "class_incremental": {"Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
     "one_session": {"Accuracy": "last", **PROBE_COLUMNS},
+    "time_continual": TIME_CONTINUAL_COLUMNS,
+    "language_continual": LANGUAGE_CONTINUAL_COLUMNS,
 }
 README_COLUMNS = PROTOCOL_COLUMNS["task_incremental"]  # a table over several protocols: every column
 # What a reader of each protocol's table must know that the numbers do not say.
@@ -68,7 +92,7 @@ def _runs_frame(runs: str | os.PathLike, scenario: str | None, labels: Sequence[
             raise ValueError(f"no runs of scenario {scenario!r} under {runs}")
     if labels:
         df = df[df["label"].isin(labels)]
-    return df
+    return _with_weakest_task(df)
 
 
 def _table(df: pd.DataFrame, columns: dict[str, str], labels: Sequence[str] | None, decimals: int) -> pd.DataFrame:
@@ -111,6 +135,19 @@ def results_table(
         protocols = set(df["protocol"])
         columns = PROTOCOL_COLUMNS.get(protocols.pop(), README_COLUMNS) if len(protocols) == 1 else README_COLUMNS
     return _table(df, columns, labels, decimals)
+
+
+def _with_weakest_task(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` plus a summary row `last_min` per run: its lowest accuracy after the last task (for
+    language-continual runs, the weakest learned language's text→image R@1)."""
+    final = df[(df["kind"] == "accuracy") & (df["step"] == df.groupby("run")["step"].transform("max"))]
+    if final.empty:
+        return df
+    rows = final.groupby("run", sort=False).agg({c: "first" for c in df.columns if c not in ("value", "task")})
+    rows = rows.assign(
+        kind="summary", metric="last_min", task=None, value=final.groupby("run", sort=False)["value"].min()
+    )
+    return pd.concat([df, rows.reset_index(drop=True)[df.columns]], ignore_index=True)
 
 
 def render_tables(
@@ -218,6 +255,7 @@ __all__ = [
     "PROTOCOL_COLUMNS",
     "PROTOCOL_NOTES",
     "README_COLUMNS",
+    "TIME_CONTINUAL_COLUMNS",
     "headline_numbers",
     "mean_std_table",
     "method_table",

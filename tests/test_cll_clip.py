@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import open_clip
 import pytest
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cliplab.checkpoints import load_state_dict
+from cliplab.engine.loop import task_steps
 from cliplab.engine.objectives import clip_contrastive_loss
 from cliplab.engine.runner import plan_run, run_scenario
 from cliplab.methods.cll_clip import CLLCLIP, grow_embedding, multi_positive_infonce, teir_rows, teir_scale
@@ -103,6 +105,7 @@ def test_options_resolve_teir_and_reject_unknown_values():
 # ---------------------------------------------------------------------------------------------
 
 TINY = [
+    "epochs_per_task=none",  # toy-languages counts epochs (3); tests count steps
     "steps_per_task=4",
     "batch_size=16",
     "warmup_steps=1",
@@ -161,9 +164,13 @@ def test_without_teir_every_row_decays_and_the_end_token_is_trained(tmp_path, la
     start = load_model("toyclip").model.token_embedding.weight.detach()
     after = _embedding(folder, 0)
     absent = sorted(set(range(BASE_ROWS)) - used[0] - {49406, 49407, 0})[:500]
-    # AdamW's decoupled decay on rows that never get a gradient: x (1 - lr_t * wd) per step,
-    # lr_t = 2e-3 x min(1, (t + 1) / warmup) with warm-up 1 (constant schedule)
-    factor = (1 - 2e-3 * 0.05) ** 4
+    # AdamW's decoupled decay on rows that never get a gradient: x (1 - lr_t * wd) per step, with
+    # lr_t = lr x min(1, (t + 1) / warmup) = lr under warm-up 1 and the constant schedule
+    config = json.loads((folder / "metrics.json").read_text())["config"]
+    assert config["lr_schedule"] == "constant" and config["warmup_steps"] == 1
+    steps = task_steps(SimpleNamespace(**config), TINY_DATA["train_size"])
+    assert steps == 4
+    factor = (1 - config["lr"] * config["weight_decay"]) ** steps
     assert torch.allclose(after[absent], start[absent] * factor, rtol=1e-5, atol=0)
     assert not torch.equal(after[49407], start[49407])  # the pooled end token moves without TEIR
 

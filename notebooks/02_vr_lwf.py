@@ -35,7 +35,7 @@
 #   captions from other data, and averages weights during training.
 # * `zeroshot`: no training at all, the reference.
 #
-# **Other words** (formulas: [docs/metrics.md](../docs/metrics.md)):
+# **Other words used here** (formulas: [docs/metrics.md](../docs/metrics.md)):
 # * *BPE* (byte-pair encoding): CLIP's tokenizer; a BPE id is one of its 49,408 word pieces.
 # * *MTIL* (Multi-domain Task-Incremental Learning, from ZSCL): different datasets learned one
 #   after another, the task known at test time; `toy-mtil` imitates it with ToyWorld domains.

@@ -17,19 +17,38 @@
 # **Question.** Do parameter-efficient methods keep CLIP's zero-shot ability better than full
 # fine-tuning with distillation, and at what cost in parameters, memory and time?
 #
+# **Words used here** (formulas: [docs/metrics.md](../docs/metrics.md); the methods and where
+# cliplab departs from the authors' code:
+# [docs/design.md, parameter-efficient methods](../docs/design.md#parameter-efficient-methods-modules-added-to-a-frozen-model)
+# and [MoE-Adapters](../docs/design.md#moe-adapters-the-authors-code-and-where-cliplab-departs-from-it)):
+# * *Parameter-efficient* (PEFT): the pretrained weights stay frozen and only a small module added
+#   to them is trained, so the pretrained model is still there underneath.
+# * *Tower*: CLIP's image encoder or its text encoder; a *block* is one transformer layer of a tower.
+# * *MTIL* (Multi-domain Task-Incremental Learning, from ZSCL): different domains learned one after
+#   another, the task known at test time (*task-incremental*, TIL); `toy-mtil` imitates it with
+#   ToyWorld domains. *Class-incremental* (CIL): a test image is classified among all classes seen
+#   so far, with no hint of its task.
+# * *Transfer / Avg / Last* (ZSCL's metrics): accuracy on tasks before they are trained (zero-shot
+#   transfer), the mean of the whole accuracy matrix, and the accuracy after the last task. On
+#   class-incremental runs Avg and Last are over all classes seen so far and Transfer is undefined.
+# * *Held-out zero-shot*: accuracy on ToyWorld images never trained on (shape + colour pairs that
+#   never occurred in pretraining); its change after the last task measures what pretraining kept.
+# * *R@1* (recall at 1): the share of images whose closest caption is their own (image→text).
+# * *Peak memory*: the most memory training used (GPU: allocated tensors; CPU: the whole process).
+#
 # **The methods.** All of them leave the pretrained weights frozen and train something small
 # that is added to the model:
 # * `adapter`: a small bottleneck network (down-projection, ReLU, up-projection) beside the MLP
 #   of every transformer block of both towers, trained through every task;
-# * `lora`: low-rank updates W + B·A of the attention and MLP weights (through the `peft`
-#   library), trained through every task;
-# * `moe_adapters` (Yu et al., CVPR 2024): in every block a *mixture of experts*, several such
-#   adapters and, per task, a *router* that picks two of them for each image or prompt. After a
-#   task, the experts its router used most are frozen. An *auto-selector* (DDAS) keeps one small
-#   autoencoder per task: at test time, images that one of them reconstructs well take that task's
-#   router, and images no autoencoder recognises go to the untouched pretrained model. On the
-#   class-incremental digits the authors' CIL setting applies: 2 experts, one shared router, no
-#   freezing and no auto-selector.
+# * `lora` (LoRA, low-rank adaptation, Hu et al. 2022): low-rank updates W + B·A of the attention
+#   and MLP weights (through the `peft` library), trained through every task;
+# * `moe_adapters` (Yu et al., CVPR 2024): in every block a *mixture of experts* (MoE), several such
+#   adapters, and per task a *router* that picks two of them for each image or prompt. After a
+#   task, the experts its router used most are frozen. An *auto-selector* (DDAS, Distribution
+#   Discriminative Auto-Selector) keeps one small autoencoder per task: at test time, images that
+#   one of them reconstructs well take that task's router, and images no autoencoder recognises go
+#   to the untouched pretrained model. On the class-incremental digits the authors' CIL setting
+#   applies: 2 experts, one shared router, no freezing and no auto-selector.
 #
 # They are compared with three methods of notebook 02 that train the whole model: `finetune`
 # (plain cross-entropy), `vr_lwf` (distillation on a replayed vocabulary, no data) and `zscl`
@@ -57,6 +76,9 @@
 #    its task trained; dots mark the experts frozen by the end.
 
 # %% tags=["parameters"]
+# Workshop: change METHODS (e.g. drop "moe_adapters", the slowest), SEEDS, STEPS_PER_TASK or OVERRIDES; SMOKE = True
+# for a first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex4"), so that the
+# study's runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIOS = ["toy-mtil", "toy-digits-cil"]
@@ -68,9 +90,9 @@ DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios
 SCENARIO_OPTIONS = {}  # real scenarios only, e.g. {"reference_images": ..., "reference_captions": ...}
-OUT_DIR = "../runs/study/04_parameter_efficient"
+OUT_DIR = None  # None: ../runs/study/04_parameter_efficient (../runs/study-smoke/04_parameter_efficient under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with notebooks 01-03: matching runs are reused
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps
 INTERACTIVE = True
 
@@ -80,12 +102,15 @@ import pandas as pd
 from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import peft as pplots
+from cliplab.plots.labels import dataset_label, readable_columns
 from cliplab.plots.style import save_figure, set_theme
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("04_parameter_efficient", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes apart
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 run_options = dict(
     model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
@@ -94,6 +119,8 @@ settings
 
 # %% [markdown]
 # ## Train (or reuse) every method on every scenario
+# The cell first says how many runs it will train and roughly how long; *Kernel → Interrupt*
+# stops it within seconds, and running the cell again reuses the finished runs and resumes the rest.
 
 # %%
 requests = study.grid(SCENARIOS, METHODS, seeds)
@@ -103,6 +130,9 @@ results = study.load_results(requests, runs_dir)
 
 # %% [markdown]
 # ## Transfer / Avg / Last and what was kept of pretraining (mean ± std over seeds)
+# The last two columns are the change from the pretrained model after the last task, in
+# percentage points: held-out zero-shot accuracy and image→text retrieval R@1. On
+# `toy-digits-cil` (class-incremental) Transfer is not defined, so its cells are empty.
 
 # %%
 quantities = ("transfer", "avg", "last", "zero_shot_delta/toyworld_shape_colour", "retrieval_delta/*/i2t_r1")
@@ -119,7 +149,7 @@ cost = study.efficiency_frame(results)
 cost_table = cost.groupby(["scenario", "label"], sort=False)[
     ["trainable", "trainable_pct", "peak_memory_mib", "train_seconds", "last", "zero_shot_delta"]
 ].mean()
-cost_table.round(1)
+readable_columns(cost_table).round(1)  # human names; metrics.json keeps the code names
 
 # %%
 parts = cost[cost["label"] == "moe_adapters"][["scenario", "seed", "trained_by_part"]]
@@ -145,7 +175,7 @@ routing = study.routing_frame(moe[0]) if moe else pd.DataFrame()
 if not routing.empty:
     fig = pplots.plot_routing_matrix(routing, title=f"DDAS routing after the last task of {SCENARIOS[0]}")
     saved.append(save_figure(fig, f"{FIGURES_DIR}/04_ddas_routing"))
-routing.round(1)
+routing.rename(index=dataset_label, columns=dataset_label).round(1)
 
 # %% [markdown]
 # ## Which experts each router used
@@ -164,6 +194,7 @@ if moe_request is not None:
 # MoE-Adapters, DDAS's routing shares after the last task.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE},
     "methods": {s: {m: study.headline_numbers(r) for m, r in study.by_label(results, s).items()} for s in SCENARIOS},

@@ -19,6 +19,27 @@
 # image–caption data, what does it lose of the old slices, what does replaying old data buy, and
 # what does Mod-X's distillation of the old similarity structure keep?
 #
+# **Words used here** (formulas: [docs/metrics.md](../docs/metrics.md#time-continual-tic-clip-garg-et-al-iclr-2024);
+# the protocol, the strategies, Mod-X and every deviation from the authors' code:
+# [docs/tic_modx.md](../docs/tic_modx.md)):
+# * *TiC-CLIP* (Time-Continual CLIP, Garg et al. 2024): a benchmark and protocol in which CLIP
+#   keeps training on web data that arrives year by year; here, a *time step* t1..t5 of a drifting
+#   toy world.
+# * *Contrastive loss*: CLIP's own training objective: in a batch of image–caption pairs, each
+#   image must pick its own caption among all the batch's captions, and each caption its image.
+# * *Replay buffer*: old training pairs kept and mixed into the new step's data.
+# * *Distillation*: a loss that keeps the new model's outputs close to a frozen copy of an earlier
+#   model (here: the previous step's), the *teacher*.
+# * *Mod-X* (Ni et al., ICML 2023): contrastive training plus distillation of the previous model's
+#   image–caption similarity matrix on each batch, so that old data keep their structure.
+# * *R@1* (recall at 1): the share of images whose closest caption is their own (image→text), or
+#   of captions whose closest image is theirs (text→image); here the mean of the two.
+# * *ID / backward / forward*: the mean of a time × time matrix on the diagonal (each step right
+#   after training on it, in-distribution), below it (old data) and above it (future data).
+# * *Compute* C: the training pairs seen per step, the same for every strategy.
+# * *KL* (Kullback–Leibler divergence): how far one probability distribution is from another, in
+#   nats (0 = identical); *τ* is the temperature of a softmax over similarities.
+#
 # **Protocol** (TiC-CLIP, Garg et al., ICLR 2024).
 # * Scenario `toy-tic`: ToyWorld drifting over 5 time steps t1..t5 after the world ToyCLIP was
 #   pretrained on (t0). One new shape enters per step and old ones grow rare; words shift, fads
@@ -54,6 +75,9 @@
 #    pairs, from the time-0 model and between consecutive steps (Mod-X's own quantity).
 
 # %% tags=["parameters"]
+# Workshop: change METHODS (add "restart" or "oracle"), BUFFERS, SEEDS, STEPS_PER_TASK or OVERRIDES; SMOKE = True for
+# a first look. A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex5"), so that the study's
+# runs stay as they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 TIC_SCENARIO = "toy-tic"  # or "tic-captions", with the file as TIC_SCENARIO_OPTIONS["root"]
@@ -67,9 +91,9 @@ OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"lr": 1e-4
 DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 TIC_SCENARIO_OPTIONS = {}  # tic-captions: {"root": "tic.csv", "time_column": "year", "steps": [[2014, 2015], 2016]}
-OUT_DIR = "../runs/study/05_continual_pretraining"
+OUT_DIR = None  # None: ../runs/study/05_continual_pretraining (../runs/study-smoke/... under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with the other notebooks
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: tiny settings (1 seed, 2 steps, a few iterations, small pools)
 INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
 
@@ -81,13 +105,16 @@ from cliplab.evaluation.embed import model_temperature
 from cliplab.io import write_json_atomic
 from cliplab.models import load_model
 from cliplab.plots import tic as tplots
+from cliplab.plots.labels import readable_columns
 from cliplab.plots.style import save_figure, set_theme
 from cliplab.results import views
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("05_continual_pretraining", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes apart
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 options = dict(TIC_SCENARIO_OPTIONS)
 if SMOKE and TIC_SCENARIO == "toy-tic":  # small pools and evaluation sets: the pipeline in seconds
@@ -110,7 +137,9 @@ if TIC_SCENARIO == "toy-tic":
 # %% [markdown]
 # ## Train (or reuse) the runs
 # One folder per run under `RUNS_DIR/<scenario>/<label>/seed<k>`; cumulative's buffer policies
-# are the labels `cumulative+buffer=exp` and `cumulative+buffer=equal`.
+# are the labels `cumulative+buffer=exp` and `cumulative+buffer=equal`. The cell first says how
+# many runs it will train and roughly how long; *Kernel → Interrupt* stops it within seconds, and
+# running the cell again goes on where it stopped.
 
 # %%
 requests = study.grid([TIC_SCENARIO], METHODS, seeds)
@@ -130,7 +159,7 @@ list(runs)
 
 # %%
 frames = {label: views.time_matrix_frame(results, "retrieval") for label, results in runs.items()}
-fig = tplots.plot_time_matrices(frames, "retrieval R@1 (%)", f"Retrieval R@1 on {TIC_SCENARIO}")
+fig = tplots.plot_time_matrices(frames, "retrieval", f"Retrieval R@1 on {TIC_SCENARIO}")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/05_retrieval_matrices"))
 
 # %% [markdown]
@@ -140,14 +169,16 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/05_retrieval_matrices"))
 # %%
 frames = {label: views.time_matrix_frame(results, "classification") for label, results in runs.items()}
 if all(frame.notna().all().all() for frame, _ in frames.values()):
-    fig = tplots.plot_time_matrices(frames, "zero-shot top-1 (%)", f"Zero-shot classification on {TIC_SCENARIO}")
+    fig = tplots.plot_time_matrices(frames, "classification", f"Zero-shot classification on {TIC_SCENARIO}")
     saved.append(save_figure(fig, f"{FIGURES_DIR}/05_classification_matrices"))
 
 # %% [markdown]
 # ## TiC's summaries
 # ID = mean of the diagonal, backward = mean below it, forward = mean above it (retrieval R@1;
-# `classification_*` the same for zero-shot classification), and the change of ToyWorld's static
-# held-out probes (shape zero-shot, retrieval) from the pretrained model to the last step.
+# the columns marked "zero-shot classification" the same for zero-shot classification), and the
+# change of ToyWorld's static held-out probes (`zero_shot_delta/toyworld_shape`: shape zero-shot;
+# `retrieval_delta/toyworld/i2t_r1`: image→text R@1) from the pretrained model to the last step,
+# in points. Mean ± std over seeds (the mean alone for one seed).
 
 # %%
 QUANTITIES = [
@@ -161,7 +192,7 @@ QUANTITIES = [
     "retrieval_delta/toyworld/i2t_r1",
 ]
 summary = study.method_table(df, by=("label",), quantities=QUANTITIES)
-summary
+readable_columns(summary)  # human names; metrics.json keeps the code names
 
 # %% [markdown]
 # ## Strategies vs compute
@@ -171,9 +202,11 @@ summary
 
 # %%
 compute = study.compute_frame(requests, runs_dir)
-fig = tplots.plot_strategy_compute(compute, x="compute", x_label="compute (x sequential)")
+fig = tplots.plot_strategy_compute(compute, x="compute")
 saved.append(save_figure(fig, f"{FIGURES_DIR}/05_strategies_compute"))
-compute.groupby("label")[["samples", "compute", "train_seconds", "id", "backward", "forward"]].mean().round(2)
+readable_columns(
+    compute.groupby("label")[["samples", "compute", "train_seconds", "id", "backward", "forward"]].mean()
+).round(2)
 
 # %% [markdown]
 # ## What Mod-X keeps of the structure of old data
@@ -197,23 +230,17 @@ structure = study.structure_frame(reference, versions, temperature)
 # TODO(lead, issue 14): `modx_kl_from_previous` is computed with cliplab.methods.modx_loss (mean
 # reduction), which is the quantity issue 14 defines as cliplab.alignment.modx_drift; switch
 # study.tic._modx_kl to modx_drift once that branch is merged (the numbers must not change).
-fig = tplots.plot_structure_drift(
-    structure,
-    {
-        "offdiag_drift_from_start": "off-diagonal drift from t0 (nats)",
-        "modx_kl_from_previous": "Mod-X KL from the previous step",
-        "probe_r1": "R@1 on step 1's pairs (%)",
-    },
-)
+fig = tplots.plot_structure_drift(structure, ["offdiag_drift_from_start", "modx_kl_from_previous", "probe_r1"])
 saved.append(save_figure(fig, f"{FIGURES_DIR}/05_structure_drift"))
-structure[structure["step"] == structure["step"].max()].pivot_table(index="label", columns="metric", values="value")
+final_structure = structure[structure["step"] == structure["step"].max()]
+readable_columns(final_structure.pivot_table(index="label", columns="metric", values="value")).round(3)
 
 
 # %%
 def show_matrix(label=next(iter(runs)), which="retrieval"):
     """One strategy's matrix (widget callback): retrieval, classification, or one direction."""
     frame = views.time_matrix_frame(runs[label], which)
-    tplots.plot_time_matrices({label: frame}, which)
+    tplots.plot_time_matrices({label: frame}, which)  # `which` is shown by its human name
 
 
 study.explore(show_matrix, enabled=INTERACTIVE, label=list(runs), which=list(views.TIME_MATRICES))
@@ -224,6 +251,7 @@ study.explore(show_matrix, enabled=INTERACTIVE, label=list(runs), which=list(vie
 # and the structure numbers after the last step; the settings and the figure paths.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 last = structure[structure["step"] == structure["step"].max()]
 per_label = compute.drop(columns="seed").groupby("label").mean()
 headline = {

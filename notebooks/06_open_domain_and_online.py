@@ -22,6 +22,29 @@
 #    with new classes appearing at random times and no clean task boundaries, which method is
 #    accurate *at any time*, and what does it cost the pretrained zero-shot ability?
 #
+# **Words used here** (formulas: [docs/metrics.md](../docs/metrics.md#open-domain-continual-learning-coleclip-toolseval_metricpy)
+# and [its online section](../docs/metrics.md#online-continual-learning-si-blurry-sit-mvp-clib); both
+# protocols, the four methods and every deviation from the authors' code:
+# [docs/online_open_domain.md](../docs/online_open_domain.md)):
+# * *ODCL* (open-domain continual learning): domains (datasets) are learned one after another, and
+#   the model is tested on every domain, learned or not, as an open-world model would be.
+# * *TIL / CIL* (task- / class-incremental): TIL classifies a test image among its own domain's
+#   classes (the domain is given); CIL among the classes of every domain learned so far together.
+# * *Transfer / SeenAvg / Avg / Last*: accuracy on domains not learned yet (zero-shot transfer),
+#   on domains already learned, over the whole accuracy matrix, and after the last domain.
+# * *Online* learning: the data arrive as one stream of small batches, each seen once.
+# * *Si-Blurry* (stochastic incremental blurry, Moon et al. 2023): a stream whose tasks have random
+#   numbers of classes and whose boundaries are *blurry*: some classes keep appearing in later tasks.
+# * *Anytime accuracy*: accuracy on the classes exposed so far, measured every 100 samples of the
+#   stream. *A_auc*: its mean over the stream (the normalised area under the curve); *A_avg* and
+#   *A_last*: accuracy on every exposed class at the task ends, averaged and at the end; *F_last*:
+#   per-class forgetting, the best accuracy a class had at an earlier task end minus its last.
+# * *LoRA* (low-rank adaptation): trainable low-rank updates B·A added to frozen weight matrices;
+#   an *adapter*: a small trainable bottleneck network added inside each transformer block. Both
+#   are *PET* (parameter-efficient tuning) modules: `sit+pet=adapter` is SIT with adapters.
+# * *Held-out zero-shot*: accuracy on ToyWorld images never trained on; its change measures what
+#   the model kept of pretraining.
+#
 # **The methods.**
 # * `zeroshot`: the pretrained model, never trained.
 # * `continual_clip` (Thengane et al. 2022): the same frozen model, asked only about the classes
@@ -32,7 +55,7 @@
 #   slowly (momentum) while a small text-side LoRA learns the domain and is then thrown away. At
 #   test time, a class that was learned is scored with the prompt of the domain that taught it; a
 #   class never learned is scored by the untouched model, so unseen domains stay zero-shot.
-# * `er` (experience replay): full fine-tuning plus a small memory filled by reservoir sampling
+# * `er` (ER, experience replay): full fine-tuning plus a small memory filled by reservoir sampling
 #   (every sample of the stream has the same chance to be kept) and replayed with each batch.
 # * `sit` (Wang et al. 2024): the model stays frozen; LoRA (or, `sit+pet=adapter`, small
 #   adapters) is trained in both towers with the *symmetric image-text loss*: each image is
@@ -63,6 +86,9 @@
 #    (mean of the matrix diagonal; A_auc on the stream). Dotted = the pretrained model.
 
 # %% tags=["parameters"]
+# Workshop: change METHODS (a list per scenario), SEEDS, STEPS_PER_TASK or OVERRIDES; SMOKE = True for a first look.
+# A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex6"), so that the study's runs stay as
+# they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIOS = ["toy-odcl-cil", "toy-si-blurry"]  # an open-domain scenario, then an online one
@@ -78,9 +104,9 @@ DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 DATA_ROOT = None  # folder of local datasets, for real scenarios (odcl-order1, cifar100-si-blurry)
 SCENARIO_OPTIONS = {}  # real scenarios only
-OUT_DIR = "../runs/study/06_open_domain_and_online"
+OUT_DIR = None  # None: ../runs/study/06_open_domain_and_online (../runs/study-smoke/... under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with the other notebooks: matching runs are reused
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: 1 seed, 2 tasks, a few steps
 INTERACTIVE = True
 
@@ -91,9 +117,11 @@ from cliplab.plots import protocols as pplots
 from cliplab.plots.style import save_figure, set_theme
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("06_open_domain_and_online", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE: apart
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 online_settings = {**settings, **(ONLINE_SMOKE if SMOKE else {})}
 odcl_scenario, online_scenario = SCENARIOS
@@ -104,7 +132,9 @@ settings
 
 # %% [markdown]
 # ## Train (or reuse) every run
-# Both scenarios train in one pool, the longest runs first.
+# Both scenarios train in one pool, the longest runs first. The cell first says how many runs it
+# will train and roughly how long; *Kernel → Interrupt* stops it within seconds, and running the
+# cell again reuses the finished runs and resumes the rest.
 
 # %%
 odcl_requests = study.requests_for({odcl_scenario: METHODS[odcl_scenario]}, seeds)
@@ -165,6 +195,7 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/06_stability_plasticity"))
 # summaries, means over seeds with the held-out zero-shot change.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenarios": SCENARIOS, "seeds": seeds, "smoke": SMOKE},
     "open_domain": study.odcl_means(odcl),

@@ -19,6 +19,25 @@
 # (Yang et al., AAAI 2024) says yes if only the *token embeddings* are trained, new words get
 # rows of their own, and TEIR protects the rows other languages need.
 #
+# **Words used here** (formulas: [docs/metrics.md](../docs/metrics.md#language-continual-cll-clip-yang-et-al-aaai-2024);
+# the protocol, the made-up languages, CLL-CLIP and every deviation from the authors' code:
+# [docs/cll_clip.md](../docs/cll_clip.md)):
+# * *Token*: a piece of text the text encoder reads as one unit. CLIP's tokenizer is *BPE*
+#   (byte-pair encoding): 49,408 English word pieces; an unknown word falls apart into several.
+# * *Token embedding*: the matrix with one learned vector (row) per token id, the text encoder's
+#   first layer. A new word can get a new id and a new row.
+# * *CLL-CLIP* (Continual Language Learning CLIP, Yang et al. 2024): trains only the token
+#   embeddings, pulling each new-language caption onto its English original (details below).
+# * *TEIR* (Token Embedding Initialization and Regularization, from CLL-CLIP): new rows start like
+#   the existing ones, and rows the current language does not use are protected from change.
+# * *Contrastive loss*: CLIP's own objective: in a batch, each image must pick its own caption
+#   among all the captions, and each caption its image. *MSE*: mean squared error.
+# * *R@1* (recall at 1): the share of captions whose closest image is their own (*text→image*),
+#   or of images whose closest caption is theirs (*image→text*).
+# * *BWT* (backward transfer): the mean change of each language's R@1 from when it was learned to
+#   the end; negative means forgetting.
+# * *Held-out zero-shot probes*: ToyWorld images never trained on, classified with English prompts.
+#
 # **Protocol** (CLL-CLIP's, on the embedded default).
 # * Scenario `toy-languages`: ToyCLIP knows English; each task is a new made-up language
 #   (avo, bekri, chusa, delmi): nonce words, a word order of its own (avo puts the shape first,
@@ -57,6 +76,9 @@
 #    how far CLIP's own rows moved.
 
 # %% tags=["parameters"]
+# Workshop: change METHODS (add "lwf"), VARIANTS, SEEDS, STEPS_PER_TASK or OVERRIDES; SMOKE = True for a first look.
+# A changed STEPS_PER_TASK or OVERRIDES needs its own RUNS_DIR (e.g. "../runs/ex7"), so that the study's runs stay as
+# they are. The other settings are for other models, data and machines.
 MODEL = "toyclip"  # "toyclip", an open_clip architecture ("ViT-B-16") or a checkpoint path
 PRETRAINED = None  # None: shipped ToyCLIP weights; "random": no pretraining; "openai" for ViT-B-16
 SCENARIO = "toy-languages"
@@ -70,9 +92,9 @@ OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"lr": 1e-3
 DEVICE = None  # None: CUDA when available, else CPU
 JOBS = None  # runs trained at once; None: one per CPU core (at most 4) on CPU, one on a GPU
 SCENARIO_OPTIONS = {}  # e.g. {"n_languages": 6, "language_seed": 1}
-OUT_DIR = "../runs/study/07_new_languages"
+OUT_DIR = None  # None: ../runs/study/07_new_languages (../runs/study-smoke/07_new_languages under SMOKE)
 RUNS_DIR = "../runs/study/runs"  # shared with the other notebooks
-FIGURES_DIR = "../runs/study/figures"  # paths are relative to notebooks/; `cliplab study` sets its own
+FIGURES_DIR = None  # None: ../runs/study/figures (SMOKE: ../runs/study-smoke/figures); relative to notebooks/
 SMOKE = False  # True: tiny settings (1 seed, 2 languages, a few steps, small pools)
 INTERACTIVE = True  # widgets in JupyterLab; the headless study sets False
 
@@ -83,13 +105,16 @@ from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
 from cliplab.plots import languages as lplots
+from cliplab.plots.labels import readable_columns
 from cliplab.plots.style import save_figure, set_theme
 from cliplab.results import languages as lviews
 
 set_theme()
+OUT_DIR, FIGURES_DIR = study.output_dirs("07_new_languages", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
+study.smoke_banner(SMOKE, OUT_DIR)
 saved = []  # every figure written, recorded in metrics.json
 seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)
+runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 options = dict(SCENARIO_OPTIONS)
 if SMOKE:  # small pools and test set: the pipeline in seconds
@@ -110,6 +135,8 @@ examples
 
 # %% [markdown]
 # ## Train (or reuse) the runs
+# The cell first says how many runs it will train and roughly how long; *Kernel → Interrupt*
+# stops it within seconds, and running the cell again goes on where it stopped.
 
 # %%
 requests = study.grid([SCENARIO], METHODS, seeds)
@@ -138,8 +165,10 @@ saved.append(save_figure(fig, f"{FIGURES_DIR}/07_language_matrices"))
 
 # %%
 targets = lviews.language_summary_frame(runs)
-target_table = targets.drop(columns="seed").groupby("label", sort=False).agg(["mean", "std"]).round(2)
-target_table
+long_targets = targets.melt(id_vars=["label", "seed"], var_name="metric")
+target_table = study.mean_std_table(long_targets, by=["label", "metric"], decimals=2)  # no std column for one seed
+target_table = target_table.reindex(columns=targets.columns[2:], level="metric")  # language_summary's order
+readable_columns(target_table, codes=targets.columns)
 
 # %% [markdown]
 # ## English kept or lost
@@ -174,7 +203,7 @@ if embedding_frames:
 # %%
 def show_matrix(label=next(iter(runs)), direction="t2i_r1"):
     """One method's language matrix (widget callback): text→image or image→text R@1."""
-    lplots.plot_language_matrices({label: lviews.language_matrix_frame(runs[label], direction)}, f"{direction} (%)")
+    lplots.plot_language_matrices({label: lviews.language_matrix_frame(runs[label], direction)}, direction)
 
 
 study.explore(show_matrix, enabled=INTERACTIVE, label=list(runs), direction=list(lviews.DIRECTIONS))
@@ -185,6 +214,7 @@ study.explore(show_matrix, enabled=INTERACTIVE, label=list(runs), direction=list
 # target quantities above (means over seeds), the settings and the figure paths.
 
 # %%
+study.smoke_banner(SMOKE, OUT_DIR)
 per_label = targets.drop(columns="seed").groupby("label").mean()
 headline = {
     "settings": {"model": MODEL, "pretrained": PRETRAINED, "scenario": SCENARIO, "seeds": seeds, "smoke": SMOKE},

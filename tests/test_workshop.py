@@ -4,6 +4,7 @@ SMOKE results kept apart and marked, tables without empty std columns (issue 19)
 from __future__ import annotations
 
 import itertools
+import re
 
 import matplotlib
 import numpy as np
@@ -14,8 +15,13 @@ from matplotlib.colors import to_rgb
 import cliplab.study as sh
 from cliplab.plots import alignment as aplots
 from cliplab.plots import continual as cplots
-from cliplab.plots.labels import METRIC_LABELS, metric_title, probe_label, readable_columns
+from cliplab.plots import languages as lplots
+from cliplab.plots import peft as peftplots
+from cliplab.plots import protocols as protoplots
+from cliplab.plots import tic as tplots
+from cliplab.plots.labels import METRIC_LABELS, dataset_label, metric_title, probe_label, readable_columns
 from cliplab.plots.style import method_palette
+from cliplab.study.notebooks import NOTEBOOKS, notebooks_dir, read_notebook
 
 matplotlib.use("Agg")
 
@@ -168,3 +174,111 @@ def test_cliplab_study_echoes_the_run_stores_lines_and_nothing_else(capsys):
         "[study] 01: ran    runs/x/seed0  (12 s)",
         "[study] 01: interrupted: 1 of 3 runs finished",
     ]
+
+
+# --- every notebook: the workshop conventions, checked on the text so a new notebook cannot skip them ---
+
+
+def _github_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_has_a_glossary_a_workshop_line_and_keeps_smoke_apart(name):
+    cells = read_notebook(notebooks_dir() / name).cells
+    stem = name.split(".")[0]
+    at = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    intro = "\n".join(c.source for c in cells[:at] if c.cell_type == "markdown")
+    assert "words used here**" in intro.lower(), f"{name}: no glossary ('**Words used here**') before the parameters"
+    assert "](../docs/" in intro, f"{name}: the glossary must link the docs that define its words"
+    parameters = cells[at].source
+    assert parameters.startswith("# Workshop:"), f"{name}: the parameters cell must open with a '# Workshop:' line"
+    for line in ("OUT_DIR = None", "FIGURES_DIR = None"):
+        assert line in parameters, f"{name}: `{line}` (SMOKE must write apart from the full study)"
+    setup = cells[at + 1].source
+    call = re.search(r"study\.output_dirs\(\s*\"([^\"]+)\",\s*OUT_DIR,\s*FIGURES_DIR,\s*SMOKE\s*\)", setup)
+    assert call and call.group(1) == stem, f"{name}: the setup cell must call study.output_dirs({stem!r}, ...)"
+    assert "study.smoke_banner(SMOKE, OUT_DIR)" in setup, f"{name}: no SMOKE banner in the setup cell"
+    record = [
+        c.source for c in cells if c.cell_type == "code" and re.search(r"write_json_atomic\(.*metrics\.json", c.source)
+    ]
+    assert record and all("study.smoke_banner(SMOKE, OUT_DIR)" in c for c in record), (
+        f"{name}: the cell that records metrics.json must show the SMOKE banner again"
+    )
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_links_only_docs_that_exist(name):
+    text = "\n".join(c.source for c in read_notebook(notebooks_dir() / name).cells if c.cell_type == "markdown")
+    links = re.findall(r"\]\(\.\./(docs/[^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert links, f"{name} links no docs page"
+    root = notebooks_dir().parent
+    for page, anchor in links:
+        assert (root / page).is_file(), f"{name} links {page}, which does not exist"
+        if anchor:
+            headings = [_github_anchor(h) for h in re.findall(r"^#+ (.+)$", (root / page).read_text(), re.M)]
+            assert anchor in headings, f"{name} links {page}#{anchor}, a heading that does not exist"
+
+
+# --- notebooks 04-07: their figures show human names, not the code names of metrics.json ---
+
+
+def _shown_text(fig) -> list[str]:
+    texts = [fig._suptitle.get_text()] if fig._suptitle else []
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    return texts
+
+
+def test_new_metric_codes_have_human_names():
+    codes = ["a_auc", "seen_avg", "id", "backward", "min_language_ratio", "trainable", "modx_kl_from_previous"]
+    table = pd.DataFrame([range(len(codes))], columns=codes)
+    assert list(readable_columns(table).columns) == [metric_title(c) for c in codes]
+    assert readable_columns(table).columns[0] == "A_auc: area under the anytime-accuracy curve"
+    assert not set(codes) & set(readable_columns(table).columns)
+    assert dataset_label("retrieval/toyworld") == "ToyWorld captions, retrieval"
+    assert dataset_label("toyworld_shape_colour") == "ToyWorld shape+colour, unseen pairs"
+    assert dataset_label("router 1: novel_shapes") == "router 1: novel shapes"
+
+
+def test_time_continual_figures_name_their_metrics():
+    matrix = pd.DataFrame([[90.0, 50.0], [85.0, 92.0]], index=["after t1", "after t2"], columns=["t1", "t2"])
+    fig = tplots.plot_time_matrices({"sequential": (matrix, None)}, "i2t_r1")
+    assert fig._suptitle.get_text() == "Time x time matrices: Retrieval image→text"
+    assert fig.axes[-1].get_ylabel() == "R@1 (%)"  # the colour bar
+    assert tplots.plot_time_matrices({"s": (matrix, None)}, "any label (%)").axes[-1].get_ylabel() == "any label (%)"
+    codes = ["offdiag_drift_from_start", "modx_kl_from_previous", "probe_r1"]
+    structure = pd.DataFrame(
+        [("modx", 0, step, m, float(step)) for step in range(3) for m in codes],
+        columns=["label", "seed", "step", "metric", "value"],
+    )
+    shown = _shown_text(tplots.plot_structure_drift(structure, codes))
+    assert not [c for c in codes if any(c in t for t in shown)], shown
+    assert "Mod-X drift from the previous step" in shown
+
+
+def test_protocol_figures_name_sets_routes_and_axes():
+    routing = pd.DataFrame(
+        [[0.0, 100.0], [100.0, 0.0]],
+        index=["novel_shapes", "retrieval/toyworld"],
+        columns=["frozen CLIP", "router 0: novel_shapes"],
+    )
+    shown = _shown_text(peftplots.plot_routing_matrix(routing))
+    assert "ToyWorld captions, retrieval" in shown and "router 0: novel shapes" in shown
+    assert not [t for t in shown if "_" in t or "/" in t], shown
+    points = pd.DataFrame(
+        [
+            {"label": label, "scenario": "toy-si-blurry", "seed": 0, "plasticity": x, "retention": 90.6}
+            | {"retention_before": 90.6, "online": True}
+            for label, x in (("continual_clip", 14.3), ("sit", 14.3), ("er", 35.7))
+        ]
+    )
+    fig = protoplots.plot_stability_panels(points)
+    assert "a_auc" not in fig.axes[0].get_xlabel() and "anytime-accuracy" in fig.axes[0].get_xlabel()
+    names = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert names == ["continual_clip = sit", "er"]  # one label for methods at the same point
+    matrix = pd.DataFrame([[40.0, 10.0], [30.0, 50.0]], index=["after avo", "after bekri"], columns=["avo", "bekri"])
+    fig = lplots.plot_language_matrices({"cll_clip": (matrix, None)}, "i2t_r1")
+    assert fig.axes[-1].get_ylabel() == "image→text R@1 (%)"

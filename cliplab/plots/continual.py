@@ -18,14 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox
 
 from cliplab.plots.labels import probe_label, retrieval_label
-from cliplab.plots.style import method_palette, save_figure
+from cliplab.plots.style import label_points, method_palette, save_figure
 from cliplab.results.views import BEFORE
 
 __all__ = [
@@ -207,7 +205,7 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
                 label=label,
             )
         ax.axhline(subset["retention_before"].mean(), color="grey", linestyle=":", label="pretrained")
-        _label_points(ax, stats.index, stats[("plasticity", "mean")], stats[("retention", "mean")])
+        label_points(ax, stats.index, stats[("plasticity", "mean")], stats[("retention", "mean")])
         ax.set_xlabel("new-task accuracy: mean of diagonal (%)")
         ax.set_ylabel("held-out zero-shot after last task (%)")
         ax.set_title(scenario)
@@ -219,41 +217,6 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
         handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False, fontsize="small"
     )
     return fig
-
-
-# Offsets (points) tried in turn for a point's label: beside it first, then above/below, then farther.
-_LABEL_OFFSETS = [
-    (dx * k, dy * k) for k in (1, 2, 3) for dx, dy in ((5, 4), (5, -12), (-5, 4), (-5, -12), (0, 10), (0, -18))
-]
-
-
-def _label_points(ax, labels: Sequence[str], xs: Sequence[float], ys: Sequence[float]) -> None:
-    """Name each point beside it; a label that would overlap another label or a point is moved to
-    the first free place of `_LABEL_OFFSETS` (joined to its point by a thin line when moved)."""
-    fig = ax.figure
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    centres = ax.transData.transform(np.column_stack([xs, ys]))
-    radius = 4.0 * fig.dpi / 72  # a marker, in pixels
-    taken = [Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]
-    inside = ax.get_window_extent(renderer)
-    for label, x, y in sorted(zip(labels, xs, ys), key=lambda item: -item[2]):
-        for i, (dx, dy) in enumerate(_LABEL_OFFSETS):
-            text = ax.annotate(
-                label,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                fontsize="small",
-                ha="left" if dx >= 0 else "right",
-                arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5} if i >= 6 else None,
-            )
-            box = text.get_window_extent(renderer)
-            free = not any(box.overlaps(other) for other in taken) and inside.contains(box.x0, box.y0)
-            if free or i == len(_LABEL_OFFSETS) - 1:
-                taken.append(box)
-                break
-            text.remove()
 
 
 # --- one session vs multi session (Ding et al.) ---------------------------------------------

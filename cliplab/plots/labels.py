@@ -48,6 +48,50 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "d_gap_l2m": ("Change of modality gap", "new − pretrained"),
     "d_i2t_r1": ("Change of image→text R@1", "points"),
     "d_t2i_r1": ("Change of text→image R@1", "points"),
+    # continual summaries (docs/metrics.md), shared by every protocol
+    "transfer": ("Transfer: accuracy before a task is learned", "accuracy (%)"),
+    "avg": ("Avg: mean accuracy over the run", "accuracy (%)"),
+    "last": ("Last: accuracy after the last task", "accuracy (%)"),
+    "bwt": ("Backward transfer (BWT)", "change since learned (points; < 0 = forgetting)"),
+    "forgetting": ("Forgetting", "best − last (points)"),
+    "plasticity": ("New-task accuracy", "mean of the matrix diagonal (%)"),
+    "zero_shot_delta": ("Change of held-out zero-shot accuracy", "after − before (points)"),
+    # cost (notebook 04)
+    "trainable": ("Parameters trained", "parameters"),
+    "trainable_pct": ("Share of the model trained", "% of all parameters"),
+    "peak_memory_mib": ("Peak training memory", "MiB"),
+    "train_seconds": ("Training time", "seconds"),
+    # time-continual (TiC-CLIP, notebook 05); the time x time matrices by kind
+    "retrieval": ("Retrieval R@1, mean of both directions", "retrieval R@1 (%)"),
+    "classification": ("Zero-shot classification", "zero-shot top-1 (%)"),
+    "id": ("In-distribution (ID)", "R@1 on the step just trained (%)"),
+    "backward": ("Backward", "R@1 on earlier steps' data (%)"),
+    "forward": ("Forward", "R@1 on later steps' data (%)"),
+    "classification_id": ("In-distribution (ID), zero-shot classification", "top-1 on the step just trained (%)"),
+    "classification_backward": ("Backward, zero-shot classification", "top-1 on earlier steps' data (%)"),
+    "classification_forward": ("Forward, zero-shot classification", "top-1 on later steps' data (%)"),
+    "samples": ("Training pairs seen", "pairs"),
+    "forward_passes": ("Forward passes", "passes"),
+    "compute": ("Compute", "compute (× a sequential run)"),
+    "offdiag_drift_from_start": ("Unmatched-pair drift from t0", "KL of unmatched-pair similarities (nats)"),
+    "modx_kl_from_previous": ("Mod-X drift from the previous step", "KL of row-softmaxed similarities (nats)"),
+    "probe_r1": ("Retrieval on the old pairs", "R@1, mean of both directions (%)"),
+    # open-domain and online (CoLeCLIP, Si-Blurry; notebook 06)
+    "seen_avg": ("SeenAvg: accuracy on learned domains", "accuracy (%)"),
+    "a_auc": ("A_auc: area under the anytime-accuracy curve", "anytime accuracy, mean over the stream (%)"),
+    "a_avg": ("A_avg: mean accuracy at the task ends", "accuracy on the exposed classes (%)"),
+    "a_last": ("A_last: accuracy at the end of the stream", "accuracy on the exposed classes (%)"),
+    "f_last": ("F_last: per-class forgetting", "best earlier − last (points)"),
+    # new languages (CLL-CLIP, notebook 07)
+    "english_before": ("English, pretrained", "text→image R@1 (%)"),
+    "english_after": ("English after the last language", "text→image R@1 (%)"),
+    "english_delta": ("Change of English retrieval", "after − before (points)"),
+    "min_language": ("Weakest learned language", "text→image R@1 (%)"),
+    "mean_language": ("Mean over learned languages", "text→image R@1 (%)"),
+    "min_language_ratio": ("Weakest language / pretrained English", "ratio"),
+    "i2t_mean_language": ("Mean over learned languages, image→text", "image→text R@1 (%)"),
+    "norm": ("Row norm", "norm of the embedding row"),
+    "drift": ("Distance moved", "distance from the pretrained row"),
 }
 
 # Held-out probes and retrieval metrics of the run records (`RunResult.zero_shot` / `.retrieval`).
@@ -56,6 +100,7 @@ PROBE_LABELS: dict[str, str] = {
     "toyworld_shape": "ToyWorld shape",
     "toyworld_colour": "ToyWorld colour",
     "toyworld": "ToyWorld captions",
+    "english": "English captions",
     "digits": "digits",
 }
 RETRIEVAL_LABELS: dict[str, str] = {
@@ -83,6 +128,16 @@ def probe_label(name: str) -> str:
     return PROBE_LABELS.get(name, name)
 
 
+def dataset_label(name: str) -> str:
+    """An evaluated set's human name: a held-out probe's (`probe_label`), a retrieval probe's
+    ("retrieval/toyworld" -> "ToyWorld captions, retrieval"), else the name with spaces for
+    underscores (task names such as "novel_shapes"); a route like "router 1: novel_shapes" too."""
+    name = str(name)
+    if name.startswith("retrieval/"):
+        return f"{probe_label(name.split('/', 1)[1])}, retrieval"
+    return PROBE_LABELS.get(name, name.replace("_", " "))
+
+
 def retrieval_label(metric: str) -> str:
     """ "i2t_r1" -> "image→text R@1"."""
     return RETRIEVAL_LABELS.get(metric, metric)
@@ -98,6 +153,7 @@ __all__ = [
     "METRIC_LABELS",
     "PROBE_LABELS",
     "RETRIEVAL_LABELS",
+    "dataset_label",
     "metric_axis",
     "metric_title",
     "probe_label",

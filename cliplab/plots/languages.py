@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cliplab.plots.labels import RETRIEVAL_LABELS, retrieval_label
 from cliplab.plots.style import method_palette
 from cliplab.results.views import BEFORE
 
@@ -29,7 +30,9 @@ def plot_language_matrices(
     """One annotated heat-map per method: row = after learning a language (top: pretrained), column =
     captions in that language, colour scale 0–100 shared by all panels. Below the diagonal:
     languages learned earlier (forgetting fades a column); above: languages not learned yet
-    (transfer through shared words)."""
+    (transfer through shared words). `metric` is an axis label, or a direction code ("t2i_r1")."""
+    if metric in RETRIEVAL_LABELS:
+        metric = f"{retrieval_label(metric)} (%)"
     tables = {}
     for label, (matrix, before) in frames.items():
         table = matrix.copy()
@@ -89,7 +92,7 @@ def plot_token_embeddings(frames: Mapping[str, pd.DataFrame], drift_groups: tupl
             color=palette[label],
             label=f"{label} · {group}",
         )
-    right.set_xlabel("after")
+    right.set_xlabel("after learning")
     right.set_ylabel("mean distance from the pretrained row")
     right.set_title("How far CLIP's own rows moved")
     right.tick_params(axis="x", labelrotation=30)

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cliplab.plots.labels import dataset_label
 from cliplab.plots.style import method_palette
 
 __all__ = ["plot_cost_vs_accuracy", "plot_expert_usage", "plot_routing_matrix"]
@@ -68,7 +69,9 @@ def plot_cost_vs_accuracy(frame: pd.DataFrame, title: str | None = None) -> Figu
 
 
 def plot_routing_matrix(frame: pd.DataFrame, title: str | None = None) -> Figure:
-    """Heat map: rows = evaluated sets (tasks' test sets, probes), columns = routes, cells = share (%)."""
+    """Heat map: rows = evaluated sets (tasks' test sets, probes), columns = routes, cells = share (%);
+    sets and routes shown by their human names (`labels.dataset_label`)."""
+    frame = frame.rename(index=dataset_label, columns=dataset_label)
     fig, ax = plt.subplots(figsize=(2.2 + 1.3 * frame.shape[1], 1.2 + 0.45 * frame.shape[0]))
     sns.heatmap(
         frame,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cliplab.plots.style import method_palette
+from cliplab.plots.style import label_points, method_palette
 
 __all__ = ["plot_anytime_curves", "plot_stability_panels"]
 
@@ -47,7 +47,7 @@ def plot_stability_panels(points: pd.DataFrame, title: str | None = None) -> Fig
     scenarios = list(dict.fromkeys(points["scenario"]))
     labels = list(dict.fromkeys(points["label"]))
     colours = method_palette(labels)
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.8 * len(scenarios), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.8 * len(scenarios), 5.0), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios):
         subset = points[points["scenario"] == scenario]
         stats = subset.groupby("label", sort=False)[["plasticity", "retention"]].agg(["mean", "std"]).fillna(0.0)
@@ -62,11 +62,13 @@ def plot_stability_panels(points: pd.DataFrame, title: str | None = None) -> Fig
                 color=colours[label],
                 capsize=3,
             )
-            ax.annotate(label, (x, y), fontsize="small", xytext=(4, 4), textcoords="offset points")
         ax.axhline(subset["retention_before"].mean(), color="grey", linestyle=":")
+        label_points(ax, stats.index, stats[("plasticity", "mean")], stats[("retention", "mean")])
         online = bool(subset["online"].any())
-        ax.set_xlabel("A_auc: anytime accuracy, area (%)" if online else "new-task accuracy: mean of diagonal (%)")
-        ax.set_ylabel("held-out ToyWorld zero-shot after the last task (%)")
+        ax.set_xlabel(
+            "area under the anytime-accuracy curve, A_auc (%)" if online else "new-task accuracy: mean of diagonal (%)"
+        )
+        ax.set_ylabel("held-out ToyWorld zero-shot at the end (%)")
         ax.set_title(scenario)
     handles = {label: plt.Line2D([], [], color=colours[label], marker="o", linestyle="") for label in labels}
     handles["pretrained"] = plt.Line2D([], [], color="grey", linestyle=":")

@@ -8,17 +8,21 @@ so notebooks can record it next to their metrics.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 __all__ = [
     "DPI",
     "IMAGE_COLOR",
     "METHOD_ORDER",
     "TEXT_COLOR",
+    "label_points",
     "method_palette",
     "modality_palette",
     "save_figure",
@@ -49,6 +53,48 @@ def method_palette(labels) -> dict[str, tuple[float, float, float]]:
     table = {name: colours[i] for i, name in enumerate(METHOD_ORDER)}
     table.update({label: colours[(len(METHOD_ORDER) + i) % len(colours)] for i, label in enumerate(extra)})
     return {label: table[label] for label in labels}
+
+
+# Offsets (points) tried in turn for a point's label: beside it first, then above/below, then farther.
+_LABEL_OFFSETS = [
+    (dx * k, dy * k) for k in (1, 2, 3) for dx, dy in ((5, 4), (5, -12), (-5, 4), (-5, -12), (0, 10), (0, -18))
+]
+
+
+def label_points(ax, labels: Sequence[str], xs: Sequence[float], ys: Sequence[float], decimals: int = 1) -> None:
+    """Name each point of a scatter beside it, without overlaps.
+
+    Points at the same place (equal to `decimals`) share one label, "a = b" (e.g. `zeroshot` and
+    `continual_clip`, equal by construction); a label that would overlap another label or a point is
+    moved to the first free place of `_LABEL_OFFSETS` (joined to its point by a thin line when moved).
+    """
+    groups: dict[tuple[float, float], list[str]] = {}
+    for label, x, y in zip(labels, xs, ys):
+        groups.setdefault((round(float(x), decimals), round(float(y), decimals)), []).append(str(label))
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    centres = ax.transData.transform(np.column_stack([list(xs), list(ys)]))
+    radius = 4.0 * fig.dpi / 72  # a marker, in pixels
+    taken = [Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]
+    inside = ax.get_window_extent(renderer)
+    for (x, y), names in sorted(groups.items(), key=lambda item: -item[0][1]):
+        for i, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            text = ax.annotate(
+                " = ".join(names),
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize="small",
+                ha="left" if dx >= 0 else "right",
+                arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5} if i >= 6 else None,
+            )
+            box = text.get_window_extent(renderer)
+            free = not any(box.overlaps(other) for other in taken) and inside.contains(box.x0, box.y0)
+            if free or i == len(_LABEL_OFFSETS) - 1:
+                taken.append(box)
+                break
+            text.remove()
 
 
 def set_theme(context: str = "notebook", font_scale: float = 1.0) -> None:

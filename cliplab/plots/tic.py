@@ -21,6 +21,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from cliplab.plots.labels import METRIC_LABELS, metric_axis, metric_title
 from cliplab.plots.style import method_palette
 from cliplab.results.views import BEFORE
 
@@ -49,13 +50,16 @@ def plot_world_steps(examples: Sequence[tuple[str, np.ndarray, Sequence[str]]], 
 
 
 def plot_time_matrices(
-    frames: Mapping[str, tuple[pd.DataFrame, pd.Series | None]], metric: str = "retrieval R@1 (%)", title: str = ""
+    frames: Mapping[str, tuple[pd.DataFrame, pd.Series | None]], metric: str = "retrieval", title: str = ""
 ) -> Figure:
     """One annotated heat-map per label: E[i, j] = the model after step i on step j's data.
 
     Below the diagonal: earlier steps (backward), above: later steps (forward). Rows of NaN
     (not measured) stay blank. All panels share one colour scale so strategies compare at a glance.
+    `metric` is a matrix kind (`views.TIME_MATRICES`: "retrieval", "classification", "i2t_r1",
+    "t2i_r1"), shown by its human name, or any axis label, shown as given.
     """
+    name, unit = (metric_title(metric), metric_axis(metric)) if metric in METRIC_LABELS else (metric, metric)
     tables = {}
     for label, (matrix, before) in frames.items():
         table = matrix.copy()
@@ -93,8 +97,8 @@ def plot_time_matrices(
     for ax in axes[n:]:
         ax.axis("off")
     colourbar = fig.colorbar(axes[0].collections[0], ax=axes.tolist(), shrink=0.8, aspect=30)
-    colourbar.set_label(metric)
-    fig.suptitle(title or f"Time x time matrices: {metric}")
+    colourbar.set_label(unit)
+    fig.suptitle(title or f"Time x time matrices: {name}")
     return fig
 
 
@@ -112,7 +116,7 @@ def plot_strategy_compute(frame: pd.DataFrame, x: str = "compute", x_label: str 
     for ax, (key, name) in zip(axes, summaries):
         sns.scatterplot(data=frame, x=x, y=key, hue="label", palette=palette, s=70, ax=ax, legend=ax is axes[-1])
         ax.set_title(name)
-        ax.set_xlabel(x_label or x)
+        ax.set_xlabel(x_label or metric_axis(x))
         ax.set_ylabel("retrieval R@1 (%)")
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title="strategy")
@@ -121,18 +125,20 @@ def plot_strategy_compute(frame: pd.DataFrame, x: str = "compute", x_label: str 
     return fig
 
 
-def plot_structure_drift(frame: pd.DataFrame, metrics: Mapping[str, str]) -> Figure:
+def plot_structure_drift(frame: pd.DataFrame, metrics: Sequence[str] | Mapping[str, str]) -> Figure:
     """One panel per metric: its value after each step, one line per label (mean ± std over seeds).
 
-    `frame`: long table with columns `label`, `seed`, `step`, `metric`, `value`."""
+    `frame`: long table with columns `label`, `seed`, `step`, `metric`, `value`. `metrics`: the
+    metric codes to draw, titled and labelled from `cliplab.plots.labels`, or {code: title}."""
+    titles = dict(metrics) if isinstance(metrics, Mapping) else {m: metric_title(m) for m in metrics}
     palette = method_palette(frame["label"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
-    for ax, (metric, name) in zip(axes[0], metrics.items()):
+    fig, axes = plt.subplots(1, len(titles), figsize=(4.6 * len(titles), 3.8), squeeze=False)
+    for ax, (metric, name) in zip(axes[0], titles.items()):
         part = frame[frame["metric"] == metric]
         sns.lineplot(data=part, x="step", y="value", hue="label", palette=palette, marker="o", errorbar="sd", ax=ax)
         ax.set_title(name)
         ax.set_xlabel("after training step (0: the time-0 model)")
-        ax.set_ylabel(name)
+        ax.set_ylabel(metric_axis(metric) if metric in METRIC_LABELS else name)
         ax.set_xticks(sorted(part["step"].unique()))
         if ax is not axes[0][-1] and ax.get_legend() is not None:
             ax.get_legend().remove()

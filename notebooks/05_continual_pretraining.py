@@ -227,10 +227,7 @@ versions = {
     for r in chosen
 }
 structure = study.structure_frame(reference, versions, temperature)
-# TODO(lead, issue 14): `modx_kl_from_previous` is computed with cliplab.methods.modx_loss (mean
-# reduction), which is the quantity issue 14 defines as cliplab.alignment.modx_drift; switch
-# study.tic._modx_kl to modx_drift once that branch is merged (the numbers must not change).
-fig = tplots.plot_structure_drift(structure, ["offdiag_drift_from_start", "modx_kl_from_previous", "probe_r1"])
+fig = tplots.plot_structure_drift(structure, ["unmatched_drift_from_start", "modx_drift_from_previous", "probe_r1"])
 saved.append(save_figure(fig, f"{FIGURES_DIR}/05_structure_drift"))
 final_structure = structure[structure["step"] == structure["step"].max()]
 readable_columns(final_structure.pivot_table(index="label", columns="metric", values="value")).round(3)

@@ -544,3 +544,19 @@ def test_a_method_keeps_its_colour_whatever_else_a_figure_shows():
     assert some["vr_lwf"] == every["vr_lwf"] and some["zscl"] == every["zscl"]
     variants = method_palette(["vr_lwf", "vr_lwf+K=100", "vr_lwf+T=4"])
     assert len(set(variants.values())) == 3 and variants["vr_lwf"] == every["vr_lwf"]
+
+
+def test_modx_drift_is_mod_x_training_loss_per_pair():
+    """The study's Mod-X quantity (notebook 05) is the method's own distillation term, mean-reduced:
+    what `modx` minimises while training is what the structure figure measures."""
+    from cliplab.methods import modx_loss
+
+    gen = torch.Generator().manual_seed(3)
+    I0, noise0, I1, noise1 = (
+        torch.nn.functional.normalize(torch.randn(40, 16, generator=gen), dim=-1) for _ in range(4)
+    )
+    T0 = torch.nn.functional.normalize(I0 + 0.3 * noise0, dim=-1)
+    T1 = torch.nn.functional.normalize(I1 + 0.3 * noise1, dim=-1)
+    loss = float(modx_loss(I1, T1, I0, T0, reduction="mean"))
+    assert A.modx_drift(I0, T0, I1, T1, temperature=1.0) == pytest.approx(loss, rel=1e-5)
+    assert loss > 0.01

@@ -196,7 +196,7 @@ def test_05_records_every_strategy_its_compute_and_the_structure_of_old_data(stu
     assert methods["modx"]["compute"] == pytest.approx(4 / 3), "a teacher forward per training pair"
     structure = data["structure"]
     assert set(structure) == {"sequential", "cumulative", "lwf", "modx"}
-    assert all(v["offdiag_drift_from_start"] >= 0 and v["modx_kl_from_previous"] >= 0 for v in structure.values())
+    assert all(v["unmatched_drift_from_start"] >= 0 and v["modx_drift_from_previous"] >= 0 for v in structure.values())
 
 
 @needs_toyclip

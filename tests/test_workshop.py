@@ -233,7 +233,7 @@ def _shown_text(fig) -> list[str]:
 
 
 def test_new_metric_codes_have_human_names():
-    codes = ["a_auc", "seen_avg", "id", "backward", "min_language_ratio", "trainable", "modx_kl_from_previous"]
+    codes = ["a_auc", "seen_avg", "id", "backward", "min_language_ratio", "trainable", "modx_drift_from_previous"]
     table = pd.DataFrame([range(len(codes))], columns=codes)
     assert list(readable_columns(table).columns) == [metric_title(c) for c in codes]
     assert readable_columns(table).columns[0] == "A_auc: area under the anytime-accuracy curve"
@@ -249,7 +249,7 @@ def test_time_continual_figures_name_their_metrics():
     assert fig._suptitle.get_text() == "Time x time matrices: Retrieval image→text"
     assert fig.axes[-1].get_ylabel() == "R@1 (%)"  # the colour bar
     assert tplots.plot_time_matrices({"s": (matrix, None)}, "any label (%)").axes[-1].get_ylabel() == "any label (%)"
-    codes = ["offdiag_drift_from_start", "modx_kl_from_previous", "probe_r1"]
+    codes = ["unmatched_drift_from_start", "modx_drift_from_previous", "probe_r1"]
     structure = pd.DataFrame(
         [("modx", 0, step, m, float(step)) for step in range(3) for m in codes],
         columns=["label", "seed", "step", "metric", "value"],

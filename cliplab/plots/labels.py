@@ -73,8 +73,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "samples": ("Training pairs seen", "pairs"),
     "forward_passes": ("Forward passes", "passes"),
     "compute": ("Compute", "compute (× a sequential run)"),
-    "offdiag_drift_from_start": ("Unmatched-pair drift from t0", "KL of unmatched-pair similarities (nats)"),
-    "modx_kl_from_previous": ("Mod-X drift from the previous step", "KL of row-softmaxed similarities (nats)"),
+    "unmatched_drift_from_start": ("Unmatched-pair drift from t0", "KL of unmatched-pair similarities (nats)"),
+    "modx_drift_from_previous": ("Mod-X drift from the previous step", "KL of row-softmaxed similarities (nats)"),
     "probe_r1": ("Retrieval on the old pairs", "R@1, mean of both directions (%)"),
     # open-domain and online (CoLeCLIP, Si-Blurry; notebook 06)
     "seen_avg": ("SeenAvg: accuracy on learned domains", "accuracy (%)"),

@@ -19,9 +19,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from cliplab.alignment import offdiag_drift
+from cliplab.alignment import modx_drift, unmatched_similarity_drift
 from cliplab.evaluation.retrieval import retrieval_scores
-from cliplab.methods import modx_loss
 from cliplab.results import load_loss_log, load_run
 from cliplab.scenarios import get_scenario
 from cliplab.study.settings import scenario_options
@@ -109,14 +108,6 @@ def compute_frame(requests: Sequence[RunRequest], runs_dir: str | Path) -> pd.Da
     return frame
 
 
-def _modx_kl(old: tuple[Tensor, Tensor], new: tuple[Tensor, Tensor]) -> float:
-    """Mod-X's quantity between two versions on N pairs: ½ (KL_i2t + KL_t2i) per row, τ = 1, rows
-    the old version retrieves wrongly counting 0 (its training loss divided by N)."""
-    # TODO(issue 14): switch to cliplab.alignment.modx_drift(*old, *new, temperature=1.0) once merged;
-    # it is defined as exactly this number.
-    return float(modx_loss(new[0].float(), new[1].float(), old[0].float(), old[1].float(), reduction="mean"))
-
-
 def structure_frame(
     reference: tuple[Tensor, Tensor],
     versions: Mapping[tuple[str, int], Sequence[tuple[Tensor, Tensor]]],
@@ -125,9 +116,9 @@ def structure_frame(
     """Long table (label, seed, step, metric, value) on a fixed probe of old data.
 
     `reference` = (I, T) of the time-0 model; `versions[(label, seed)]` = (I, T) after each step.
-    Metrics: `offdiag_drift_from_start` (KL of each row's distribution over the *wrong* pairs at the
-    model's temperature, from the time-0 model; `cliplab.alignment.offdiag_drift`),
-    `modx_kl_from_previous` (Mod-X's distilled quantity between consecutive versions, τ = 1) and
+    Metrics: `unmatched_drift_from_start` (KL of each row's distribution over the *wrong* pairs at the
+    model's temperature, from the time-0 model; `cliplab.alignment.unmatched_similarity_drift`),
+    `modx_drift_from_previous` (`cliplab.alignment.modx_drift`: Mod-X's distilled quantity between consecutive versions, τ = 1) and
     `probe_r1` (mean retrieval R@1 on the probe). Step 0 is the time-0 model."""
     rows = []
     I0, T0 = reference
@@ -136,8 +127,8 @@ def structure_frame(
         for step, (I, T) in enumerate(chain):
             scores = retrieval_scores(I, T)
             values = {
-                "offdiag_drift_from_start": offdiag_drift(I0, T0, I, T, temperature),
-                "modx_kl_from_previous": 0.0 if step == 0 else _modx_kl(chain[step - 1], (I, T)),
+                "unmatched_drift_from_start": unmatched_similarity_drift(I0, T0, I, T, temperature),
+                "modx_drift_from_previous": 0.0 if step == 0 else modx_drift(*chain[step - 1], I, T, temperature=1.0),
                 "probe_r1": (scores["i2t_r1"] + scores["t2i_r1"]) / 2,
             }
             rows += [(label, seed, step, metric, value) for metric, value in values.items()]

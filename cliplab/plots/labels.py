@@ -57,6 +57,9 @@ PROBE_LABELS: dict[str, str] = {
     "toyworld_colour": "ToyWorld colour",
     "toyworld": "ToyWorld captions",
     "digits": "digits",
+    "english": "English captions",
+    "textures": "textures",
+    "nonce_shapes": "nonce shapes",
 }
 RETRIEVAL_LABELS: dict[str, str] = {
     "i2t_r1": "image→text R@1",

@@ -1,9 +1,9 @@
 """The notebooks as a workshop participant uses them: JupyterLab and the explorer in a real browser.
 
 JupyterLab starts on a working copy made by `cliplab lab`'s `prepare_workspace` (SMOKE set in the
-copies; notebooks 02 and 03 narrowed to the runs 01 trains, as a teacher would for a quick check),
-and headless Chromium — Debian's `chromium` package, driven by Playwright's Python package —
-double-clicks each notebook. Checked: it opens as a notebook without unsaved changes; Run All
+copies; notebooks 02-07 narrowed to the runs 01 trains plus one or two runs of their own methods,
+as a teacher would for a quick check), and headless Chromium — Debian's `chromium` package,
+driven by Playwright's Python package — double-clicks each notebook. Checked: it opens as a notebook without unsaved changes; Run All
 ends with no error output and at least one figure; Kernel → Interrupt stops a training cell
 within seconds and Run All again resumes; a widget redraws its figure when changed; saving keeps
 the outputs in the paired notebook and leaves the tracked notebooks alone. Then the explorer
@@ -46,7 +46,8 @@ FLAGS = [
 ]
 INTERRUPT_LIMIT = 15.0  # seconds from Kernel → Interrupt to an idle kernel (a loaded 2-core machine)
 TOKEN = "cliplab-browser-test"
-# Narrowed parameters (SMOKE everywhere): 02 and 03 reuse the two runs 01 trains.
+# Narrowed parameters (SMOKE everywhere): 02 and 03 reuse the two runs 01 trains; 04-07 add one or
+# two runs of the methods they are about (the full method lists run headlessly in test_notebooks).
 PARAMETERS = {
     "01_forgetting.py": {"SMOKE": True, "DEVICE": "cpu", "OST_SCENARIO": None},
     "02_vr_lwf.py": {
@@ -57,7 +58,26 @@ PARAMETERS = {
         "ABLATION_SCENARIO": None,
     },
     "03_alignment.py": {"SMOKE": True, "DEVICE": "cpu", "METHODS": ["finetune"], "FOCUS": ["finetune"]},
+    "04_parameter_efficient.py": {
+        "SMOKE": True,
+        "DEVICE": "cpu",
+        "SCENARIOS": ["toy-digits-cil"],
+        "METHODS": ["zeroshot", "finetune", "lora"],
+    },
+    "05_continual_pretraining.py": {
+        "SMOKE": True,
+        "DEVICE": "cpu",
+        "METHODS": ["sequential", "modx"],
+        "STRUCTURE_METHODS": ["sequential", "modx"],
+    },
+    "06_open_domain_and_online.py": {
+        "SMOKE": True,
+        "DEVICE": "cpu",
+        "METHODS": {"toy-odcl-cil": ["zeroshot", "coleclip"], "toy-si-blurry": ["continual_clip", "sit"]},
+    },
+    "07_new_languages.py": {"SMOKE": True, "DEVICE": "cpu", "METHODS": ["zeroshot", "cll_clip"], "VARIANTS": {}},
 }
+LATER = [name for name in PARAMETERS if name != "01_forgetting.py"]  # opened after 01 trained its runs
 
 pytestmark = [
     pytest.mark.slow,
@@ -241,6 +261,7 @@ def _image_sources(locator) -> list[str]:
 
 def test_notebooks_open_run_interrupt_redraw_and_keep_outputs(workspace):
     page, root = workspace["page"], workspace["root"]
+    assert set(PARAMETERS) == set(NOTEBOOKS), "every study notebook is opened here: give a new one its parameters"
     tracked = {name: hashlib.sha256((notebooks_dir() / name).read_bytes()).hexdigest() for name in NOTEBOOKS}
     page.locator(".jp-DirListing-itemText", has_text="01_forgetting.py").first.wait_for(timeout=120_000)
     names = page.locator(".jp-DirListing-itemText").all_inner_texts()
@@ -273,7 +294,7 @@ def test_notebooks_open_run_interrupt_redraw_and_keep_outputs(workspace):
     page.screenshot(path=root / "01_forgetting.png")  # for a person to look at when it fails
     _close(page, workspace["port"])
 
-    for name in ("02_vr_lwf.py", "03_alignment.py"):
+    for name in LATER:
         panel = _open(page, name)
         print(f"{name}: Run All took {_run_all(page, panel, timeout=300):.0f} s")
         _check_outputs(_save_and_read(page, root / "lab" / name), name)
@@ -281,7 +302,7 @@ def test_notebooks_open_run_interrupt_redraw_and_keep_outputs(workspace):
         _close(page, workspace["port"])
 
     smoke_out = root / "runs" / "study-smoke"
-    assert {p.name for p in smoke_out.iterdir()} >= {"01_forgetting", "02_vr_lwf", "03_alignment", "figures"}
+    assert {p.name for p in smoke_out.iterdir()} >= {name.split(".")[0] for name in PARAMETERS} | {"figures"}
     assert not (root / "runs" / "study" / "01_forgetting").exists(), "SMOKE wrote into the full study's folder"
     after = {name: hashlib.sha256((notebooks_dir() / name).read_bytes()).hexdigest() for name in NOTEBOOKS}
     assert after == tracked, "the tracked notebooks changed"

@@ -2,6 +2,7 @@
 numbers behind a figure come from `cliplab.results` (runs) or `cliplab.study.alignment` (embeddings).
 
 * `continual` — the accuracy matrix, task curves, probe curves, stability–plasticity, OST vs MST.
+* `explorer` — the run explorer's matrix panel: every matrix of one run, named for what it holds.
 
 * `style` — `set_theme()` (call once per notebook) and `save_figure(fig, path)` (PNG, 150 dpi).
 * `alignment` — embedding-geometry figures: similarity histograms of two versions, rotation-angle

@@ -118,12 +118,14 @@ def plot_probe_curves(
     by: str = "method",
     retrieval_metrics: Sequence[str] = ("i2t_r1", "t2i_r1"),
     title: str | None = None,
+    step_axis: str = "after task (0 = pretrained)",
 ) -> Figure:
     """Held-out zero-shot accuracy and retrieval R@1 before training and after each task.
 
     `df` is the tidy table of `cliplab.results.load_runs` (one scenario); one panel per
     zero-shot probe and per retrieval metric, one line per value of `by`, mean ± std over seeds.
     The lines start at the pretrained model's value: a falling line is forgetting of pretraining.
+    `step_axis` labels the x axis (e.g. "after language (0 = pretrained)").
     """
     zs = df[df["kind"] == "zero_shot"]
     zs = zs.assign(panel="zero-shot · " + zs["probe"].astype(str).map(probe_label))
@@ -154,7 +156,7 @@ def plot_probe_curves(
             legend=ax is axes.flat[0],
         )
         ax.set_title(panel, fontsize="medium")
-        ax.set_xlabel("after task (0 = pretrained)")
+        ax.set_xlabel(step_axis)
         ax.set_ylabel("accuracy / recall (%)")
         ax.set_xticks(steps)
     for ax in list(axes.flat)[len(panels) :]:
@@ -179,12 +181,20 @@ def _figure_legend(fig: Figure, ax, ncol: int) -> None:
 # --- stability vs plasticity ----------------------------------------------------------------
 
 
-def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: str | None = None) -> Figure:
+def plot_stability_plasticity(
+    points: pd.DataFrame,
+    by: str = "method",
+    title: str | None = None,
+    x_label: str = "new-task accuracy: mean of diagonal (%)",
+    y_label: str = "held-out zero-shot after last task (%)",
+) -> Figure:
     """New-task accuracy (x) against final held-out zero-shot accuracy (y), one point per `by`
     value with ± std error bars over seeds, one panel per scenario.
 
     Up is stable (pretraining kept), right is plastic (new tasks learned); the dotted line is
     the pretrained model's zero-shot accuracy, the ceiling no method should cross by much.
+    `x_label` / `y_label` name what the points hold when they are not these defaults (the
+    explorer's step, another protocol's measure of learning).
     """
     scenarios = list(dict.fromkeys(points["scenario"]))
     fig, axes = plt.subplots(1, len(scenarios), figsize=(5.6 * len(scenarios), 4.6), squeeze=False)
@@ -206,8 +216,8 @@ def plot_stability_plasticity(points: pd.DataFrame, by: str = "method", title: s
             )
         ax.axhline(subset["retention_before"].mean(), color="grey", linestyle=":", label="pretrained")
         label_points(ax, stats.index, stats[("plasticity", "mean")], stats[("retention", "mean")])
-        ax.set_xlabel("new-task accuracy: mean of diagonal (%)")
-        ax.set_ylabel("held-out zero-shot after last task (%)")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
         ax.set_title(scenario)
     handles = {label: plt.Line2D([], [], color=colors[label], marker="o", linestyle="") for label in labels}
     handles["pretrained"] = plt.Line2D([], [], color="grey", linestyle=":")

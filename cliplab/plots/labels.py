@@ -102,6 +102,8 @@ PROBE_LABELS: dict[str, str] = {
     "toyworld": "ToyWorld captions",
     "english": "English captions",
     "digits": "digits",
+    "textures": "textures",
+    "nonce_shapes": "nonce shapes",
 }
 RETRIEVAL_LABELS: dict[str, str] = {
     "i2t_r1": "image→text R@1",

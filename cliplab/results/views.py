@@ -7,7 +7,9 @@
   accuracy after the last task, per run;
 * `ost_mst_frame`: Ding et al.'s one-session vs multi-session comparison;
 * `time_matrix_frame`: a time-continual run's time x time matrix (retrieval R@1, zero-shot
-  classification, or one retrieval direction) and its row before training, mean over seeds.
+  classification, or one retrieval direction) and its row before training, mean over seeds;
+* `run_matrices`: every matrix one run records, named for what it holds under the run's protocol
+  (the explorer's matrix panel), and `STEP_NOUNS`: what one task of a protocol is called.
 
 `cliplab.plots` draws these frames; it computes nothing of its own. Percent throughout.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -170,14 +173,107 @@ def time_matrix_frame(results: Sequence[RunResult], which: str = "retrieval") ->
     return frame, pd.Series(before, index=tasks, name=BEFORE)
 
 
+class MatrixView(NamedTuple):
+    """One matrix of one run: `frame` (rows "after <task>", columns tasks; NaN = not measured), its
+    row before training (None when not stored), what it is (`name`), its colour-bar label
+    (`metric`) and, when the record leaves cells empty by design, what an empty cell means (`blank`)."""
+
+    name: str
+    frame: pd.DataFrame
+    before: pd.Series | None
+    metric: str
+    blank: str = ""
+
+
+# What one task of a protocol is called on a step axis ("after language 2").
+STEP_NOUNS = {
+    "open_domain_til": "domain",
+    "open_domain_cil": "domain",
+    "time_continual": "time step",
+    "language_continual": "language",
+}
+
+
+def _view(result: RunResult, name: str, matrix, before, metric: str, blank: str = "") -> MatrixView:
+    tasks = result.tasks
+    frame = pd.DataFrame(np.asarray(matrix, dtype=float), index=step_labels(tasks)[1:], columns=tasks)
+    row = None if before is None else pd.Series(np.asarray(before, dtype=float), index=tasks, name=BEFORE)
+    return MatrixView(name, frame, row, metric, blank)
+
+
+def run_matrices(result: RunResult) -> list[MatrixView]:
+    """Every task x task matrix `result` records, named for what its cells hold (percent).
+
+    Open domain: TIL (each domain among its own classes) and CIL (among every learned domain's
+    classes), the run's own setting first. Online: each task's own classes (NaN where a task exposed
+    none of its own). Time-continual: retrieval R@1 (the accuracy matrix) and zero-shot
+    classification (NaN for steps without labelled images). Language-continual: text→image R@1
+    (the accuracy matrix) and image→text R@1. Others: the accuracy matrix.
+    """
+    protocol, extra, row = result.protocol, result.extra, result.extra.get("zero_shot_row")
+    if protocol.startswith("open_domain") and "odcl" in extra:
+        odcl = extra["odcl"]
+        names = {
+            "til": "TIL: each domain among its own classes",
+            "cil": "CIL: among every learned domain's classes",
+        }
+        order = sorted(("til", "cil"), key=lambda key: key != odcl.get("setting"))
+        return [
+            _view(
+                result,
+                names[key] + (" (this run's setting)" if key == odcl.get("setting") else ""),
+                odcl[key]["accuracy_matrix"],
+                odcl.get("zero_shot_row"),  # before training every domain is unseen: CIL = TIL
+                "accuracy (%)",
+            )
+            for key in order
+        ]
+    if protocol == "online":
+        blank = "blank: the task exposed no class of its own"
+        return [
+            _view(result, "accuracy on each task's own classes", result.accuracy_matrix, row, "accuracy (%)", blank)
+        ]
+    if protocol == "time_continual":
+        views = [
+            _view(result, "retrieval R@1, mean of both directions", result.accuracy_matrix, row, "retrieval R@1 (%)")
+        ]
+        if "classification_matrix" in extra:
+            views.append(
+                _view(
+                    result,
+                    "zero-shot classification of each step's labelled images",
+                    extra["classification_matrix"],
+                    extra.get("classification_zero_shot_row"),
+                    "top-1 accuracy (%)",
+                    "blank: the step has no labelled images",
+                )
+            )
+        return views
+    if protocol == "language_continual":
+        views = [_view(result, "text→image R@1 in each language", result.accuracy_matrix, row, "text→image R@1 (%)")]
+        if "i2t_r1" in extra.get("retrieval_matrices", {}):
+            before = extra.get("retrieval_zero_shot_rows", {}).get("i2t_r1")
+            i2t = extra["retrieval_matrices"]["i2t_r1"]
+            views.append(_view(result, "image→text R@1 in each language", i2t, before, "image→text R@1 (%)"))
+        return views
+    name = {
+        "class_incremental": "accuracy among every class seen so far",
+        "task_incremental": "accuracy among each task's own classes",
+    }.get(protocol, "accuracy")
+    return [_view(result, name, result.accuracy_matrix, row, "accuracy (%)")]
+
+
 __all__ = [
     "BEFORE",
+    "STEP_NOUNS",
     "TIME_MATRICES",
+    "MatrixView",
     "accuracy_matrix_frame",
     "final_accuracy",
     "final_retrieval",
     "final_zero_shot",
     "ost_mst_frame",
+    "run_matrices",
     "stability_plasticity_frame",
     "step_labels",
     "task_curves_frame",

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Subset
 
 from cliplab.alignment import alignment_summary, rotation_angles, version_drift
-from cliplab.checkpoints import load_state_dict
+from cliplab.checkpoints import CheckpointError, load_state_dict, load_weights, read_metadata
 from cliplab.data import TensorImageDataset
 from cliplab.engine.extended import load_model
 from cliplab.evaluation.embed import EmbeddingCache, encode_images, encode_texts
@@ -95,21 +95,44 @@ def embed_run(
 ) -> list[tuple[Tensor, Tensor]]:
     """(I, T) of the probe after every task of a run, cached in `<run>/embeddings/`.
 
-    The checkpoint files carry their architecture, so any run folder can be embedded alone.
+    The checkpoint files carry their architecture (and, for a method that added modules, which
+    backbone and modules: `cliplab.load_model`), so any run folder can be embedded alone.
     """
     run = RunFolder(folder)
     paths = run.task_checkpoints()
     if not paths:
         raise FileNotFoundError(f"{folder} has no per-task checkpoints (was it run with keep_checkpoints=last?)")
-    cache, model, out = EmbeddingCache(run.embeddings), None, []
+    cache, loaded, out = EmbeddingCache(run.embeddings), None, []
     for index, path in enumerate(paths):
         key = _cache_key(probe_name, f"n{len(probe[1])}", f"task{index}")
-        if not all(_cache_key(key, m) in cache for m in ("images", "texts")) and model is None:
-            model = load_model(str(path), device=device).model
-        if model is not None:
-            model.load_state_dict(load_state_dict(path))
+        model = None
+        if not all(_cache_key(key, m) in cache for m in ("images", "texts")):
+            loaded = checkpoint_model(path, loaded, device)
+            model = loaded[0]
         out.append(encode_probe(model, tokenizer, probe, cache, key, batch_size))
     return out
+
+
+def checkpoint_model(
+    path: str | Path, previous: tuple[torch.nn.Module, dict] | None = None, device: str | None = None
+) -> tuple[torch.nn.Module, dict]:
+    """(model, metadata) of a task checkpoint, ready for evaluation.
+
+    With `previous` (the model and metadata of the run's previous checkpoint) describing the same
+    model (same metadata but the task index, same tensor names and shapes) the file's tensors
+    are loaded into it: a checkpoint that holds only a method's added modules (adapters, LoRA,
+    MoE-Adapters) replaces just those. Otherwise (the first checkpoint, CLL-CLIP's vocabulary grown
+    by a language) the model is built afresh by `cliplab.load_model`, which loads the backbone a
+    parameter-efficient checkpoint names and adds the method's modules before the stored tensors.
+    """
+    meta = {k: v for k, v in read_metadata(path).items() if k != "extra"}
+    if previous is not None and previous[1] == meta:
+        try:
+            load_weights(previous[0], load_state_dict(path), path, partial=meta.get("partial") == "true")
+            return previous[0], meta
+        except CheckpointError:  # another shape (a grown vocabulary): build it afresh
+            pass
+    return load_model(str(path), device=device).model, meta
 
 
 Embeddings = tuple[Tensor, Tensor]  # (I, T) of one model version on the probe
@@ -167,6 +190,7 @@ __all__ = [
     "Embeddings",
     "alignment_frame",
     "alignment_probe",
+    "checkpoint_model",
     "embed_run",
     "encode_probe",
     "final_alignment",

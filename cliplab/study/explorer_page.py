@@ -1,5 +1,8 @@
 """The explorer's page: ipywidgets controls and four figure panes (see `cliplab.study.explorer`).
 
+The matrix pane's heading and the step slider's label follow the run's protocol (e.g. "retrieval
+R@1 and zero-shot classification matrices", "after language").
+
 Kept apart from the figures so that the figures can be computed and tested without a browser.
 Every control change redraws the panes; the embedding projection is drawn last, because the first
 time a run is shown its checkpoints are encoded (a few seconds; cached in the run folder).
@@ -16,7 +19,7 @@ FIGURES = ("accuracy matrix", "zero-shot and retrieval", "stability–plasticity
 INTRO = (
     "<b>cliplab run explorer</b> — pick a scenario, a method and a seed, then move the step from "
     "<i>pretrained</i> to the last task. Runs from <code>{root}</code>. What each figure means: "
-    "notebooks 01–03 and docs/metrics.md."
+    "notebooks 01–07 and docs/metrics.md."
 )
 
 
@@ -29,9 +32,12 @@ def build_page(explorer) -> Any:
     scenario = w.Dropdown(options=scenarios, value=scenarios[0], description="scenario")
     method = w.Dropdown(description="method")
     seed = w.Dropdown(description="seed")
-    step = w.IntSlider(min=0, max=1, value=1, description="after task", continuous_update=False)
+    step = w.IntSlider(
+        min=0, max=1, value=1, description="after task", continuous_update=False, style={"description_width": "initial"}
+    )
     where = w.HTML()
     panes = {name: w.Output(layout=w.Layout(min_height="320px")) for name in FIGURES}
+    headings = {name: w.HTML(f"<h4>{name}</h4>") for name in FIGURES}
     status = w.HTML()
 
     def show(name: str, figure: Figure | str) -> None:
@@ -48,6 +54,7 @@ def build_page(explorer) -> Any:
             return
         names = explorer.steps(scenario.value, method.value, seed.value)
         where.value = f"<b>{names[step.value]}</b>"
+        headings[FIGURES[0]].value = f"<h4>{explorer.matrix_heading(scenario.value, method.value, seed.value)}</h4>"
         status.value = "<i>drawing…</i>"
         args = (scenario.value, method.value, seed.value, step.value)
         figures = explorer.figures(*args, projection=False)
@@ -78,7 +85,8 @@ def build_page(explorer) -> Any:
         keep = seed.value if seed.value in seeds else seeds[0]
         quietly(seed, redraw, options=seeds, value=keep)
         tasks = len(explorer.steps(scenario.value, method.value, seed.value)) - 1
-        quietly(step, redraw, max=tasks, value=min(max(step.value, 1), tasks))
+        unit = explorer.step_noun(scenario.value, method.value, seed.value)
+        quietly(step, redraw, max=tasks, value=min(max(step.value, 1), tasks), description=f"after {unit}")
         redraw()
 
     scenario.observe(on_scenario, "value")
@@ -87,7 +95,7 @@ def build_page(explorer) -> Any:
     step.observe(redraw, "value")
     on_scenario()
     grid = w.GridBox(
-        [w.VBox([w.HTML(f"<h4>{name}</h4>"), panes[name]]) for name in FIGURES],
+        [w.VBox([headings[name], panes[name]]) for name in FIGURES],
         layout=w.Layout(grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="8px"),
     )
     controls = w.HBox([scenario, method, seed, step, where])

@@ -251,8 +251,8 @@ write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))
 
 # %% [markdown]
 # ## The answer, in the default setting
-# Fine-tuning rotates the image embeddings far more than the text embeddings (about 43° vs 13°
-# after five digit tasks), so images and texts stop sharing a frame: image–text CKA and
-# retrieval fall, while the text tower's own rotation-invariant structure hardly changes. The
-# methods that keep zero-shot accuracy (ZSCL, VR-LwF) are the ones that keep that rotation
-# small. Rotation-invariant metrics alone would have reported little damage.
+# Fine-tuning rotates the image embeddings far more than the text embeddings (34° vs 14° after
+# five digit tasks, seed 0), so images and texts stop sharing a frame: image–text CKA falls from
+# 0.83 to 0.57 and retrieval from 97 to 74, while the text tower's own rotation-invariant structure
+# hardly changes (text–text CKA 0.94). The methods that keep zero-shot accuracy (ZSCL, VR-LwF) are
+# the ones that keep that rotation small. Rotation-invariant metrics alone would report little damage.

@@ -43,3 +43,25 @@ def test_cli_prints_markdown_and_names_an_empty_folder(tmp_path, capsys):
     assert "**mtil**" in out and "| `lwf` | " in out and "lwf+T=4" not in out
     assert main(["table", str(tmp_path / "none")]) == 2
     assert "no such results folder" in capsys.readouterr().err
+
+
+def test_online_and_open_domain_tables_show_their_protocols_metrics(tmp_path):
+    """A Si-Blurry run's table has SIT's A_auc / A_avg / A_last / F_last, an open-domain one SeenAvg
+    (the summaries the runner records), not empty task-incremental columns."""
+    nan = float("nan")  # the runner's online summary: the matrix metrics where defined, plus SIT's
+    online = {"transfer": nan, "avg": nan, "last": nan, "bwt": nan, "forgetting": nan}
+    online |= {"a_auc": 32.8, "a_avg": 31.8, "a_last": 43.4, "f_last": 30.4}
+    save_run(
+        make_run("sit", 0, scenario="si", summary=online, extra={"protocol": "online"}),
+        tmp_path / "si" / "sit" / "seed0",
+    )
+    odcl = {"transfer": 42.4, "avg": 39.2, "last": 31.1, "bwt": -40.4, "forgetting": 40.4, "seen_avg": 45.7}
+    save_run(
+        make_run("coleclip", 0, scenario="od", summary=odcl, extra={"protocol": "open_domain_cil"}),
+        tmp_path / "od" / "coleclip" / "seed0",
+    )
+    sit = results_table(tmp_path, scenario="si").loc[("si", "sit")]
+    assert (sit["A_auc"], sit["A_avg"], sit["A_last"], sit["F_last"]) == ("32.8", "31.8", "43.4", "30.4")
+    assert "Transfer" not in sit.index
+    coleclip = results_table(tmp_path, scenario="od").loc[("od", "coleclip")]
+    assert coleclip["SeenAvg"] == "45.7" and coleclip["Last"] == "31.1"

@@ -58,6 +58,9 @@ PROTOCOL_COLUMNS = {
     "task_incremental": {"Transfer": "transfer", "Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
     "class_incremental": {"Avg": "avg", "Last": "last", "BWT": "bwt", **PROBE_COLUMNS},
     "one_session": {"Accuracy": "last", **PROBE_COLUMNS},
+    "open_domain_til": {"Transfer": "transfer", "Avg": "avg", "Last": "last", "SeenAvg": "seen_avg", **PROBE_COLUMNS},
+    "open_domain_cil": {"Transfer": "transfer", "Avg": "avg", "Last": "last", "SeenAvg": "seen_avg", **PROBE_COLUMNS},
+    "online": {"A_auc": "a_auc", "A_avg": "a_avg", "A_last": "a_last", "F_last": "f_last", **PROBE_COLUMNS},
     "time_continual": TIME_CONTINUAL_COLUMNS,
     "language_continual": LANGUAGE_CONTINUAL_COLUMNS,
 }
@@ -71,6 +74,13 @@ PROTOCOL_NOTES = {
         "are classified among more and more classes, so even the untrained `zeroshot` row has BWT < 0."
     ),
     "one_session": "One task: Accuracy after it; Transfer, BWT and forgetting are not defined.",
+    "online": (
+        "A_auc = mean of the anytime accuracies (every eval_period stream samples, on the classes exposed so "
+        "far); A_avg / A_last = accuracy on every exposed class, mean over tasks / after the last; F_last = "
+        "mean per-class forgetting after the last task (SIT's metrics)."
+    ),
+    "open_domain_cil": "SeenAvg = mean over domains of the accuracy after every task since the domain was learned.",
+    "open_domain_til": "SeenAvg = mean over domains of the accuracy after every task since the domain was learned.",
 }
 
 

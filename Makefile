@@ -11,11 +11,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-## make test: lint and format check (ruff), then the test suite (offline, CPU, a few minutes)
+## make test: lint and format check (ruff), then the test suite (offline, CPU; two pytest-xdist workers,
+## one per core, each test file on one worker so module fixtures such as the smoke study run once)
 test: $(STAMP)
 	$(VENV)/bin/ruff check cliplab tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check cliplab tests benchmarks notebooks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
 study: $(STAMP)

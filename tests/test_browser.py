@@ -15,10 +15,10 @@ both). 312 s measured on the 2-core machine while it was shared (load average 5â
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -104,9 +104,12 @@ def _set_parameters(copy: Path, values: dict) -> None:
     outputs = copy.with_name(f"{copy.stem}.outputs.ipynb")
     notebook = jupytext.read(outputs)  # the full metadata (language_info is not in the text header)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    for name, value in values.items():
-        cell.source, n = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", cell.source, flags=re.M)
-        assert n == 1, f"{copy.name} has no parameter {name}"
+    for name, value in values.items():  # a value may span several lines (06's METHODS dict)
+        lines = cell.source.split("\n")
+        found = [n for n in ast.parse(cell.source).body if isinstance(n, ast.Assign) and n.targets[0].id == name]
+        assert len(found) == 1, f"{copy.name} has no parameter {name}"
+        lines[found[0].lineno - 1 : found[0].end_lineno] = [f"{name} = {value!r}"]
+        cell.source = "\n".join(lines)
     jupytext.write(notebook, outputs)
     jupytext.write(notebook, copy, fmt="py:percent")
 

@@ -22,14 +22,13 @@ import math
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cliplab.checkpoints import load_training_state, read_metadata, save_training_state
 from cliplab.engine import distributed
 from cliplab.engine.objectives import Objective, make_objective
 from cliplab.engine.optim import adamw, decay_groups, warmup_schedule
-from cliplab.engine.sampling import SeededItems, StepBatchSampler, cycle_steps, item_seed
+from cliplab.engine.sampling import StepBatchSampler, cycle_steps, item_seed, keyed_loader
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
@@ -103,11 +102,7 @@ def _batches(ctx: TaskContext, dataset):
         [(item_seed(ctx.seed, step, k), index) for k, index in enumerate(ctx.batch_indices(step))]
         for step in range(ctx.start_step, ctx.steps)
     ]
-    generator = torch.Generator().manual_seed(item_seed(ctx.seed, ctx.start_step, -1))  # never the global RNG
-    loader = DataLoader(
-        SeededItems(ctx.train_data), batch_sampler=sampler, num_workers=ctx.config.num_workers, generator=generator
-    )
-    return iter(loader)
+    return iter(keyed_loader(ctx.train_data, sampler, ctx.seed, ctx.start_step, ctx.config.num_workers))
 
 
 def train_task(method: Method, ctx: TaskContext, run_dir: Path) -> None:

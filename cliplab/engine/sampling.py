@@ -109,8 +109,14 @@ def step_loader(
 ) -> DataLoader:
     """A DataLoader over steps start..end of a step-addressable schedule (see the module docstring)."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, end, rank, world)
-    generator = torch.Generator().manual_seed(item_seed(seed, start, -1))  # never the global RNG
-    return DataLoader(SeededItems(dataset), batch_sampler=sampler, num_workers=num_workers, generator=generator)
+    return keyed_loader(dataset, sampler, seed, start, num_workers)
+
+
+def keyed_loader(dataset: Dataset, batch_sampler, seed: int, start: int, num_workers: int = 0) -> DataLoader:
+    """A DataLoader over batches of `(item_seed, index)` keys (`SeededItems`), whose own generator
+    is seeded from (seed, start): loading never touches the global random state."""
+    generator = torch.Generator().manual_seed(item_seed(seed, start, -1))
+    return DataLoader(SeededItems(dataset), batch_sampler=batch_sampler, num_workers=num_workers, generator=generator)
 
 
 def cycle_steps(

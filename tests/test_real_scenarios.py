@@ -19,14 +19,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakedata import patch_checksums, write_mtil_root, write_reference_data
+from fakedata import patch_checksums, write_cifar100, write_coco_karpathy, write_mtil_root, write_reference_data
+from PIL import Image
 
 import cliplab.evaluation.evaluator as evaluation
 from cliplab.cli import main as cli_main
 from cliplab.data import CIFAR100_CLASS_ORDER, MTIL_ORDER_1, MTIL_ORDER_2, DatasetNotFoundError, load_metadata
+from cliplab.data.errors import CorruptImageWarning
 from cliplab.engine.runner import build_config, run_scenario
-from cliplab.evaluation import RETRIEVAL_KEYS
+from cliplab.evaluation import RETRIEVAL_KEYS, retrieval_scores
+from cliplab.evaluation.embed import encode_texts, image_features
+from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.evaluation.metrics import SUMMARY_KEYS
+from cliplab.models import load_model
 from cliplab.results import load_run
 from cliplab.scenarios import ClassSubset, get_scenario
 from cliplab.scenarios.published import CIL_TEMPLATE
@@ -375,3 +380,35 @@ def test_zscl_with_probes_retrieval_and_reference_data(fake_root, reference, tmp
     with open(out / "loss_log.csv", newline="") as handle:
         terms = {row["term"] for row in csv.DictReader(handle)}
     assert {"ce", "kd_i2t", "kd_t2i", "total"} <= terms and "l2" not in terms  # no L2 in ZSCL's CIL configs
+
+
+def test_a_retrieval_image_failing_after_screening_is_left_out_with_its_captions(tmp_path, monkeypatch):
+    """COCO's test split here: a.jpg (2 captions) and c.jpg (3). c.jpg is damaged after the scenario
+    was built (screening passed): the evaluation warns, leaves c.jpg and its 3 captions out, and scores
+    a.jpg against its own 2 captions, as a probe holding only a.jpg would."""
+    root = tmp_path / "data"
+    write_cifar100(root)
+    write_coco_karpathy(root)
+    patch_checksums(monkeypatch, root)
+    scenario = get_scenario("cifar100-cil-10", root=str(root), retrieval="coco_karpathy")
+    probe = scenario.retrieval[0]
+    assert probe.text_image_index.tolist() == [0, 0, 1, 1, 1]
+    bundle = load_model("toyclip")
+    config = build_config(scenario, "zeroshot", None, 0)
+    both = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config).probe_retrieval(bundle.model)
+    evaluator = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)  # opened, screened
+    (root / "val2014" / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg any more")
+    with pytest.warns(CorruptImageWarning, match="c.jpg"):
+        scores = evaluator.probe_retrieval(bundle.model)["coco_karpathy"]
+    image = bundle.eval_transform(Image.open(root / "val2014" / "a.jpg").convert("RGB"))[None]
+    alone = retrieval_scores(
+        image_features(bundle.model, image)[0],
+        encode_texts(bundle.model, bundle.tokenizer, probe.captions[:2]),
+        torch.tensor([0, 0]),
+    )
+    assert scores == pytest.approx(alone) and scores != both["coco_karpathy"]
+    # Damaged before the evaluator opens the set: screened out there, with the same result.
+    with pytest.warns(CorruptImageWarning, match="c.jpg"):
+        reopened = ScenarioEvaluator(scenario, bundle.eval_transform, bundle.tokenizer, config)
+    assert reopened.probe_retrieval(bundle.model)["coco_karpathy"] == pytest.approx(alone)
+    assert scores["t2i_r1"] == scores["i2t_r1"] == 100.0  # one image left, with only its own captions

@@ -110,7 +110,11 @@ class CaptionDataset(Dataset):
         return self._item(index, image)
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, list[str]]]:
-        return [self._item(i, image) for i, image in self.skipper.readable(indices, self._load)]
+        return [item for _, item in self.indexed_items(indices)]
+
+    def indexed_items(self, indices: Sequence[int]) -> list[tuple[int, tuple[Any, list[str]]]]:
+        """`(index, item)` for the images of `indices` that decode: `__getitems__` with the indices kept."""
+        return [(i, self._item(i, image)) for i, image in self.skipper.readable(indices, self._load)]
 
     def __repr__(self) -> str:
         return (

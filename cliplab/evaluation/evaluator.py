@@ -218,7 +218,7 @@ class ScenarioEvaluator:
     def _caption_features(self, model, index: tuple, captions, route: int | None = None) -> Tensor:
         with on_route(model, route):
             param = next(model.parameters())
-            key = (text_tower_fingerprint(model), str(param.device), str(param.dtype), route_tag(model))
+            key = (text_tower_fingerprint(model), str(param.device), str(param.dtype), route_tag(model), len(captions))
             cached = self._caption_embeddings.get((index, route))
             if cached is not None and cached[0] == key:
                 return cached[1]
@@ -278,10 +278,14 @@ class ScenarioEvaluator:
     def _retrieval(self, model, key: tuple, probe, data, name: str) -> dict[str, float]:
         """Recalls of one image–caption set (each image against the captions encoded on its route)."""
         images, _, routes = self._features(model, data, name, scored=False)
+        captions, index = probe.captions, probe.text_image_index
+        if getattr(data, "captions_follow_images", False):  # read after the images: the captions of an image
+            # that failed to decode (screened when the set was opened, or when loaded) are left out
+            captions, index = list(data.captions), torch.as_tensor(data.text_image_index)
         if routes is None:
-            return retrieval_scores(images, self._caption_features(model, key, probe.captions), probe.text_image_index)
-        by_route = {r: self._caption_features(model, key, probe.captions, r) for r in routes.unique().tolist()}
-        return routed_retrieval_scores(images, routes, by_route, probe.text_image_index)
+            return retrieval_scores(images, self._caption_features(model, key, captions), index)
+        by_route = {r: self._caption_features(model, key, captions, r) for r in routes.unique().tolist()}
+        return routed_retrieval_scores(images, routes, by_route, index)
 
     def probe_retrieval(self, model) -> dict[str, dict[str, float]]:
         return {

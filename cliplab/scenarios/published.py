@@ -90,7 +90,13 @@ def _dataset(name: str, root: Path, split: str, class_ids: Sequence[int] | None 
 
 class _CaptionedImages(Dataset):
     """A caption dataset's images as `(image, image index)`: the captions travel in `RetrievalSet.captions`,
-    and per-image caption lists of different lengths (COCO: 5 to 7) cannot go through the default collate."""
+    and per-image caption lists of different lengths (COCO: 5 to 7) cannot go through the default collate.
+
+    Batched loading (what the evaluator's DataLoader does) leaves out an image that fails to decode
+    (warned and listed in `.corrupt` by the caption dataset), and `.captions` / `.text_image_index`,
+    read after the images, leave out its captions: the evaluator scores what it could read."""
+
+    captions_follow_images = True  # the evaluator takes `.captions` / `.text_image_index` from here
 
     def __init__(self, data: Dataset) -> None:
         self.data = data
@@ -100,6 +106,21 @@ class _CaptionedImages(Dataset):
 
     def __getitem__(self, index: int):
         return self.data[index][0], index
+
+    def __getitems__(self, indices: list[int]) -> list[tuple]:
+        return [(item[0], index) for index, item in self.data.indexed_items(indices)]
+
+    @property
+    def corrupt(self) -> list[str]:
+        return self.data.corrupt
+
+    @property
+    def captions(self) -> list[str]:
+        return self.data.captions
+
+    @property
+    def text_image_index(self) -> list[int]:
+        return self.data.text_image_index
 
 
 def _caption_images(name: str, root: Path, split: str):

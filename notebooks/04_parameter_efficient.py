@@ -140,14 +140,18 @@ study.method_table(df, quantities=quantities).unstack("scenario")
 
 # %% [markdown]
 # ## What each method costs
-# Parameters trained (for MoE-Adapters: experts, routers *and* the auto-selector's autoencoders,
-# split below), the peak memory of training (on CPU the process's peak resident memory, which
-# includes evaluation), and the seconds spent training, per run.
+# Parameters trained, in all and split: *in CLIP* (the towers' own weights and the modules added
+# inside them: adapters, LoRA, MoE-Adapters' experts and routers) and *outside CLIP* (MoE-Adapters'
+# auto-selector, whose autoencoders read image features but are not part of the model that
+# answers), each also as a share of the pretrained ToyCLIP's parameters; the peak memory of
+# training (on CPU the process's peak resident memory, which includes evaluation), and the seconds
+# spent training, per run.
 
 # %%
 cost = study.efficiency_frame(results)
 cost_table = cost.groupby(["scenario", "label"], sort=False)[
-    ["trainable", "trainable_pct", "peak_memory_mib", "train_seconds", "last", "zero_shot_delta"]
+    ["trainable", "trainable_in_clip", "trainable_in_clip_pct", "trainable_selector", "peak_memory_mib"]
+    + ["train_seconds", "last", "zero_shot_delta"]
 ].mean()
 readable_columns(cost_table).round(1)  # human names; metrics.json keeps the code names
 

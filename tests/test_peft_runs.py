@@ -15,14 +15,15 @@ import torch
 from safetensors.torch import load_file
 
 import cliplab
-from cliplab import models
+from cliplab import models, study
 from cliplab.checkpoints import read_metadata
 from cliplab.engine.runner import build_config, run_scenario
 from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.methods import MoEAdapters
 from cliplab.methods.moe_adapters import moe_layers
-from cliplab.results import RunFolder
+from cliplab.results import RunFolder, load_run
 from cliplab.scenarios import get_scenario
+from cliplab.study.store import RunRequest
 
 torch.set_num_threads(1)
 
@@ -114,6 +115,10 @@ def test_metrics_report_parameters_memory_and_routing(moe_run):
     assert metrics["trained_by_part"]["input_router"] == autoencoders
     routers_all = routers  # n_routers = 2 tasks
     assert metrics["parameters"]["total"] == TOYCLIP_PARAMETERS + experts + routers_all + autoencoders
+    assert metrics["parameters"]["pretrained"] == TOYCLIP_PARAMETERS  # counted before the experts were added
+    cost = study.efficiency_frame({RunRequest("toy-mtil", "moe_adapters", 0): load_run(moe_run)}).iloc[0]
+    assert cost["trainable_selector"] == autoencoders and cost["trainable_in_clip"] == experts + routers
+    assert cost["trainable_in_clip_pct"] == pytest.approx(100 * (experts + routers) / TOYCLIP_PARAMETERS)
     assert metrics["peak_memory"]["training_mib"] > 0 and metrics["peak_memory"]["device"] == "cpu"
     routing = metrics["routing"]
     assert len(routing["after_task"]) == 3 and routing["after_task"][0]["digits"] == {"-1": 1.0}
@@ -129,6 +134,7 @@ def test_full_fine_tuning_reports_every_parameter_trained(tmp_path):
     assert metrics["parameters"] == {
         "total": TOYCLIP_PARAMETERS,
         "trainable": TOYCLIP_PARAMETERS - 1,
+        "pretrained": TOYCLIP_PARAMETERS,
     }  # logit scale frozen
     assert "routing" not in metrics
 

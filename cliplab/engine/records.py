@@ -3,10 +3,12 @@
 Kept in progress.json while the run goes (so a resumed run continues the record) and copied into
 metrics.json when it finishes:
 
-- `parameters`: `{"total": N, "trainable": M}`, N = parameters of the final model (backbone plus any
-  modules a method added), M = parameters some task updated (by the optimiser, or by the method
-  itself, e.g. MoE-Adapters' autoencoders); `trained_by_part` splits M by top-level module
-  (`visual`, `transformer`, `input_router`, ...);
+- `parameters`: `{"total": N, "trainable": M, "pretrained": P}`, N = parameters of the final model
+  (backbone plus any modules a method added), M = parameters some task updated (by the optimiser,
+  or by the method itself, e.g. MoE-Adapters' autoencoders), P = parameters of the model as loaded,
+  before any method added a module (the base of "trains x % of CLIP's parameters");
+  `trained_by_part` splits M by top-level module (`visual`, `transformer`, `input_router` = a
+  selector outside the two towers, ...);
 - `peak_memory`: the peak memory of training: on CUDA `torch.cuda.max_memory_allocated` over the
   training of every task; on CPU the process's peak resident set (`ru_maxrss`), which includes
   evaluation and data as well; the maximum over resumed processes;
@@ -28,8 +30,9 @@ from torch import nn
 FROZEN = "-1"
 
 
-def record_trained(data: dict[str, Any], model: nn.Module, names: list[str]) -> None:
-    """Add the names of the parameters a task updated and refresh the parameter counts."""
+def record_trained(data: dict[str, Any], model: nn.Module, names: list[str], pretrained: int | None = None) -> None:
+    """Add the names of the parameters a task updated and refresh the parameter counts
+    (`pretrained`: the loaded model's parameter count, kept from the first call that gives it)."""
     trained = sorted(set(data.get("trained_parameters", [])) | set(names))
     data["trained_parameters"] = trained
     params = dict(model.named_parameters())
@@ -38,7 +41,10 @@ def record_trained(data: dict[str, Any], model: nn.Module, names: list[str]) -> 
         if name in params:
             part = name.split(".")[0]
             by_part[part] = by_part.get(part, 0) + params[name].numel()
+    pretrained = data.get("parameters", {}).get("pretrained", pretrained)
     data["parameters"] = {"total": sum(p.numel() for p in model.parameters()), "trainable": sum(by_part.values())}
+    if pretrained is not None:
+        data["parameters"]["pretrained"] = pretrained
     data["trained_by_part"] = by_part
 
 

@@ -217,6 +217,7 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
     """`run_scenario` once the folder is this process's (`base`: how to reload the backbone by name)."""
     progress = _Progress(folder, identity)
     net = bundle.model.to(device)
+    pretrained = sum(p.numel() for p in net.parameters())  # before any module is added
     extension = extend(net, method, scenario, base)  # a parameter-efficient method's modules, if any
     initial = frozen_copy(net)
     words = [getattr(task, "words", None) for task in scenario.tasks]
@@ -237,7 +238,7 @@ def _run_locked(scenario, method, bundle, config, identity, folder, device, rank
             trained = _run_task(
                 scenario, method, bundle, config, device, initial, index, folder.path, keys, evaluator, progress
             )
-        record_trained(progress.data, net, trained)
+        record_trained(progress.data, net, trained, pretrained)
         distributed.barrier()
         if rank == 0:
             _save_task(net, method, bundle, folder, index, config, extension)

@@ -58,7 +58,10 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "zero_shot_delta": ("Change of held-out zero-shot accuracy", "after − before (points)"),
     # cost (notebook 04)
     "trainable": ("Parameters trained", "parameters"),
-    "trainable_pct": ("Share of the model trained", "% of all parameters"),
+    "trainable_pct": ("Share of CLIP's parameters trained", "% of the pretrained model's parameters"),
+    "trainable_in_clip": ("Parameters trained in CLIP", "parameters (towers and modules added to them)"),
+    "trainable_in_clip_pct": ("Share trained in CLIP", "% of the pretrained model's parameters"),
+    "trainable_selector": ("Parameters trained outside CLIP", "parameters (DDAS autoencoders)"),
     "peak_memory_mib": ("Peak training memory", "MiB"),
     "train_seconds": ("Training time", "seconds"),
     # time-continual (TiC-CLIP, notebook 05); the time x time matrices by kind

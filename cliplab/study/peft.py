@@ -26,13 +26,25 @@ def _zero_shot_delta(result: RunResult, probe: str) -> float:
     return float(curve[-1] - curve[0]) if curve else float("nan")
 
 
+SELECTOR_PARTS = ("input_router",)  # trained modules outside CLIP's towers (MoE-Adapters' DDAS autoencoders)
+
+
+def _percent(part: float | None, whole: float | None) -> float:
+    return 100.0 * part / whole if whole and part is not None else float("nan")
+
+
 def efficiency_frame(results: Mapping[RunRequest, RunResult], probe: str = "toyworld_shape_colour") -> pd.DataFrame:
-    """Per run: scenario, label, seed, parameters trained / total (and %), peak memory (MiB),
-    training seconds, Last, Avg, and the change of held-out zero-shot accuracy on `probe`."""
+    """Per run: scenario, label, seed, parameters trained (all; in CLIP's towers and their added
+    modules; in a selector outside them) and as % of the pretrained model's parameters, peak memory
+    (MiB), training seconds, Last, Avg, and the change of held-out zero-shot accuracy on `probe`."""
     rows = []
     for request, result in results.items():
         params = result.extra.get("parameters", {})
         total, trained = params.get("total"), params.get("trainable")
+        base = params.get("pretrained", total)  # runs recorded before `pretrained` existed: the final model
+        by_part = result.extra.get("trained_by_part", {})
+        selector = sum(by_part.get(part, 0) for part in SELECTOR_PARTS)
+        in_clip = None if trained is None else trained - selector
         rows.append(
             {
                 "scenario": request.scenario,
@@ -40,8 +52,12 @@ def efficiency_frame(results: Mapping[RunRequest, RunResult], probe: str = "toyw
                 "seed": request.seed,
                 "trainable": trained,
                 "total": total,
-                "trainable_pct": 100.0 * trained / total if total and trained is not None else float("nan"),
-                "trained_by_part": result.extra.get("trained_by_part", {}),
+                "pretrained": base,
+                "trainable_pct": _percent(trained, base),
+                "trainable_in_clip": in_clip,
+                "trainable_in_clip_pct": _percent(in_clip, base),
+                "trainable_selector": selector,
+                "trained_by_part": by_part,
                 "peak_memory_mib": result.extra.get("peak_memory", {}).get("training_mib"),
                 "train_seconds": result.extra.get("seconds", {}).get("train"),
                 "last": (result.summary or {}).get("last"),

@@ -126,13 +126,15 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--scenario",
         required=True,
-        help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1, toy-tic, tic-captions, toy-languages",
+        help="e.g. toy-digits-cil, toy-mtil, cifar100-cil-10, mtil-order1, toy-odcl-cil, odcl-order1, toy-si-blurry, "
+        "cifar100-si-blurry, toy-tic, tic-captions, toy-languages",
     )
     p.add_argument(
         "--method",
         required=True,
-        help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl; time-continual: sequential, cumulative, restart, "
-        "oracle, lwf, modx; language-continual: finetune, lwf, cll_clip",
+        help="zeroshot, finetune, lwf, vr_lwf, icarl, wise_ft, zscl; parameter-efficient: adapter, lora, "
+        "moe_adapters, coleclip, sit, continual_clip; online: also er; time-continual: sequential, cumulative, "
+        "restart, oracle, lwf, modx; language-continual: finetune, lwf, cll_clip",
     )
     p.add_argument("--seed", type=int, default=None, help="default: the scenario's")
     p.add_argument("--out", required=True, help="run folder (re-running on it resumes)")

@@ -149,9 +149,9 @@ study.method_table(df, quantities=quantities).unstack("scenario")
 
 # %%
 cost = study.efficiency_frame(results)
+parameter_columns = ["trainable", "trainable_pct", "trainable_in_clip", "trainable_in_clip_pct", "trainable_selector"]
 cost_table = cost.groupby(["scenario", "label"], sort=False)[
-    ["trainable", "trainable_in_clip", "trainable_in_clip_pct", "trainable_selector", "peak_memory_mib"]
-    + ["train_seconds", "last", "zero_shot_delta"]
+    parameter_columns + ["peak_memory_mib", "train_seconds", "last", "zero_shot_delta"]
 ].mean()
 readable_columns(cost_table).round(1)  # human names; metrics.json keeps the code names
 

@@ -214,13 +214,20 @@ def _add_study(sub) -> None:
     p.add_argument("--root", default=None, help="folder of local datasets for real scenarios (sets DATA_ROOT)")
     p.add_argument("--smoke", action="store_true", help="tiny settings (SMOKE=True): checks the pipeline in minutes")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the terminal")
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        help="groups of notebooks run side by side (01-04 share runs; 05-07 do not): default 2 on a CPU machine "
+        "with 2+ cores, 1 on a GPU",
+    )
     p.set_defaults(func=_cmd_study)
 
 
 def _cmd_study(args) -> int:
     from papermill.exceptions import PapermillExecutionError
 
-    from cliplab.study.notebooks import parse_params, run_study
+    from cliplab.study.notebooks import LaneFailed, failure_message, parse_params, run_study
 
     if args.log_output:  # papermill logs the cells' output through `logging`
         import logging
@@ -232,18 +239,18 @@ def _cmd_study(args) -> int:
     if args.root:
         params.setdefault("DATA_ROOT", str(Path(args.root).resolve()))
     try:
-        executed = run_study(out, params, figures=figures, smoke=args.smoke, log_output=args.log_output)
+        executed = run_study(
+            out, params, figures=figures, smoke=args.smoke, log_output=args.log_output, lanes=args.lanes
+        )
     except KeyboardInterrupt:
         import logging
 
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's abandoned cell task, not news
         raise
     except PapermillExecutionError as error:
-        print(
-            f"cliplab study: a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
-            f"the executed notebook (with the traceback) is under {out}",
-            file=sys.stderr,
-        )
+        print(f"cliplab study: {failure_message(error, out)}", file=sys.stderr)
+        return 1
+    except LaneFailed:
         return 1
     print(f"executed {len(executed)} notebooks into {out}; figures in {figures}")
     return 0

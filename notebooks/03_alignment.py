@@ -99,19 +99,12 @@ from cliplab.io import write_json_atomic
 from cliplab.models import load_model
 from cliplab.plots import alignment as aplots
 from cliplab.plots.labels import readable_columns
-from cliplab.plots.style import save_figure, set_theme
+from cliplab.plots.style import save_figure
 
-set_theme()
-OUT_DIR, FIGURES_DIR = study.output_dirs("03_alignment", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
-study.smoke_banner(SMOKE, OUT_DIR)
+# The parameters above (SMOKE: first seed only, runs and results apart, a banner):
+OUT_DIR, FIGURES_DIR, seeds, runs_dir, settings, run_options = study.setup("03_alignment", globals())
 saved = []  # every figure written, recorded in metrics.json
-seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
 probe_size = min(PROBE_SIZE, study.SMOKE_ALIGNMENT_PROBE) if SMOKE else PROBE_SIZE
-settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(
-    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
-)
 focus = [m for m in FOCUS if m in METHODS] or METHODS[:1]
 
 # %% [markdown]

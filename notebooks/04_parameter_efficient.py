@@ -103,18 +103,11 @@ from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import peft as pplots
 from cliplab.plots.labels import dataset_label, readable_columns
-from cliplab.plots.style import save_figure, set_theme
+from cliplab.plots.style import save_figure
 
-set_theme()
-OUT_DIR, FIGURES_DIR = study.output_dirs("04_parameter_efficient", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes apart
-study.smoke_banner(SMOKE, OUT_DIR)
+# The parameters above (SMOKE: first seed only, runs and results apart, a banner):
+OUT_DIR, FIGURES_DIR, seeds, runs_dir, settings, run_options = study.setup("04_parameter_efficient", globals())
 saved = []  # every figure written, recorded in metrics.json
-seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
-run_options = dict(
-    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
-)
 settings
 
 # %% [markdown]

@@ -106,20 +106,17 @@ from cliplab.io import write_json_atomic
 from cliplab.models import load_model
 from cliplab.plots import tic as tplots
 from cliplab.plots.labels import readable_columns
-from cliplab.plots.style import save_figure, set_theme
+from cliplab.plots.style import save_figure
 from cliplab.results import views
 
-set_theme()
-OUT_DIR, FIGURES_DIR = study.output_dirs("05_continual_pretraining", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes apart
-study.smoke_banner(SMOKE, OUT_DIR)
-saved = []  # every figure written, recorded in metrics.json
-seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 options = dict(TIC_SCENARIO_OPTIONS)
 if SMOKE and TIC_SCENARIO == "toy-tic":  # small pools and evaluation sets: the pipeline in seconds
     options = {"pool_size": 48, "eval_size": 24, **options}
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=None, extra_options=options, jobs=JOBS)
+# The parameters above (SMOKE: first seed only, runs and results apart, a banner):
+OUT_DIR, FIGURES_DIR, seeds, runs_dir, settings, run_options = study.setup(
+    "05_continual_pretraining", globals(), data_root=None, scenario_options=options
+)
+saved = []  # every figure written, recorded in metrics.json
 settings
 
 # %% [markdown]

@@ -114,20 +114,13 @@ INTERACTIVE = True
 from cliplab import study
 from cliplab.io import write_json_atomic
 from cliplab.plots import protocols as pplots
-from cliplab.plots.style import save_figure, set_theme
+from cliplab.plots.style import save_figure
 
-set_theme()
-OUT_DIR, FIGURES_DIR = study.output_dirs("06_open_domain_and_online", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE: apart
-study.smoke_banner(SMOKE, OUT_DIR)
+# The parameters above (SMOKE: first seed only, runs and results apart, a banner):
+OUT_DIR, FIGURES_DIR, seeds, runs_dir, settings, run_options = study.setup("06_open_domain_and_online", globals())
 saved = []  # every figure written, recorded in metrics.json
-seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 online_settings = {**settings, **(ONLINE_SMOKE if SMOKE else {})}
 odcl_scenario, online_scenario = SCENARIOS
-run_options = dict(
-    model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=DATA_ROOT, extra_options=SCENARIO_OPTIONS, jobs=JOBS
-)
 settings
 
 # %% [markdown]

@@ -106,21 +106,18 @@ from cliplab.io import write_json_atomic
 from cliplab.plots import continual as cplots
 from cliplab.plots import languages as lplots
 from cliplab.plots.labels import readable_columns
-from cliplab.plots.style import save_figure, set_theme
+from cliplab.plots.style import save_figure
 from cliplab.results import languages as lviews
 
-set_theme()
-OUT_DIR, FIGURES_DIR = study.output_dirs("07_new_languages", OUT_DIR, FIGURES_DIR, SMOKE)  # SMOKE writes elsewhere
-study.smoke_banner(SMOKE, OUT_DIR)
-saved = []  # every figure written, recorded in metrics.json
-seeds = SEEDS[:1] if SMOKE else list(SEEDS)
-runs_dir = study.runs_root(RUNS_DIR, SMOKE)  # smoke runs live apart from full ones
-settings = study.study_settings(SMOKE, STEPS_PER_TASK, DEVICE, OVERRIDES)
 options = dict(SCENARIO_OPTIONS)
 if SMOKE:  # small pools and test set: the pipeline in seconds
     options = {"train_size": 64, "test_size": 24, **options}
+# The parameters above (SMOKE: first seed only, runs and results apart, a banner):
+OUT_DIR, FIGURES_DIR, seeds, runs_dir, settings, run_options = study.setup(
+    "07_new_languages", globals(), data_root=None, scenario_options=options
+)
+saved = []  # every figure written, recorded in metrics.json
 n_languages = options.get("n_languages", 4)
-run_options = dict(model=MODEL, pretrained=PRETRAINED, smoke=SMOKE, data_root=None, extra_options=options, jobs=JOBS)
 settings
 
 # %% [markdown]

@@ -137,6 +137,25 @@ def test_smoke_results_land_apart_from_the_full_study():
     assert sh.output_dirs("02_vr_lwf", "out/02", "figs", smoke=True) == ("out/02", "figs")  # given: kept
 
 
+def test_setup_keeps_smoke_apart_and_names_what_the_parameters_cell_lacks(capsys):
+    params = {"SMOKE": True, "SEEDS": [3, 4], "RUNS_DIR": "../runs/study/runs", "STEPS_PER_TASK": 7, "JOBS": 1}
+    out_dir, figures_dir, seeds, runs_dir, settings, run_options = sh.setup("02_vr_lwf", params)
+    assert (out_dir, figures_dir) == ("../runs/study-smoke/02_vr_lwf", "../runs/study-smoke/figures")
+    assert seeds == [3] and str(runs_dir) == "../runs/study/runs-smoke" and "meaningless" in capsys.readouterr().out
+    assert settings["steps_per_task"] == 7 and run_options["jobs"] == 1 and run_options["model"] == "toyclip"
+    full = sh.setup("02_vr_lwf", {**params, "SMOKE": False}, scenario_options={"probes": ["cifar10"]})
+    assert (
+        full.seeds == [3, 4]
+        and str(full.runs_dir) == "../runs/study/runs"
+        and full.out_dir == "../runs/study/02_vr_lwf"
+    )
+    assert full.run_options["extra_options"] == {"probes": ["cifar10"]} and "meaningless" not in capsys.readouterr().out
+    with pytest.raises(NameError, match="must define SEEDS"):
+        sh.setup("02_vr_lwf", {"SMOKE": False, "RUNS_DIR": "r"})
+    with pytest.raises(TypeError, match="unknown changes \\['seed'\\]"):
+        sh.setup("02_vr_lwf", params, seed=1)
+
+
 def test_smoke_banner_says_the_numbers_are_meaningless(capsys):
     sh.smoke_banner(False)
     assert capsys.readouterr().out == ""
@@ -197,9 +216,8 @@ def test_every_notebook_has_a_glossary_a_workshop_line_and_keeps_smoke_apart(nam
     for line in ("OUT_DIR = None", "FIGURES_DIR = None"):
         assert line in parameters, f"{name}: `{line}` (SMOKE must write apart from the full study)"
     setup = cells[at + 1].source
-    call = re.search(r"study\.output_dirs\(\s*\"([^\"]+)\",\s*OUT_DIR,\s*FIGURES_DIR,\s*SMOKE\s*\)", setup)
-    assert call and call.group(1) == stem, f"{name}: the setup cell must call study.output_dirs({stem!r}, ...)"
-    assert "study.smoke_banner(SMOKE, OUT_DIR)" in setup, f"{name}: no SMOKE banner in the setup cell"
+    call = re.search(r"study\.setup\(\s*\"([^\"]+)\",\s*globals\(\)", setup)  # output folders, banner, run store
+    assert call and call.group(1) == stem, f"{name}: the setup cell must call study.setup({stem!r}, globals(), ...)"
     record = [
         c.source for c in cells if c.cell_type == "code" and re.search(r"write_json_atomic\(.*metrics\.json", c.source)
     ]

@@ -12,6 +12,7 @@
 - `protocols`: the open-domain table, anytime-accuracy curves, online summaries (notebook 06);
 - `languages`: new languages (notebook 07): parallel captions and their tokens, token embeddings;
 - `tic`: the time-continual study's extras (the drifting world's examples, compute, structure drift);
+- `session`: `setup`, what every notebook does before its first run (folders, seeds, run store, overrides);
 - `notebooks`: `run_study`, the papermill runner behind `cliplab study` and `make study`.
 
 The notebooks use it as ``from cliplab import study``: the names below are the notebook-facing ones.
@@ -39,6 +40,7 @@ from cliplab.study.protocols import (
     stability_points,
     task_boundaries,
 )
+from cliplab.study.session import NotebookSetup, setup
 from cliplab.study.settings import (
     SMOKE_ALIGNMENT_PROBE,
     SMOKE_METHOD_OPTIONS,
@@ -58,6 +60,7 @@ __all__ = [
     "SMOKE_ALIGNMENT_PROBE",
     "SMOKE_METHOD_OPTIONS",
     "SMOKE_SETTINGS",
+    "NotebookSetup",
     "RunRequest",
     "ablation",
     "alignment_frame",
@@ -92,6 +95,7 @@ __all__ = [
     "run_requests",
     "runs_root",
     "scenario_options",
+    "setup",
     "smoke_banner",
     "stability_points",
     "structure_frame",

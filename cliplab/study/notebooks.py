@@ -16,7 +16,10 @@ second `cliplab study` only re-executes the notebooks (fast).
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +39,13 @@ NOTEBOOKS = (
     "07_new_languages.py",
 )
 KERNEL = "python3"
+# Notebooks that train or read the same runs run one after another: 01-04 share toy-digits-cil and
+# toy-mtil runs (02 reuses 01's, 03 and 04 reuse 02's). 05-07 train scenarios of their own, so on a
+# CPU machine with two or more cores their lane runs beside the first one (`run_study(lanes=2)`):
+# each notebook still trains its runs `JOBS` at a time, and the other lane keeps the cores busy
+# while a notebook waits for its last long run or draws its figures.
+LANES = (NOTEBOOKS[:4], NOTEBOOKS[4:])
+LANE_GRACE_SECONDS = 3.0  # after an interrupt, how long a lane may take to see it before it is told
 
 
 def notebooks_dir() -> Path:
@@ -240,6 +250,10 @@ def study_parameters(out: Path, figures: Path, stem: str, params: Mapping[str, A
     return {**injected, **dict(params or {})}
 
 
+class LaneFailed(RuntimeError):
+    """A notebook of a lane run beside this process failed (its error was printed by that lane)."""
+
+
 def run_study(
     out: str | os.PathLike = "runs/study",
     params: dict | None = None,
@@ -247,14 +261,18 @@ def run_study(
     figures: str | os.PathLike = "figures",
     smoke: bool = False,
     log_output: bool = False,
+    lanes: int | None = None,
 ) -> list[Path]:
-    """Execute the study notebooks in order; return the executed notebooks' paths.
+    """Execute the study notebooks; return the executed notebooks' paths, in notebook order.
 
     Each notebook receives the `params` its parameters cell defines (a name no notebook
     defines is an error, which catches typos; a value of another type than the parameter's
     default is one too, before any notebook runs). `smoke` sets SMOKE=True everywhere and starts
-    the kernels with one thread. A failing notebook stops the study with
-    `papermill.PapermillExecutionError`.
+    the kernels with one thread. `lanes`: how many groups of `LANES` run side by side (None: two
+    on a CPU machine with two or more cores, one on a GPU or when `notebooks` are not the
+    study's); the first lane runs in this process, the others in child processes. A failing
+    notebook stops the study with `papermill.PapermillExecutionError` (or `LaneFailed` when it
+    was in another lane); Ctrl-C stops every lane.
     """
     out, figures = Path(out).resolve(), Path(figures).resolve()
     paths = [Path(p) for p in notebooks] if notebooks else [notebooks_dir() / name for name in NOTEBOOKS]
@@ -264,22 +282,114 @@ def run_study(
     if unknown:
         raise ValueError(f"unknown notebook parameter(s) {unknown}; the notebooks define {sorted(known)}")
     check_parameters(params or {}, defaults)
-    executed = []
+    groups = plan_lanes(paths, _resolve_lanes(lanes, params))
     with _kernel_threads(1 if smoke else None):
-        for path in paths:
-            stem = path.name.split(".")[0]
-            start = time.perf_counter()
-            print(f"[study] {stem} ...", flush=True)
-            target = execute_notebook(
-                path,
-                out / f"{stem}.ipynb",
-                study_parameters(out, figures, stem, params, smoke),
-                log_output=log_output,
-                stdout_file=None if log_output else RunLog(f"[study] {stem}: "),
-            )
-            print(f"[study] {stem} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
-            executed.append(target)
+        spec = {"out": str(out), "params": params or {}, "figures": str(figures), "smoke": smoke, "log": log_output}
+        children = [_start_lane({**spec, "paths": [str(p) for p in group]}) for group in groups[1:]]
+        try:
+            executed = _run_lane(groups[0], out, figures, params, smoke, log_output)
+        except BaseException:
+            _stop_lanes(children)
+            raise
+        _wait_lanes(children)
+    executed += [out / f"{p.name.split('.')[0]}.ipynb" for group in groups[1:] for p in group]
+    order = {p.name.split(".")[0]: i for i, p in enumerate(paths)}
+    return sorted(executed, key=lambda target: order[target.stem])
+
+
+def plan_lanes(paths: Sequence[Path], lanes: int) -> list[list[Path]]:
+    """The notebooks grouped into `LANES` (each group in order), or one group when `lanes` is 1 or a
+    notebook is not one of the study's (its runs may overlap anything)."""
+    if lanes <= 1 or any(not any(p.name in lane for lane in LANES) for p in paths):
+        return [list(paths)]
+    groups = [[p for p in paths if p.name in lane] for lane in LANES]
+    return [group for group in groups if group][:lanes] or [list(paths)]
+
+
+def _resolve_lanes(lanes: int | None, params: Mapping[str, Any] | None) -> int:
+    if lanes is not None:
+        if int(lanes) < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        return int(lanes)
+    from cliplab.study.pool import cpu_cores, on_gpu
+
+    return 1 if on_gpu((params or {}).get("DEVICE")) or cpu_cores() < 2 else len(LANES)
+
+
+def _run_lane(
+    paths: Sequence[Path], out: Path, figures: Path, params: Mapping[str, Any] | None, smoke: bool, log_output: bool
+) -> list[Path]:
+    executed = []
+    for path in paths:
+        stem = path.name.split(".")[0]
+        start = time.perf_counter()
+        print(f"[study] {stem} ...", flush=True)
+        target = execute_notebook(
+            path,
+            out / f"{stem}.ipynb",
+            study_parameters(out, figures, stem, params, smoke),
+            log_output=log_output,
+            stdout_file=None if log_output else RunLog(f"[study] {stem}: "),
+        )
+        print(f"[study] {stem} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
+        executed.append(target)
     return executed
+
+
+def _start_lane(spec: Mapping[str, Any]) -> subprocess.Popen:
+    """A child process running one lane (`python -m cliplab.study.notebooks SPEC`), in this process group
+    so that a terminal's Ctrl-C reaches it too; its output goes to this process's."""
+    return subprocess.Popen([sys.executable, "-m", "cliplab.study.notebooks", json.dumps(spec)])
+
+
+def _stop_lanes(children: Sequence[subprocess.Popen]) -> None:
+    """After an interrupt or a failure here: let the other lanes stop (a terminal's Ctrl-C reached them
+    too), tell those that did not see it, and wait for them; their finished runs are kept."""
+    deadline = time.monotonic() + LANE_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        child.wait()
+
+
+def _wait_lanes(children: Sequence[subprocess.Popen]) -> None:
+    try:
+        for child in children:
+            child.wait()
+    except KeyboardInterrupt:
+        _stop_lanes(children)
+        raise
+    if any(child.returncode for child in children):
+        raise LaneFailed("a notebook of the lane run beside this one failed (its error is printed above)")
+
+
+def _lane_main(spec_json: str) -> int:
+    """Entry point of a lane's child process: run its notebooks; 1 on a failed notebook, 130 on Ctrl-C."""
+    from papermill.exceptions import PapermillExecutionError
+
+    spec = json.loads(spec_json)
+    out = Path(spec["out"])
+    try:
+        _run_lane(
+            [Path(p) for p in spec["paths"]], out, Path(spec["figures"]), spec["params"], spec["smoke"], spec["log"]
+        )
+    except KeyboardInterrupt:
+        return 130
+    except PapermillExecutionError as error:
+        print(f"cliplab study: {failure_message(error, out)}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def failure_message(error: Any, out: Path) -> str:
+    """What `cliplab study` says of a failed notebook (a `papermill.PapermillExecutionError`)."""
+    return (
+        f"a notebook failed in cell {error.exec_count} with {error.ename}: {error.evalue}\n"
+        f"the executed notebook (with the traceback) is under {out}"
+    )
 
 
 @contextmanager
@@ -308,15 +418,23 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 __all__ = [
+    "LANES",
     "NOTEBOOKS",
+    "LaneFailed",
     "RunLog",
     "check_parameters",
     "ensure_kernel",
     "execute_notebook",
+    "failure_message",
     "notebook_defaults",
     "notebook_parameters",
     "parse_params",
+    "plan_lanes",
     "read_notebook",
     "run_study",
     "study_parameters",
 ]
+
+
+if __name__ == "__main__":  # a lane of `run_study`, started by `_start_lane`
+    sys.exit(_lane_main(sys.argv[1]))

@@ -219,7 +219,7 @@ def _add_study(sub) -> None:
         type=int,
         default=None,
         help="groups of notebooks run side by side (01-04 share runs; 05-07 do not): default 2 on a CPU machine "
-        "with 2+ cores, 1 on a GPU",
+        "with 8+ cores (one lane's 4 workers leave cores idle), else 1 (on 2 cores two lanes were slower)",
     )
     p.set_defaults(func=_cmd_study)
 

@@ -227,7 +227,8 @@ def _add_study(sub) -> None:
 def _cmd_study(args) -> int:
     from papermill.exceptions import PapermillExecutionError
 
-    from cliplab.study.notebooks import LaneFailed, failure_message, parse_params, run_study
+    from cliplab.study.notebooks import LaneFailed, failure_message, run_study
+    from cliplab.study.parameters import parse_params
 
     if args.log_output:  # papermill logs the cells' output through `logging`
         import logging

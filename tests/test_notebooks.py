@@ -21,7 +21,8 @@ import pytest
 
 import cliplab.study as sh
 from cliplab.models import TOYCLIP_CHECKPOINT
-from cliplab.study.notebooks import NOTEBOOKS, notebooks_dir, parse_params, read_notebook, run_study
+from cliplab.study.notebooks import NOTEBOOKS, notebooks_dir, read_notebook, run_study
+from cliplab.study.parameters import parse_params
 
 STEMS = [name.split(".")[0] for name in NOTEBOOKS]
 REQUIRED_PARAMETERS = {

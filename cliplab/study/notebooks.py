@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cliplab.study.parameters import check_parameters, notebook_defaults, notebook_parameters, parse_params
+from cliplab.study.parameters import check_parameters, notebook_defaults, notebook_parameters
 
 NOTEBOOKS = (
     "01_forgetting.py",
@@ -336,13 +336,9 @@ __all__ = [
     "NOTEBOOKS",
     "LaneFailed",
     "RunLog",
-    "check_parameters",
     "ensure_kernel",
     "execute_notebook",
     "failure_message",
-    "notebook_defaults",
-    "notebook_parameters",
-    "parse_params",
     "plan_lanes",
     "read_notebook",
     "run_study",

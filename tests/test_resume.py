@@ -38,7 +38,7 @@ class _Killed(BaseException):
     """Stands for SIGKILL: nothing in cliplab catches it."""
 
 
-def _run(folder: Path, kill_at: tuple[int, int] | None = None, monkeypatch=None) -> None:
+def _run(folder: Path, kill_at: tuple[int, int] | None = None, monkeypatch=None, extra: tuple[str, ...] = ()) -> None:
     if kill_at is not None:
         original = loop._log
 
@@ -49,7 +49,7 @@ def _run(folder: Path, kill_at: tuple[int, int] | None = None, monkeypatch=None)
 
         monkeypatch.setattr(loop, "_log", log_then_die)
     try:
-        run_scenario("toy-digits-cil", "lwf", folder, pretrained="random", seed=1, overrides=TINY)
+        run_scenario("toy-digits-cil", "lwf", folder, pretrained="random", seed=1, overrides=[*TINY, *extra])
     finally:
         if kill_at is not None:
             monkeypatch.setattr(loop, "_log", original)
@@ -87,6 +87,23 @@ def test_a_run_resumed_from_every_mid_task_checkpoint_ends_with_identical_number
             assert resumed_metrics == metrics, where
             assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights), where
             assert resumed_log == log, f"{where}: the loss log has duplicated or missing rows"
+
+
+def test_the_checkpoint_interval_is_not_part_of_a_runs_identity(tmp_path, monkeypatch):
+    """A run killed with checkpoints every step resumes under another interval (the toy scenarios'
+    default changed from 20 to 60 steps) and ends with the numbers of a run that wrote none."""
+    _run(tmp_path / "none", extra=("checkpoint_every=0",))
+    metrics, weights, _ = _outcome(tmp_path / "none")
+    folder = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        _run(folder, kill_at=(1, 2), monkeypatch=monkeypatch)
+    assert (folder / "checkpoints" / "mid_task.safetensors").exists()
+    _run(folder, extra=("checkpoint_every=5",))
+    resumed, resumed_weights, _ = _outcome(folder)
+    assert resumed == metrics
+    assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+    with pytest.raises(ValueError, match="lr: 0.001 there, 0.002 here"):  # a setting that changes numbers
+        _run(folder, extra=("lr=2e-3",))
 
 
 def test_batches_do_not_depend_on_the_global_rng_or_on_where_iteration_starts():

@@ -41,8 +41,10 @@ EMBEDDINGS_DIR = "embeddings"
 MID_TASK_FILE = "mid_task.safetensors"
 LOCK_FILE = ".lock"
 
-# Settings that change how a run is executed or shown, not its numbers.
-RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size")
+# Settings that change how a run is executed or shown, not its numbers. A mid-task checkpoint only
+# reads the model, optimiser and RNG (tests/test_peft_runs.py resumes at every step to the numbers of
+# a run without one), so a run finished with one interval is reused by a request with another.
+RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size", "checkpoint_every")
 
 
 @dataclass(frozen=True)

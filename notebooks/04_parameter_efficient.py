@@ -175,6 +175,24 @@ if not routing.empty:
 routing.rename(index=dataset_label, columns=dataset_label).round(1)
 
 # %% [markdown]
+# ## With the task given: what the experts learned
+# DDAS decides from the image alone. To tell what the experts learned apart from where DDAS sent
+# the images, the final model is evaluated again with each task's test images forced onto that
+# task's router: an *oracle* that knows the task, which MoE-Adapters is never told (a diagnostic,
+# not a result of the method). Per task: the accuracy as DDAS routed the images, the accuracy on
+# the task's own router, and the share of the images DDAS sent there; *Last* is the mean over
+# tasks (mean over seeds), to compare with the Last of fine-tuning in the first table.
+
+# %%
+moe_requests = [r for r in requests if r.scenario == SCENARIOS[0] and r.method == "moe_adapters"]
+task_given = pd.DataFrame()
+if moe_requests and not routing.empty:  # a routed run (per-task routers and DDAS)
+    options = study.scenario_options(SCENARIOS[0], DATA_ROOT, SCENARIO_OPTIONS)
+    frames = {r.seed: study.task_identity_frame(r.folder(runs_dir), options) for r in moe_requests}
+    task_given = pd.concat(frames).groupby(level=1, sort=False).mean()
+task_given.rename(index=dataset_label).round(1)
+
+# %% [markdown]
 # ## Which experts each router used
 
 # %%
@@ -201,6 +219,7 @@ headline = {
     "routing": {
         s: r[0].extra.get("routing") for s in SCENARIOS if (r := study.by_label(results, s).get("moe_adapters"))
     },
+    "task_identity": {SCENARIOS[0]: task_given.to_dict(orient="index")} if not task_given.empty else {},
     "figures": [str(path) for path in saved],
 }
 write_json_atomic(f"{OUT_DIR}/metrics.json", study.jsonable(headline))

@@ -245,6 +245,11 @@ def test_04_compares_parameter_efficient_methods_with_their_cost_and_routing(stu
     routing = data["routing"]["toy-mtil"]
     assert routing["after_task"][0]["digits"] == {"-1": 1.0}  # before training everything takes the frozen model
     assert len(routing["task_to_own_router"]) == 2  # smoke: two tasks
+    given = data["task_identity"]["toy-mtil"]  # each task's images forced onto its own router
+    assert list(given) == ["digits", "novel_shapes", "Last"]
+    last = data["methods"]["toy-mtil"]["moe_adapters"]["last"]
+    assert given["Last"]["as routed"] == pytest.approx(last, abs=0.05)  # the run's own Last, re-derived
+    assert all(0.0 <= row["on its own router"] <= 100.0 for row in given.values())
 
 
 @needs_toyclip

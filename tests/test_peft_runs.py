@@ -17,8 +17,10 @@ from safetensors.torch import load_file
 import cliplab
 from cliplab import models, study
 from cliplab.checkpoints import read_metadata
+from cliplab.engine.reopen import reopen_run
 from cliplab.engine.runner import build_config, run_scenario
 from cliplab.evaluation.evaluator import ScenarioEvaluator
+from cliplab.evaluation.routing import FROZEN_ROUTE
 from cliplab.methods import MoEAdapters
 from cliplab.methods.moe_adapters import moe_layers
 from cliplab.results import RunFolder, load_run
@@ -125,6 +127,29 @@ def test_metrics_report_parameters_memory_and_routing(moe_run):
     assert len(routing["task_to_own_router"]) == 2 and set(routing["probes_to_frozen"]) >= {"toyworld_shape_colour"}
     for shares in routing["after_task"]:
         assert all(sum(v.values()) == pytest.approx(1.0) for v in shares.values())
+
+
+def test_task_identity_row_separates_the_experts_from_the_selectors_decision(moe_run, tmp_path):
+    """With the task given, every test image takes its task's router; forced onto the frozen route,
+    the final model scores exactly as the untouched ToyCLIP does."""
+    metrics = _metrics(moe_run)
+    frame = study.task_identity_frame(str(moe_run))
+    assert list(frame.index) == ["digits", "novel_shapes", "Last"]
+    assert list(frame[study.peft.ROUTED_LABEL])[:2] == metrics["accuracy_matrix"][-1]
+    shares = metrics["routing"]["after_task"][-1]
+    own = [100.0 * shares[task].get(str(j), 0.0) for j, task in enumerate(["digits", "novel_shapes"])]
+    assert list(frame[study.peft.OWN_SHARE_LABEL])[:2] == pytest.approx(own)
+    assert frame.loc["Last"].tolist() == pytest.approx(frame.iloc[:2].mean().tolist())
+    reopened = reopen_run(moe_run)
+    frozen = reopened.evaluator.task_identity_row(reopened.bundle.model, route_of=lambda j: FROZEN_ROUTE)
+    pretrained, _ = _evaluator("toy-mtil", FAST + MOE, "moe_adapters").accuracy_row(
+        models.load_model("toyclip").model, 1
+    )
+    assert frozen == pretrained
+    with pytest.raises(ValueError, match="has no input router"):
+        reopened.evaluator.task_identity_row(models.load_model("toyclip").model)
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        reopen_run(tmp_path)
 
 
 def test_full_fine_tuning_reports_every_parameter_trained(tmp_path):

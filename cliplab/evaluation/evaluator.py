@@ -52,6 +52,7 @@ from cliplab.evaluation.embed import encode_texts, image_features
 from cliplab.evaluation.protocols import online_row, open_domain_rows
 from cliplab.evaluation.retrieval import retrieval_scores, routed_retrieval_scores
 from cliplab.evaluation.routing import (
+    forced_route,
     image_routes,
     on_route,
     route_shares,
@@ -247,6 +248,24 @@ class ScenarioEvaluator:
             if j <= after_task:  # sum_j n_j A[i, j] / sum_j n_j over the tasks seen so far
                 hits, total = hits + acc * len(y), total + len(y)
         return row, (hits / total if total else None)
+
+    @torch.no_grad()
+    def task_identity_row(self, model, route_of: Callable[[int], int] = int) -> list[float]:
+        """A task-incremental accuracy row with task j's test images forced onto route `route_of(j)`
+        (default: route j, the router of task j) instead of the model's input router's choice: an
+        oracle that knows the task, which tells what the routes learned from where inputs were sent."""
+        if self.scenario.protocol != "task_incremental":
+            raise ValueError(
+                f"a task-identity row needs a task-incremental scenario (one router per task); "
+                f"{self.scenario.name} is {self.scenario.protocol}"
+            )
+        row = []
+        for j, (task, data) in enumerate(zip(self.scenario.tasks, self.tests)):
+            with forced_route(model, route_of(j)):
+                x, y, routes = self._encode(model, data, scored=True)
+                logits = self._logits(model, x, routes, task.classnames, task.templates)
+            row.append(accuracy_from_logits(logits, y, (1,))["top1"])
+        return row
 
     def time_rows(self, model) -> tuple[list[float], dict[str, list[float | None]]]:
         """Retrieval R@1 (mean of both directions) on every step's held-out pairs, and the other rows:

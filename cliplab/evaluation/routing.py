@@ -27,6 +27,7 @@ FROZEN_ROUTE = -1
 
 __all__ = [
     "FROZEN_ROUTE",
+    "forced_route",
     "image_routes",
     "input_router",
     "on_route",
@@ -57,6 +58,34 @@ def on_route(model: nn.Module, route: int | None) -> Iterator[None]:
         return
     with state.use(int(route)):
         yield
+
+
+class _FixedRouter(nn.Module):
+    """An input router that sends every image to one route (see `forced_route`)."""
+
+    def __init__(self, route: int) -> None:
+        super().__init__()
+        self.route = int(route)
+
+    def routes_of(self, model: nn.Module, batches) -> Tensor:
+        counts = [len(images) for images in batches]
+        return torch.full((sum(counts),), self.route, dtype=torch.long)
+
+
+@contextlib.contextmanager
+def forced_route(model: nn.Module, route: int) -> Iterator[None]:
+    """Every input takes `route` inside the block, in place of the model's input router.
+
+    A diagnostic oracle: with task j's test images forced onto task j's router, what the method
+    learned is measured apart from the router's decision (MoE-Adapters' DDAS is not told the task)."""
+    router = input_router(model)
+    if router is None:
+        raise ValueError("the model has no input router to stand in for (only routed models, e.g. moe_adapters)")
+    model.input_router = _FixedRouter(route)
+    try:
+        yield
+    finally:
+        model.input_router = router
 
 
 def _images(batch) -> Tensor:

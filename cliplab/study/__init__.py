@@ -28,7 +28,7 @@ from cliplab.study.alignment import (
     rotation_angle_table,
 )
 from cliplab.study.languages import language_examples, token_embedding_frame, token_groups
-from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame
+from cliplab.study.peft import efficiency_frame, expert_usage_frame, routing_frame, task_identity_frame
 from cliplab.study.protocols import (
     anytime_frame,
     odcl_frame,
@@ -101,6 +101,7 @@ __all__ = [
     "structure_frame",
     "study_settings",
     "task_boundaries",
+    "task_identity_frame",
     "tidy_runs",
     "time_probe",
     "token_embedding_frame",

@@ -5,7 +5,10 @@
 - `routing_frame`: where each test set and probe went after the last task (DDAS: router j or
   the frozen model), as shares;
 - `expert_usage_frame`: from the run's last checkpoint, how often each router chose each expert
-  of each block while its task trained, and which experts ended frozen.
+  of each block while its task trained, and which experts ended frozen;
+- `task_identity_frame`: after the last task, each task's accuracy as DDAS routed its images and
+  with the images forced onto the task's own router (the task given, as an oracle): what the
+  experts learned, apart from where the selector sent the images.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections.abc import Mapping
 import pandas as pd
 from safetensors.torch import load_file
 
-from cliplab.results import RunFolder, RunResult
+from cliplab.engine.reopen import reopen_run
+from cliplab.results import RunFolder, RunResult, load_run
 from cliplab.study.store import RunRequest
 
 FROZEN_LABEL = "frozen CLIP"
@@ -119,4 +123,44 @@ def expert_usage_frame(folder: str, task: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["FROZEN_LABEL", "efficiency_frame", "expert_usage_frame", "routing_frame"]
+ROUTED_LABEL, ORACLE_LABEL, OWN_SHARE_LABEL = "as routed", "on its own router", "% on its own router"
+
+
+def task_identity_frame(
+    folder: str, scenario_options: Mapping | None = None, device: str | None = None
+) -> pd.DataFrame:
+    """Per task of a routed task-incremental run, after its last task: the accuracy as the run
+    scored it (each image on the route its selector chose), the accuracy with every test image
+    forced onto that task's router, and the share of the task's images the selector sent there.
+    The last row ("Last") holds the means. Re-evaluates the run's final checkpoint (seconds for
+    ToyCLIP)."""
+    result = load_run(folder)
+    routing = result.extra.get("routing")
+    if not routing:
+        raise ValueError(f"{folder}: {result.method} did not route its inputs; a task-identity row needs a routed run")
+    reopened = reopen_run(folder, dict(scenario_options or {}), device)
+    oracle = reopened.evaluator.task_identity_row(reopened.bundle.model)
+    shares = routing["after_task"][-1]
+    rows = {
+        task: {
+            ROUTED_LABEL: result.accuracy_matrix[-1][j],
+            ORACLE_LABEL: oracle[j],
+            OWN_SHARE_LABEL: 100.0 * shares.get(task, {}).get(str(j), 0.0),
+        }
+        for j, task in enumerate(result.tasks)
+    }
+    frame = pd.DataFrame(rows).T
+    frame.loc["Last"] = frame.mean()
+    return frame
+
+
+__all__ = [
+    "FROZEN_LABEL",
+    "ORACLE_LABEL",
+    "OWN_SHARE_LABEL",
+    "ROUTED_LABEL",
+    "efficiency_frame",
+    "expert_usage_frame",
+    "routing_frame",
+    "task_identity_frame",
+]

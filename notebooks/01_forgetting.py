@@ -206,7 +206,7 @@ pd.DataFrame(headline["methods"]).T.round(1)
 # %% [markdown]
 # ## The answer, in the default setting
 # With ToyCLIP on `toy-digits-cil` (seed 0, README.md, this engine revision), plain fine-tuning
-# loses 18 points of held-out zero-shot accuracy and 23 of retrieval R@1 by the fifth task, while
+# loses 19 points of held-out zero-shot accuracy and 22 of retrieval R@1 by the fifth task, while
 # the earlier digit tasks collapse (BWT −84); on `toy-mtil` (notebook 02) it loses 64 and 64.
 # Learning the same ten digits in one session with the same step budget reaches 96 % and loses
 # about as much zero-shot accuracy (−19) but less retrieval (−10): at seed 0 the sessions cost the

@@ -262,7 +262,7 @@ pd.DataFrame(headline["methods"]).T[["id", "backward", "forward", "compute", "tr
 # %% [markdown]
 # ## The answer, in the default setting
 # At seed 0 on `toy-tic` (README.md): replaying all past data (`cumulative`) keeps earlier steps
-# 2.6 points of retrieval R@1 better than training on each step alone (`sequential`, backward 86.9
-# vs 84.3); Mod-X keeps them 1.7 points better while its in-distribution score stays within 3.0
-# points (80.6 vs 83.6), with no replay. Each run takes 2–3 minutes. One seed: these gaps are of
+# 2.2 points of retrieval R@1 better than training on each step alone (`sequential`, backward 86.3
+# vs 84.1); Mod-X keeps them 2.3 points better while its in-distribution score stays within 2.5
+# points (80.9 vs 83.4), with no replay. Each run takes 2–3 minutes. One seed: these gaps are of
 # the size seeds move, so read them as indications.

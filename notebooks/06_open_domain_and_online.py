@@ -208,7 +208,7 @@ pd.DataFrame(headline["online"]).T.round(1)
 # At seed 0 (README.md): on `toy-odcl-cil` CoLeCLIP keeps held-out zero-shot intact with a SeenAvg of
 # 45.7, where fine-tuning forgets its domains (BWT −72) and 64 points of zero-shot; Continual-CLIP
 # equals the zero-shot model number for number. On the online `toy-si-blurry` stream SIT does *not*
-# beat online fine-tuning's anytime accuracy (A_auc 32.8 vs 34.5) and loses 57 points of
-# shape+colour zero-shot against 74: on the toy, SIT's paper claims hold only for retrieval (−18 vs
-# −90). Experience replay gives the best anytime accuracy (59.9) and forgets zero-shot like
+# beat online fine-tuning's anytime accuracy (A_auc 32.8 vs 34.8) and loses 57 points of
+# shape+colour zero-shot against 68: on the toy, SIT's paper claims hold only for retrieval (−18 vs
+# −85). Experience replay gives the best anytime accuracy (59.8) and forgets zero-shot like
 # fine-tuning.

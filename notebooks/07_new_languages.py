@@ -226,7 +226,7 @@ pd.DataFrame(headline["methods"]).T[["min_language", "min_language_ratio", "engl
 # %% [markdown]
 # ## The answer, in the default setting
 # At seed 0 on `toy-languages` (README.md): CLL-CLIP learns four made-up languages while forgetting
-# earlier ones far less than fine-tuning (BWT −12.9 vs −56.3), keeps held-out zero-shot unchanged
-# and English text→image R@1 within 2.7 points (99.3 → 96.7), where fine-tuning loses 46. Its
+# earlier ones far less than fine-tuning (BWT −12.9 vs −56.8), keeps held-out zero-shot unchanged
+# and English text→image R@1 within 2.7 points (99.3 → 96.7), where fine-tuning loses 45. Its
 # weakest language ends at 60.3 % R@1, 61 % of the pretrained English. TEIR barely changes these
 # numbers on the toy (`cll_clip+teir=False`).

@@ -237,8 +237,9 @@ pd.DataFrame({(s, m): v for s, row in headline["methods"].items() for m, v in ro
 # with the task given, Last only rises to 45.7 ± 3.6. The experts learn little in the toy's 120
 # steps (digits 24.5 % right after its task, fine-tuning 69.3 %); the authors train 1,000
 # iterations per dataset. With four times the steps (seed 0, docs/design.md) MoE-Adapters ends
-# with Last 61.4 and zero-shot untouched, fine-tuning with 43.0 and −86: the paper's order. It trains 0.55 M parameters inside CLIP (5.5 % of ToyCLIP's 9.87 M:
-# experts and routers) plus 3.28 M in the DDAS autoencoders, which sit outside CLIP. One adapter or
+# with Last 61.4 and zero-shot untouched, fine-tuning with 43.0 and −86: the paper's order. It
+# trains 0.55 M parameters inside CLIP (5.5 % of ToyCLIP's 9.87 M: experts and routers) plus
+# 3.28 M in the DDAS autoencoders, which sit outside CLIP. One adapter or
 # one LoRA trained through every task forgets zero-shot as much as fine-tuning (−61 and −75 vs
 # −59): training few parameters is not what protects, sending unfamiliar inputs to the frozen
 # model is, when the selector can tell them apart. ZSCL keeps zero-shot with full fine-tuning and a

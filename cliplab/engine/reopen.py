@@ -13,11 +13,11 @@ from typing import Any
 
 from cliplab.engine.config import TrainConfig, apply_overrides
 from cliplab.engine.extended import load_model
-from cliplab.engine.runner import scenario_build_options
+from cliplab.engine.runner import build_scenario
 from cliplab.evaluation.evaluator import ScenarioEvaluator
 from cliplab.models import ClipBundle
 from cliplab.results.layout import RunFolder, RunIdentity
-from cliplab.scenarios import Scenario, get_scenario, scenario_spec
+from cliplab.scenarios import Scenario
 
 
 @dataclass
@@ -50,10 +50,7 @@ def reopen_run(
     if not checkpoints:
         raise FileNotFoundError(f"{folder} holds no task checkpoint, so its final model cannot be evaluated again")
     config = _config(identity)
-    options = dict(scenario_options or {})
-    scenario = get_scenario(
-        identity.scenario, **scenario_build_options(scenario_spec(identity.scenario, **options), config, options)
-    )
+    scenario = build_scenario(identity.scenario, config, scenario_options)
     if config.max_tasks is not None:
         scenario.tasks = scenario.tasks[: config.max_tasks]
     bundle = load_model(str(checkpoints[-1]), device=device)

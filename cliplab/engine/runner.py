@@ -81,12 +81,19 @@ def _spec_of(scenario: str | Scenario | ScenarioSpec, options: dict) -> Scenario
     return scenario if isinstance(scenario, ScenarioSpec) else scenario.spec()
 
 
-def scenario_build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> dict:
+def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> dict:
     """The scenario options, plus the probe sizes of `config` where the scenario builds its probes."""
     probe = {k: getattr(config, k) for k in ("probe_size", "retrieval_size", "probe_seed") if k in spec.build_options}
     if "stream_seed" in spec.build_options:  # an online stream is split with the run's seed (Si-Blurry)
         probe.setdefault("stream_seed", options.get("stream_seed", config.seed))
     return {**options, **probe}
+
+
+def build_scenario(name: str, config: TrainConfig, options: dict | None = None) -> Scenario:
+    """The scenario a run with `config` trains and is scored on (probe sizes from `config`;
+    `max_tasks` is applied by the caller, also to a scenario given as an object)."""
+    options = dict(options or {})
+    return get_scenario(name, **_build_options(scenario_spec(name, **options), config, options))
 
 
 def plan_run(
@@ -109,7 +116,7 @@ def plan_run(
             f"{spec.name!r} ({spec.protocol}) trains with the {OBJECTIVES[spec.protocol]} objective; methods "
             f"for it: {', '.join(n for n, c in METHODS.items() if OBJECTIVES[spec.protocol] in c.objectives)}"
         )
-    build = {k: str(v) for k, v in sorted(scenario_build_options(spec, config, options).items())}
+    build = {k: str(v) for k, v in sorted(_build_options(spec, config, options).items())}
     identity = RunIdentity(
         spec.name,
         method,
@@ -195,8 +202,7 @@ def run_scenario(
     options = dict(scenario_options or {})
     model_name = bundle.name if bundle is not None else model
     config, identity = plan_run(scenario, method_name, model_name, pretrained, seed, overrides, options)
-    if isinstance(scenario, str):
-        scenario = get_scenario(scenario, **scenario_build_options(scenario_spec(scenario, **options), config, options))
+    scenario = build_scenario(scenario, config, options) if isinstance(scenario, str) else scenario
     if config.max_tasks is not None:
         scenario.tasks = scenario.tasks[: config.max_tasks]
     method = get_method(method_name, config.method) if isinstance(method, str) else method
@@ -385,4 +391,4 @@ def _finish(
     return result
 
 
-__all__ = ["ENGINE_REVISION", "build_config", "plan_run", "run_scenario", "scenario_build_options"]
+__all__ = ["ENGINE_REVISION", "build_config", "build_scenario", "plan_run", "run_scenario"]

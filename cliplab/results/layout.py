@@ -42,8 +42,9 @@ MID_TASK_FILE = "mid_task.safetensors"
 LOCK_FILE = ".lock"
 
 # Settings that change how a run is executed or shown, not its numbers. A mid-task checkpoint only
-# reads the model, optimiser and RNG (tests/test_peft_runs.py resumes at every step to the numbers of
-# a run without one), so a run finished with one interval is reused by a request with another.
+# reads the model, optimiser and RNG (tests/test_resume.py: a run killed with checkpoints every step
+# resumes under another interval to the numbers of a run that wrote none), so a run finished with one
+# interval is reused by a request with another.
 RUNTIME_ONLY = ("progress", "device", "num_workers", "eval_batch_size", "checkpoint_every")
 
 

@@ -140,13 +140,9 @@ def task_identity_frame(
         raise ValueError(f"{folder}: {result.method} did not route its inputs; a task-identity row needs a routed run")
     reopened = reopen_run(folder, dict(scenario_options or {}), device)
     oracle = reopened.evaluator.task_identity_row(reopened.bundle.model)
-    shares = routing["after_task"][-1]
+    own = routing["task_to_own_router"]  # recorded by the run (`cliplab.engine.records.routing_summary`)
     rows = {
-        task: {
-            ROUTED_LABEL: result.accuracy_matrix[-1][j],
-            ORACLE_LABEL: oracle[j],
-            OWN_SHARE_LABEL: 100.0 * shares.get(task, {}).get(str(j), 0.0),
-        }
+        task: {ROUTED_LABEL: result.accuracy_matrix[-1][j], ORACLE_LABEL: oracle[j], OWN_SHARE_LABEL: 100.0 * own[j]}
         for j, task in enumerate(result.tasks)
     }
     frame = pd.DataFrame(rows).T

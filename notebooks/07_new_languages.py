@@ -59,7 +59,8 @@
 #     0.01, onto its image (cross-modal, contrastive). TEIR draws the new rows from the
 #     distribution of the existing ones and scales each row's gradient and weight decay by
 #     (used by this language) / (number of languages that used it): rows no language needs now
-#     neither move nor shrink;
+#     neither move nor shrink. As the authors' script does, each language ends with its best
+#     epoch on validation captions (other images than the test ones);
 #   * `cll_clip+teir=false`: the same without TEIR (new rows from N(0, 0.02²), AdamW decay on
 #     every row, every row trainable, the start/end tokens included).
 # * Evaluation after every language, on one set of test images captioned in every language:
@@ -229,4 +230,6 @@ pd.DataFrame(headline["methods"]).T[["min_language", "min_language_ratio", "engl
 # earlier ones far less than fine-tuning (BWT −12.9 vs −56.8), keeps held-out zero-shot unchanged
 # and English text→image R@1 within 2.7 points (99.3 → 96.7), where fine-tuning loses 45. Its
 # weakest language ends at 60.3 % R@1, 61 % of the pretrained English. TEIR barely changes these
-# numbers on the toy (`cll_clip+teir=False`).
+# numbers on the toy (`cll_clip+teir=False`). The weakest language is avo, the first: every false
+# friend that later languages take from earlier ones is an avo word in this draw, and Adam divides
+# TEIR's per-row gradient scale out (docs/cll_clip.md explains both, measured).

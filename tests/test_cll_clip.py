@@ -17,7 +17,15 @@ from cliplab.checkpoints import load_state_dict
 from cliplab.engine.loop import task_steps
 from cliplab.engine.objectives import clip_contrastive_loss
 from cliplab.engine.runner import plan_run, run_scenario
-from cliplab.methods.cll_clip import CLLCLIP, grow_embedding, multi_positive_infonce, teir_rows, teir_scale
+from cliplab.methods.cll_clip import (
+    CLLCLIP,
+    epoch_ends,
+    grow_embedding,
+    multi_positive_infonce,
+    recall_mean,
+    teir_rows,
+    teir_scale,
+)
 from cliplab.models import load_model
 from cliplab.results.layout import RunFolder
 from cliplab.scenarios import get_scenario
@@ -86,6 +94,22 @@ def test_growing_keeps_old_rows_bit_for_bit_and_appends_the_new_ones():
     weight = model.token_embedding.weight
     assert weight.shape == (old.shape[0] + 5, old.shape[1])
     assert torch.equal(weight[: old.shape[0]], old) and torch.equal(weight[old.shape[0] :], new)
+
+
+def test_recall_mean_by_hand_with_a_miss_in_each_direction():
+    images = torch.eye(3)
+    captions = torch.tensor([[0.6, 0.8, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.9, 0.0, 0.19**0.5]])
+    owner = torch.tensor([0, 1, 2, 2])
+    # text->image: caption 0 ranks image 1 first, caption 3 image 0: R@1 = 2/4, R@2 = 4/4.
+    # image->text: image 0's own caption (0.6) is beaten by caption 3 (0.9): R@1 = 2/3, R@2 = 3/3.
+    assert math.isclose(recall_mean(images, captions, owner, ks=(1, 2)), (50 + 100 + 200 / 3 + 100) / 4, rel_tol=1e-6)
+    assert math.isclose(recall_mean(images, captions, owner), (50 + 100 + 100 + 200 / 3 + 100 + 100) / 6, rel_tol=1e-6)
+
+
+def test_epochs_end_where_a_pass_over_the_pool_does_and_at_the_last_step():
+    assert epoch_ends(2000, 64, 94) == {32, 63, 94}  # toy-languages: 3 epochs of 31.25 steps
+    assert epoch_ends(96, 16, 14) == {6, 12, 14}  # a partial last epoch ends with the task
+    assert epoch_ends(96, 16, 4) == {4}
 
 
 def test_options_resolve_teir_and_reject_unknown_values():
@@ -249,3 +273,58 @@ def test_without_new_ids_the_languages_bpe_pieces_are_trained_in_place(tmp_path)
     }
     moved = set((after != start).any(1).nonzero().flatten().tolist())
     assert moved and moved <= pieces
+
+
+EPOCHS = ["steps_per_task=22", "max_tasks=1", "lr=0.05"]  # 6 steps an epoch: ends at 6, 12, 18, 22
+
+
+def test_the_task_ends_with_the_embeddings_of_the_best_validation_epoch(tmp_path, monkeypatch):
+    """The authors keep the epoch with the best validation r_mean (a later one must be strictly better)."""
+    from cliplab.methods import cll_clip as module
+
+    seen = []  # (step, r_mean, embeddings) at each epoch end, as the method scored them
+    original = module.CLLCLIP._validation_score
+
+    def spy(self, ctx, validation):
+        score = original(self, ctx, validation)
+        seen.append((score, ctx.model.token_embedding.weight.detach().clone()))
+        return score
+
+    monkeypatch.setattr(module.CLLCLIP, "_validation_score", spy)
+    _run(tmp_path / "best", extra=EPOCHS)
+    assert len(seen) == 4
+    scores = [score for score, _ in seen]
+    best = scores.index(max(scores))  # the first of equal scores
+    assert best < len(seen) - 1  # here the tiny pool reaches 100 % at step 18 and ties at 22: step 18 is kept
+    assert torch.equal(_embedding(tmp_path / "best", 0), seen[best][1])
+    assert not torch.equal(seen[best][1], seen[-1][1])
+    monkeypatch.setattr(module.CLLCLIP, "_validation_score", original)
+    _run(tmp_path / "last", extra=[*EPOCHS, "method.select_epoch=false"])
+    assert torch.equal(_embedding(tmp_path / "last", 0), seen[-1][1])  # without selection: the last step
+
+
+def test_a_run_interrupted_after_a_best_epoch_resumes_to_the_same_embeddings(tmp_path, monkeypatch):
+    from cliplab.methods import cll_clip as module
+
+    original = module.CLLCLIP.after_step
+
+    def crash(self, ctx, step):
+        original(self, ctx, step)
+        if step == 9:  # after epoch 1's score and the mid-task checkpoint at step 8
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.CLLCLIP, "after_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "interrupted", extra=[*EPOCHS, "checkpoint_every=8"])
+    monkeypatch.setattr(module.CLLCLIP, "after_step", original)
+    _run(tmp_path / "interrupted", extra=[*EPOCHS, "checkpoint_every=8"])
+    _run(tmp_path / "straight", extra=EPOCHS)
+    assert torch.equal(_embedding(tmp_path / "interrupted", 0), _embedding(tmp_path / "straight", 0))
+
+
+def test_selection_without_validation_captions_names_the_fix():
+    method = CLLCLIP()
+    method.epoch_ends = {1}
+    ctx = SimpleNamespace(task=SimpleNamespace(name="avo", validation=None))
+    with pytest.raises(ValueError, match="select_epoch=false"):
+        method.after_step(ctx, 1)

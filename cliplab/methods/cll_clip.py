@@ -22,13 +22,19 @@ Per language (one task), following the authors' code (yangbang18/CLFM, `projects
   weight decay, so rows of absent tokens neither move nor shrink. Without TEIR, AdamW decays every
   row at every step, as the authors' baseline does.
 
+- **Best epoch** (`run_cl.sh --do_evaluation`, `train.py`, `Framework._eval_during_training`):
+  after every epoch the text→image and image→text R@1/5/10 on the language's *validation*
+  captions are averaged (`r_mean`); the task ends with the token embeddings of the best epoch
+  (a later epoch must be strictly better), and the next language starts from them.
+
 Deviations (docs/cll_clip.md): words instead of per-language BPE merges; the teacher's image
-features are the student's own frozen image tower run on the batch, not precomputed; no best-epoch
-model selection on a validation set; ToyCLIP's learning rate and step budget (scenario defaults).
+features are the student's own frozen image tower run on the batch, not precomputed; ToyCLIP's
+learning rate and step budget (scenario defaults).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +59,7 @@ class CLLOptions(MethodOptions):
     cross_lingual_weight: float = 1.0  # MSE to the teacher's English embedding [methods.yaml]
     cross_modal_weight: float = 0.01  # contrastive to the image embeddings [methods.yaml]
     temperature: float = 0.07  # initial learnable temperature of the cross-modal term [CLLoss.py]
+    select_epoch: bool = True  # keep the epoch with the best validation r_mean [run_cl.sh --do_evaluation]
 
 
 class _Indices(Dataset):
@@ -91,6 +98,31 @@ def multi_positive_infonce(texts: Tensor, images: Tensor, temperature: Tensor, g
     return 0.5 * (F.cross_entropy(logits, truth) + F.cross_entropy(logits.T, truth))
 
 
+def recall_mean(images: Tensor, texts: Tensor, text_image_index: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> float:
+    """The mean of text→image and image→text R@k over `ks`, in percent (the authors' `r_mean`).
+
+    `images` and `texts` are normalised features; caption j describes image `text_image_index[j]`.
+    An image is retrieved at k when any of its captions ranks within the first k.
+    """
+    similarity = texts @ images.T  # captions x images
+    index = text_image_index.to(similarity.device)
+    own = similarity.gather(1, index[:, None])
+    text_rank = (similarity > own).sum(1)  # images scored above the caption's own image
+    caption_of = torch.zeros(similarity.shape, dtype=torch.bool, device=similarity.device)
+    caption_of[torch.arange(len(index), device=index.device), index] = True
+    best_own = similarity.masked_fill(~caption_of, -math.inf).max(0).values  # per image: its best caption
+    image_rank = (best_own[:, None] < similarity.T).sum(1)  # captions scored above each image's best own one
+    recalls = [100.0 * (rank < k).float().mean().item() for rank in (text_rank, image_rank) for k in ks]
+    return sum(recalls) / len(recalls)
+
+
+def epoch_ends(n_items: int, batch_size: int, steps: int) -> set[int]:
+    """Steps (1-based) at which an epoch over `n_items` ends, and the task's last step."""
+    per_epoch = n_items / batch_size
+    ends = {math.ceil(e * per_epoch) for e in range(1, math.ceil(steps / per_epoch) + 1)}
+    return {step for step in ends if step < steps} | {steps}
+
+
 def grow_embedding(model: nn.Module, new_rows: Tensor) -> None:
     """Append `new_rows` to `model.token_embedding`, keeping every existing row bit for bit."""
     old = model.token_embedding.weight
@@ -119,6 +151,7 @@ class CLLCLIP(Method):
         if self.regularize not in _REGULARISERS:
             raise ValueError(f"cll_clip regularize must be 'auto' or one of {_REGULARISERS}, got {opts.regularize!r}")
         self.frequencies: Tensor | None = None
+        self.best: tuple[float, Tensor] | None = None  # (validation r_mean, token embeddings) of the best epoch
         self.temperature = nn.Parameter(torch.tensor(float(opts.temperature)))
 
     # --- task set-up ---------------------------------------------------------------------------
@@ -146,6 +179,8 @@ class CLLCLIP(Method):
             self.temperature.fill_(self.options.temperature)  # a fresh loss module per language [train.py]
         self.temperature.data = self.temperature.data.to(ctx.device)
         self.index_stream = ctx.batches(_Indices(len(data)), ctx.config.batch_size, ctx.seed)
+        self.epoch_ends = epoch_ends(len(data), ctx.config.batch_size, ctx.steps)
+        self.best = None
 
     def _expand(self, ctx: TaskContext) -> None:
         model, tokenizer = ctx.model, ctx.tokenizer
@@ -221,8 +256,43 @@ class CLLCLIP(Method):
         if "decay" in self.regularize:
             weight.mul_(1.0 - lr * ctx.config.weight_decay * self.scale[:, None].to(weight.dtype))
 
+    def after_step(self, ctx: TaskContext, step: int) -> None:
+        """At an epoch's end, score the validation captions; keep the embeddings on a strict improvement."""
+        if not self.options.select_epoch or step not in self.epoch_ends:
+            return
+        validation = getattr(ctx.task, "validation", None)
+        if validation is None:
+            raise ValueError(
+                f"cll_clip keeps its best epoch on the language's validation captions, and task {ctx.task.name!r} "
+                "has none; use a language_continual scenario with validation sets (toy-languages), or set "
+                "method.select_epoch=false to keep the last step"
+            )
+        score = self._validation_score(ctx, validation)
+        if self.best is None or score > self.best[0]:  # [Framework._eval_during_training: strict >]
+            self.best = (score, ctx.model.token_embedding.weight.detach().clone())
+
+    @torch.no_grad()
+    def _validation_score(self, ctx: TaskContext, validation) -> float:
+        images, _ = ctx.encode_images(validation.data(ctx.eval_transform))
+        model, size = ctx.model, ctx.config.eval_batch_size
+        was_training = model.training
+        model.eval()
+        texts = torch.cat(
+            [
+                model.encode_text(ctx.tokenizer(validation.captions[i : i + size]).to(ctx.device), normalize=True)
+                for i in range(0, len(validation.captions), size)
+            ]
+        )
+        model.train(was_training)
+        return recall_mean(images.to(texts.device).float(), texts.float(), validation.text_image_index)
+
     def end_task(self, ctx: TaskContext) -> None:
-        """f_i += 1 for every token the task's captions used [EmbeddingWrapper, at save time]."""
+        """Restore the best epoch's embeddings; f_i += 1 for every token the task's captions used
+        [EmbeddingWrapper, at save time]."""
+        if self.best is not None:
+            with torch.no_grad():
+                ctx.model.token_embedding.weight.copy_(self.best[1])
+            self.best = None
         self.frequencies = self.frequencies + self.current
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -230,10 +300,14 @@ class CLLCLIP(Method):
     def state_tensors(self) -> dict[str, Tensor]:
         if self.frequencies is None:
             return {}
-        return {
+        tensors = {
             "token_frequencies": self.frequencies.clone(),
             "temperature": self.temperature.detach().reshape(1).cpu(),
         }
+        if self.best is not None:  # mid-task only: end_task clears it
+            tensors["best_score"] = torch.tensor([self.best[0]], dtype=torch.float64)
+            tensors["best_embedding"] = self.best[1].cpu()
+        return tensors
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         if "token_frequencies" in tensors:
@@ -241,6 +315,8 @@ class CLLCLIP(Method):
         if "temperature" in tensors:
             with torch.no_grad():
                 self.temperature.fill_(float(tensors["temperature"][0]))
+        if "best_embedding" in tensors:
+            self.best = (float(tensors["best_score"][0]), tensors["best_embedding"].clone())
 
 
 def _token_ids(tokenizer, texts: list[str]) -> set[int]:
@@ -251,4 +327,13 @@ def _token_ids(tokenizer, texts: list[str]) -> set[int]:
     return set(tokens.unique().tolist()) - {0, tokenizer.sot_token_id, tokenizer.eot_token_id}
 
 
-__all__ = ["CLLCLIP", "CLLOptions", "grow_embedding", "multi_positive_infonce", "teir_rows", "teir_scale"]
+__all__ = [
+    "CLLCLIP",
+    "CLLOptions",
+    "epoch_ends",
+    "grow_embedding",
+    "multi_positive_infonce",
+    "recall_mean",
+    "teir_rows",
+    "teir_scale",
+]

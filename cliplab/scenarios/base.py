@@ -110,9 +110,11 @@ class LanguageTask(TimeStep):
     `train_data(transform)` holds `(image, caption)` pairs in the language with the parallel
     English captions as its `english` attribute; `retrieval` the test images captioned in the
     language (every language's set has the same images); `words` the language's vocabulary, to
-    which an expanded tokenizer gives new token ids (`cliplab.tokens`)."""
+    which an expanded tokenizer gives new token ids (`cliplab.tokens`); `validation` other images
+    captioned in the language, on which CLL-CLIP keeps its best epoch (never the test images)."""
 
     words: list[str] = field(default_factory=list)
+    validation: RetrievalSet | None = None
 
 
 @dataclass

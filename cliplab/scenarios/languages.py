@@ -103,15 +103,20 @@ def build_toy_languages(
     retrieval_size: int = 150,
     probe_seed: int = 0,
 ) -> Scenario:
-    """The languages, the training pool (every language a translation of the same captions) and
-    the evaluation set (`eval_split`: "test"; "val" draws other images, for choosing settings)."""
+    """The languages, the training pool (every language a translation of the same captions), the
+    evaluation set (`eval_split`: "test"; "val" draws other images, for choosing settings) and a
+    validation set of `test_size` images of the "val" split in every language (CLL-CLIP's
+    best-epoch selection, the authors' COCO val split; with `eval_split="val"` it is the
+    evaluation set itself, as when choosing settings)."""
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be 'test' or 'val', got {eval_split!r}")
     languages = make_languages(len(spec.tasks), seed=language_seed)
     train = parallel_corpus(languages, train_size, "train", seed=language_seed)
     test = parallel_corpus(languages, test_size, eval_split, seed=language_seed)
+    val = test if eval_split == "val" else parallel_corpus(languages, test_size, "val", seed=language_seed)
     index = torch.arange(test_size)
     images = partial(_images, test.images)  # one factory: the evaluator encodes the images once
+    val_images = images if val is test else partial(_images, val.images, name="languages_val")
     tasks = []
     for language in languages:
         name = language.name
@@ -125,6 +130,7 @@ def build_toy_languages(
                 test_data=None,
                 retrieval=RetrievalSet(name, images, test.captions[name], index),
                 words=language.words(),
+                validation=RetrievalSet(name, val_images, val.captions[name], index),
             )
         )
     probes, toyworld = toyworld_probes(probe_size, retrieval_size, probe_seed)

@@ -167,3 +167,28 @@ def test_odcl_metrics_on_a_hand_computed_4x4_matrix():
     R[3, 1] = np.nan
     with pytest.raises(ValueError, match=r"SeenAvg .* A\[3, 1\]"):
         seen_average(R)
+
+
+# --- toy-si-blurry: the prompt its stream is scored with -----------------------------------------
+
+
+def test_toy_stream_is_scored_with_the_training_prompt_unless_the_ensemble_is_asked_for():
+    """SIT's code scores the stream with the one prompt it trains with; the ensemble is an option."""
+    from cliplab.engine.runner import plan_run
+    from cliplab.scenarios import get_scenario
+
+    default = get_scenario("toy-si-blurry", probe_size=16, retrieval_size=8)
+    task = default.tasks[0]
+    name = task.classnames[0]
+    assert task.templates == [task.train_template]
+    assert [t(name) for t in task.templates] == [task.train_template(name)]
+    ensemble = get_scenario("toy-si-blurry", probe_size=16, retrieval_size=8, eval_prompt="ensemble")
+    prompts = {t(name) for t in ensemble.tasks[0].templates}
+    assert len(prompts) > 1 and task.train_template(name) in prompts
+    with pytest.raises(ValueError, match="eval_prompt must be one of"):
+        get_scenario("toy-si-blurry", eval_prompt="best")
+    # part of a run's identity, so runs scored the other way are never reused
+    _, scored_as_trained = plan_run("toy-si-blurry", "finetune")
+    _, scored_by_ensemble = plan_run("toy-si-blurry", "finetune", scenario_options={"eval_prompt": "ensemble"})
+    assert scored_as_trained.extra["scenario_options"]["eval_prompt"] == "train"
+    assert not scored_as_trained.same_numbers(scored_by_ensemble)

@@ -86,6 +86,8 @@ def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> di
     probe = {k: getattr(config, k) for k in ("probe_size", "retrieval_size", "probe_seed") if k in spec.build_options}
     if "stream_seed" in spec.build_options:  # an online stream is split with the run's seed (Si-Blurry)
         probe.setdefault("stream_seed", options.get("stream_seed", config.seed))
+    if "eval_prompt" in spec.build_options:  # in the identity: runs scored with the old ensemble are not reused
+        probe.setdefault("eval_prompt", options.get("eval_prompt", "train"))
     return {**options, **probe}
 
 

@@ -33,6 +33,12 @@ from cliplab.scenarios.toy import DIGIT_NAMES, PROBE_OPTIONS, TOY_DEFAULTS, toyw
 from cliplab.toyworld.tasks import downstream_classnames, downstream_task
 
 STREAM_OPTIONS = ("stream_seed", "n_percent", "m_percent", "stochastic")
+# How toy-si-blurry scores the stream's classes: "train", with the prompt each class is trained with,
+# as SIT's code does for anytime, end-of-task and zero-shot evaluation alike (LifeLong-CLIP
+# `models/adapter_clip.py` prompt_template / update_class_names / forward; `methods/adapter_clip.py`
+# online_evaluate); "ensemble", with every evaluation template of the class's domain.
+EVAL_PROMPTS = ("train", "ensemble")
+TOY_STREAM_OPTIONS = (*STREAM_OPTIONS, "eval_prompt")
 
 ONLINE_DEFAULTS = {  # SIT's scripts (LifeLong-CLIP scripts/*_clip.sh) and its trainer
     "batch_size": 64,  # the stream batch
@@ -248,7 +254,7 @@ def toy_si_blurry_spec(n_tasks: int = 4) -> ScenarioSpec:
         n_tasks,
         dict(TOY_ONLINE_DEFAULTS),
         "digits + novel shapes as one online Si-Blurry stream (N=50, M=10, stochastic), anytime evaluation",
-        PROBE_OPTIONS + STREAM_OPTIONS,
+        PROBE_OPTIONS + TOY_STREAM_OPTIONS,
         TOY_ONLINE_METHODS,
     )
 
@@ -276,11 +282,18 @@ def build_toy_si_blurry(
     n_percent: int = 50,
     m_percent: int = 10,
     stochastic: bool = True,
+    eval_prompt: str = "train",
 ) -> Scenario:
+    """The stream; its classes are scored with their training prompt (`eval_prompt="train"`, SIT's
+    code) or with their domain's evaluation ensemble (`"ensemble"`); held-out probes keep theirs."""
+    if eval_prompt not in EVAL_PROMPTS:
+        raise ValueError(f"eval_prompt must be one of {EVAL_PROMPTS}, got {eval_prompt!r}")
     names = toy_si_blurry_classnames()
     train_images, train_labels, by_class = _toy_images("train")
     test_images, test_labels, _ = _toy_images("test")
     train_by_class = {n: [t[0]] for n, t in by_class.items()}  # each domain's training template
+    train_template = ClassTemplate(0, train_by_class, "train")
+    stream_templates = [train_template] if eval_prompt == "train" else class_templates(by_class, "toy-si-blurry")
     train = partial(_tensor_factory, train_images, train_labels, names, ["{}"], "toy-si-blurry")
     test = partial(_tensor_factory, test_images, test_labels, names, ["{}"], "toy-si-blurry")
     tasks, stream = online_tasks(
@@ -290,8 +303,8 @@ def build_toy_si_blurry(
         test,
         test_labels,
         names,
-        ClassTemplate(0, train_by_class, "train"),
-        class_templates(by_class, "toy-si-blurry"),
+        train_template,
+        stream_templates,
         stream_seed,
         n_percent,
         m_percent,
@@ -308,7 +321,12 @@ def build_toy_si_blurry(
         probes=probes,
         retrieval=retrieval,
         reference=toyworld_reference(),
-        options={"probe_size": probe_size, "retrieval_size": retrieval_size, "probe_seed": probe_seed},
+        options={
+            "probe_size": probe_size,
+            "retrieval_size": retrieval_size,
+            "probe_seed": probe_seed,
+            "eval_prompt": eval_prompt,
+        },
         stream=stream,
     )
 
@@ -371,6 +389,7 @@ def build_cifar100_si_blurry(
 
 __all__ = [
     "CIFAR_ONLINE_DEFAULTS",
+    "EVAL_PROMPTS",
     "ONLINE_DEFAULTS",
     "ONLINE_METHODS",
     "STREAM_OPTIONS",

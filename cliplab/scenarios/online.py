@@ -33,12 +33,7 @@ from cliplab.scenarios.toy import DIGIT_NAMES, PROBE_OPTIONS, TOY_DEFAULTS, toyw
 from cliplab.toyworld.tasks import downstream_classnames, downstream_task
 
 STREAM_OPTIONS = ("stream_seed", "n_percent", "m_percent", "stochastic")
-# How toy-si-blurry scores the stream's classes: "train", with the prompt each class is trained with,
-# as SIT's code does for anytime, end-of-task and zero-shot evaluation alike (LifeLong-CLIP
-# `models/adapter_clip.py` prompt_template / update_class_names / forward; `methods/adapter_clip.py`
-# online_evaluate); "ensemble", with every evaluation template of the class's domain.
-EVAL_PROMPTS = ("train", "ensemble")
-TOY_STREAM_OPTIONS = (*STREAM_OPTIONS, "eval_prompt")
+EVAL_PROMPTS = ("train", "ensemble")  # toy-si-blurry's stream scoring: SIT's code's, or the domain ensemble
 
 ONLINE_DEFAULTS = {  # SIT's scripts (LifeLong-CLIP scripts/*_clip.sh) and its trainer
     "batch_size": 64,  # the stream batch
@@ -254,7 +249,7 @@ def toy_si_blurry_spec(n_tasks: int = 4) -> ScenarioSpec:
         n_tasks,
         dict(TOY_ONLINE_DEFAULTS),
         "digits + novel shapes as one online Si-Blurry stream (N=50, M=10, stochastic), anytime evaluation",
-        PROBE_OPTIONS + TOY_STREAM_OPTIONS,
+        (*PROBE_OPTIONS, *STREAM_OPTIONS, "eval_prompt"),
         TOY_ONLINE_METHODS,
     )
 
@@ -284,8 +279,7 @@ def build_toy_si_blurry(
     stochastic: bool = True,
     eval_prompt: str = "train",
 ) -> Scenario:
-    """The stream; its classes are scored with their training prompt (`eval_prompt="train"`, SIT's
-    code) or with their domain's evaluation ensemble (`"ensemble"`); held-out probes keep theirs."""
+    """The stream, scored with each class's training prompt (`eval_prompt="train"`) or its domain's ensemble."""
     if eval_prompt not in EVAL_PROMPTS:
         raise ValueError(f"eval_prompt must be one of {EVAL_PROMPTS}, got {eval_prompt!r}")
     names = toy_si_blurry_classnames()
@@ -321,12 +315,9 @@ def build_toy_si_blurry(
         probes=probes,
         retrieval=retrieval,
         reference=toyworld_reference(),
-        options={
-            "probe_size": probe_size,
-            "retrieval_size": retrieval_size,
-            "probe_seed": probe_seed,
-            "eval_prompt": eval_prompt,
-        },
+        options=dict(
+            probe_size=probe_size, retrieval_size=retrieval_size, probe_seed=probe_seed, eval_prompt=eval_prompt
+        ),
         stream=stream,
     )
 

@@ -52,9 +52,11 @@ def unreadable(path: str | os.PathLike, error: Exception, hint: str = "") -> Che
 def _load_file(path: str | os.PathLike, hint: str = "") -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         if isinstance(error, FileNotFoundError):
             raise
+        if not os.path.exists(path):  # safetensors reports a missing (or just removed) file as RuntimeError
+            raise FileNotFoundError(f"no checkpoint at {path}") from None
         raise unreadable(path, error, hint) from None
 
 
@@ -111,9 +113,11 @@ def read_metadata(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         if isinstance(error, FileNotFoundError):
             raise
+        if not os.path.exists(path):  # safetensors reports a missing (or just removed) file as RuntimeError
+            raise FileNotFoundError(f"no checkpoint at {path}") from None
         raise unreadable(path, error, hint) from None
     decoded: dict[str, Any] = dict(raw)
     for key in _JSON_METADATA:

@@ -23,7 +23,7 @@ from fakedata import write_cifar10, write_pickle
 from PIL import Image
 from safetensors.torch import save_file
 
-from cliplab.checkpoints import save_model
+from cliplab.checkpoints import CheckpointError, read_metadata, save_model
 from cliplab.cli import main
 from cliplab.data import get_dataset
 from cliplab.data.errors import CorruptFileError, CorruptImageWarning
@@ -385,3 +385,21 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path):
     assert not (tmp_path / ".lock").exists()
     with folder_lock(tmp_path, ".lock"):  # free again
         pass
+
+
+def test_a_checkpoint_removed_while_it_is_opened_is_file_not_found(tmp_path, monkeypatch):
+    """A file removed between the exists() check and the open (the engine test polls a mid-task file
+    that the run deletes): safetensors then raises RuntimeError("unable to open file"); the reader
+    must say FileNotFoundError, and keep naming a file that is there but unreadable a CheckpointError."""
+    import cliplab.checkpoints as checkpoints
+
+    def vanished(path, framework):
+        raise RuntimeError(f"unable to open file <{path}> in read-only mode: No such file or directory (2)")
+
+    monkeypatch.setattr(checkpoints, "safe_open", vanished)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        read_metadata(tmp_path / "mid_task.safetensors")
+    present = tmp_path / "present.safetensors"
+    present.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="Delete it"):
+        read_metadata(present, hint="Delete it and run again.")

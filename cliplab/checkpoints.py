@@ -49,15 +49,24 @@ def unreadable(path: str | os.PathLike, error: Exception, hint: str = "") -> Che
     return CheckpointError(f"cannot read checkpoint {path}: the file is {what} ({detail}). {hint}", path)
 
 
+_READ_ERRORS = (SafetensorError, OSError, ValueError, RuntimeError)  # what safetensors raises on a bad read
+
+
+def _read_error(path: str | os.PathLike, error: Exception, hint: str) -> Exception:
+    """FileNotFoundError for a missing (or just removed) file, which safetensors may report as a
+    RuntimeError; else the `unreadable` CheckpointError."""
+    if isinstance(error, FileNotFoundError):
+        return error
+    if not os.path.exists(path):
+        return FileNotFoundError(f"no checkpoint at {path}")
+    return unreadable(path, error, hint)
+
+
 def _load_file(path: str | os.PathLike, hint: str = "") -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        if not os.path.exists(path):  # safetensors reports a missing (or just removed) file as RuntimeError
-            raise FileNotFoundError(f"no checkpoint at {path}") from None
-        raise unreadable(path, error, hint) from None
+    except _READ_ERRORS as error:
+        raise _read_error(path, error, hint) from None
 
 
 def _contiguous(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -113,12 +122,8 @@ def read_metadata(path: str | os.PathLike, hint: str = "") -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        if not os.path.exists(path):  # safetensors reports a missing (or just removed) file as RuntimeError
-            raise FileNotFoundError(f"no checkpoint at {path}") from None
-        raise unreadable(path, error, hint) from None
+    except _READ_ERRORS as error:
+        raise _read_error(path, error, hint) from None
     decoded: dict[str, Any] = dict(raw)
     for key in _JSON_METADATA:
         if key in decoded:

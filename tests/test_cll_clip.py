@@ -106,6 +106,21 @@ def test_recall_mean_by_hand_with_a_miss_in_each_direction():
     assert math.isclose(recall_mean(images, captions, owner), (50 + 100 + 100 + 200 / 3 + 100 + 100) / 6, rel_tol=1e-6)
 
 
+def test_recall_mean_agrees_with_the_evaluations_retrieval_metrics():
+    """The method keeps its own small r_mean (methods import only methods.*); it must rank as the
+    evaluation's retrieval does, with several captions per image and ties-free random features."""
+    from cliplab.evaluation.retrieval import retrieval_metrics
+
+    generator = torch.Generator().manual_seed(3)
+    images = F.normalize(torch.randn(40, 16, generator=generator), dim=-1)
+    owner = torch.arange(40).repeat_interleave(3)[torch.randperm(120, generator=generator)]
+    captions = F.normalize(images[owner] + 0.5 * torch.randn(120, 16, generator=generator), dim=-1)
+    metrics = retrieval_metrics(images, captions, owner)
+    expected = sum(metrics[f"{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
+    assert 20 < metrics["t2i_r1"] < 90  # neither trivial nor hopeless: the ranks matter
+    assert math.isclose(recall_mean(images, captions, owner), expected, rel_tol=1e-6)  # float32 means
+
+
 def test_epochs_end_where_a_pass_over_the_pool_does_and_at_the_last_step():
     assert epoch_ends(2000, 64, 94) == {32, 63, 94}  # toy-languages: 3 epochs of 31.25 steps
     assert epoch_ends(96, 16, 14) == {6, 12, 14}  # a partial last epoch ends with the task

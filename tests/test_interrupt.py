@@ -51,7 +51,15 @@ def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a kernel has: killpg reaches its workers
+        preexec_fn=_terminal_sigint,
     )
+
+
+def _terminal_sigint() -> None:
+    """Start the child with SIGINT's default disposition, as a terminal's program has. A suite
+    started as a shell script's background job (`make test &`) inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler: these tests are about Ctrl-C, not about that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _group_alive(pgid: int) -> list[str]:

@@ -80,6 +80,7 @@ def test_ctrl_c_stops_both_lanes_and_their_kernels_within_seconds(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal (test_interrupt)
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not all(p.exists() and p.read_text() for p in pids.values()):

@@ -167,8 +167,8 @@ def _embedding(folder, task: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def teir_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teir")
+def teir_run(module_tmp):
+    folder = module_tmp.mktemp("teir")
     return folder, _run(folder)
 
 

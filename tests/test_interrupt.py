@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from terminal import start_as_from_a_terminal
 
 import cliplab.study as sh
 from cliplab.cli import main
@@ -43,23 +44,10 @@ if __name__ == "__main__":
 
 def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a kernel has: killpg reaches its workers
-        preexec_fn=_terminal_sigint,
+    # its own process group, as a kernel has: killpg reaches its workers
+    return start_as_from_a_terminal(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-
-
-def _terminal_sigint() -> None:
-    """Start the child with SIGINT's default disposition, as a terminal's program has. A suite
-    started as a shell script's background job (`make test &`) inherits SIGINT ignored, and Python
-    then installs no KeyboardInterrupt handler: these tests are about Ctrl-C, not about that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _group_alive(pgid: int) -> list[str]:

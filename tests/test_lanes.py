@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from terminal import start_as_from_a_terminal
 
 from cliplab.study.notebooks import LANES, NOTEBOOKS, LaneFailed, plan_lanes, run_study
 
@@ -73,14 +74,8 @@ def test_ctrl_c_stops_both_lanes_and_their_kernels_within_seconds(tmp_path):
         f"figures={str(tmp_path / 'fig')!r}, lanes=2)\n"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal (test_interrupt)
+    process = start_as_from_a_terminal(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not all(p.exists() and p.read_text() for p in pids.values()):

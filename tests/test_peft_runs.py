@@ -49,8 +49,8 @@ def _metrics(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def moe_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("moe") / "run"
+def moe_run(module_tmp) -> Path:
+    out = module_tmp.mktemp("moe") / "run"
     run_scenario("toy-mtil", "moe_adapters", out, overrides=FAST + MOE)
     return out
 

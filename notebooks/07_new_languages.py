@@ -87,7 +87,7 @@ METHODS = ["zeroshot", "finetune", "cll_clip"]  # add "lwf" (its numbers: README
 # cll_clip's options changed one at a time: teir=False is plain CLL-CLIP (no TEIR); more, e.g.
 # {"teir": [False], "regularize": ["grad", "decay"], "expand_vocabulary": [False]}
 VARIANTS = {"teir": [False]}
-SEEDS = [0]
+SEEDS = [0, 1, 2]
 STEPS_PER_TASK = None  # None: the scenario's default
 OVERRIDES = {}  # other training settings (TrainConfig fields), e.g. {"lr": 1e-3}
 DEVICE = None  # None: CUDA when available, else CPU

@@ -12,11 +12,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 ## make test: lint and format check (ruff), then the test suite (offline, CPU; two pytest-xdist workers,
-## one per core, each test file on one worker so module fixtures such as the smoke study run once)
+## one per core, each test file on one worker so module fixtures such as the smoke study run once;
+## after 25 failures it stops and prints them: that many means a cascade, a full disk say, not 25 bugs)
 test: $(STAMP)
 	$(VENV)/bin/ruff check cliplab tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check cliplab tests benchmarks notebooks
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --maxfail 25
 
 ## make study: the study on the embedded default (ToyCLIP, ToyWorld, digits)
 study: $(STAMP)

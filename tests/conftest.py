@@ -4,7 +4,7 @@ A whole-tower run of ToyCLIP writes a 40 MB checkpoint per task, and the suite m
 runs: kept to the end of the session, they filled about 8 GB, more than some machines of this
 workplace have free (a CI run errored in most tests of its last quarter, as a full disk makes it).
 Now a test's own `tmp_path` is removed when it passes (`tmp_path_retention_policy = "failed"` in
-pyproject.toml), and `module_tmp` removes the folders of module fixtures (a smoke study, a run store)
+pyproject.toml), and `module_tmp_path` removes the folder of a module's fixtures (a smoke study, a run store)
 when their module ends, keeping them when a test of the module failed so that it can be read.
 """
 
@@ -36,24 +36,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-class ModuleTemp:
-    """`tmp_path_factory.mktemp` that remembers what it made, for removal at the module's end."""
-
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self._factory = factory
-        self.made: list[Path] = []
-
-    def mktemp(self, name: str) -> Path:
-        path = self._factory.mktemp(name)
-        self.made.append(path)
-        return path
-
-
 @pytest.fixture(scope="module")
-def module_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTemp]:
+def module_tmp_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """What `tmp_path` is to a test, for a module's fixtures: removed when the module ends, kept when
+    one of its tests failed."""
     failed_before = request.session.testsfailed
-    temp = ModuleTemp(tmp_path_factory)
-    yield temp
+    path = tmp_path_factory.mktemp(request.module.__name__)
+    yield path
     if request.session.testsfailed == failed_before:
-        for path in temp.made:
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)

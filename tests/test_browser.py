@@ -142,9 +142,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(module_tmp):
+def workspace(module_tmp_path):
     """JupyterLab on a fresh working copy in SMOKE, and a browser page on it."""
-    root = module_tmp.mktemp("browser")
+    root = module_tmp_path
     copies = {p.name: p for p in prepare_workspace(root / "lab", log=lambda _: None)}
     for name, values in PARAMETERS.items():
         _set_parameters(copies[name], values)

@@ -167,9 +167,8 @@ def _embedding(folder, task: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def teir_run(module_tmp):
-    folder = module_tmp.mktemp("teir")
-    return folder, _run(folder)
+def teir_run(module_tmp_path):
+    return module_tmp_path, _run(module_tmp_path)
 
 
 @pytest.fixture(scope="module")

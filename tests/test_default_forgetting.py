@@ -19,10 +19,10 @@ FLOOR = 10.0  # points of held-out zero-shot accuracy fine-tuning must lose
 
 
 @pytest.fixture(scope="module")
-def default_runs(module_tmp):
+def default_runs(module_tmp_path):
     if not TOYCLIP_CHECKPOINT.exists():
         pytest.skip("the shipped ToyCLIP checkpoint is missing (make toyclip)")
-    store = module_tmp.mktemp("default-runs")
+    store = module_tmp_path
     requests = sh.grid(["toy-digits-cil", "toy-mtil"], ["finetune"], [0])
     sh.run_requests(requests, store, settings={"progress": False}, log=lambda _: None)
     return {r.scenario: json.loads((r.folder(store) / "metrics.json").read_text()) for r in requests}

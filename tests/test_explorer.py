@@ -42,9 +42,9 @@ MATRIX_NAMES = {
 
 
 @pytest.fixture(scope="module")
-def store(module_tmp):
+def store(module_tmp_path):
     """zeroshot and finetune on the digits, then one run of each protocol, two tiny tasks each (~30 s)."""
-    root = module_tmp.mktemp("explorer")
+    root = module_tmp_path
     settings = sh.study_settings(True, None, "cpu", TINY)
     quiet = {"smoke": True, "jobs": 1, "log": lambda _: None}
     sh.run_requests(sh.grid([SCENARIO], ["zeroshot", "finetune"], [0]), root, settings=settings, **quiet)

@@ -86,11 +86,11 @@ def test_a_parameter_no_notebook_defines_is_an_error_not_ignored(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def study(module_tmp) -> Path:
+def study(module_tmp_path) -> Path:
     """The smoke study, executed once (its kernels use one thread each, see `run_study`)."""
     if not TOYCLIP_CHECKPOINT.exists():
         pytest.skip(f"the pretrained ToyCLIP checkpoint is missing at {TOYCLIP_CHECKPOINT} (regenerate: make toyclip)")
-    out = module_tmp.mktemp("study")
+    out = module_tmp_path
     run_study(out, params={"DEVICE": "cpu"}, figures=out / "figures", smoke=True)
     return out
 

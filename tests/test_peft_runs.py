@@ -49,8 +49,8 @@ def _metrics(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def moe_run(module_tmp) -> Path:
-    out = module_tmp.mktemp("moe") / "run"
+def moe_run(module_tmp_path) -> Path:
+    out = module_tmp_path / "run"
     run_scenario("toy-mtil", "moe_adapters", out, overrides=FAST + MOE)
     return out
 

@@ -277,9 +277,9 @@ def test_cifar100_cil_10_all_tasks_through_the_cli(fake_root, tmp_path, capsys, 
 
 
 @pytest.fixture(scope="module")
-def mtil_order1_run(fake_root, module_tmp):
+def mtil_order1_run(fake_root, module_tmp_path):
     """MTIL Order I, all 11 tasks, one finetune step each; returns (run folder, classifier widths)."""
-    out = module_tmp.mktemp("mtil1")
+    out = module_tmp_path
     widths: list[int] = []
     original = evaluation.accuracy_from_logits
     with pytest.MonkeyPatch.context() as patch:

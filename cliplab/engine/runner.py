@@ -39,6 +39,7 @@ from cliplab.models import TOYCLIP, ClipBundle, load_model, weights_fingerprint
 from cliplab.results.layout import RunFolder, RunIdentity
 from cliplab.results.record import RunResult, save_run
 from cliplab.scenarios import OBJECTIVES, Scenario, ScenarioSpec, get_scenario, scenario_spec
+from cliplab.scenarios.online import DEFAULT_EVAL_PROMPT
 from cliplab.tokens import ExpandedTokenizer, fit_token_embedding
 from cliplab.utils import resolve_device, seed_everything
 
@@ -87,7 +88,7 @@ def _build_options(spec: ScenarioSpec, config: TrainConfig, options: dict) -> di
     if "stream_seed" in spec.build_options:  # an online stream is split with the run's seed (Si-Blurry)
         probe.setdefault("stream_seed", options.get("stream_seed", config.seed))
     if "eval_prompt" in spec.build_options:  # in the identity: runs scored with the old ensemble are not reused
-        probe.setdefault("eval_prompt", options.get("eval_prompt", "train"))
+        probe.setdefault("eval_prompt", options.get("eval_prompt", DEFAULT_EVAL_PROMPT))
     return {**options, **probe}
 
 

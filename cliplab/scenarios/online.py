@@ -34,7 +34,7 @@ from cliplab.toyworld.tasks import downstream_classnames, downstream_task
 
 STREAM_OPTIONS = ("stream_seed", "n_percent", "m_percent", "stochastic")
 EVAL_PROMPTS = ("train", "ensemble")  # toy-si-blurry's stream scoring: SIT's code's, or the domain ensemble
-
+DEFAULT_EVAL_PROMPT = "train"  # the builder's default, also what the runner puts in a run's identity when none is given
 ONLINE_DEFAULTS = {  # SIT's scripts (LifeLong-CLIP scripts/*_clip.sh) and its trainer
     "batch_size": 64,  # the stream batch
     "online_iter": 3,  # each stream batch is trained on 3 times
@@ -277,7 +277,7 @@ def build_toy_si_blurry(
     n_percent: int = 50,
     m_percent: int = 10,
     stochastic: bool = True,
-    eval_prompt: str = "train",
+    eval_prompt: str = DEFAULT_EVAL_PROMPT,
 ) -> Scenario:
     """The stream, scored with each class's training prompt (`eval_prompt="train"`) or its domain's ensemble."""
     if eval_prompt not in EVAL_PROMPTS:
@@ -380,6 +380,7 @@ def build_cifar100_si_blurry(
 
 __all__ = [
     "CIFAR_ONLINE_DEFAULTS",
+    "DEFAULT_EVAL_PROMPT",
     "EVAL_PROMPTS",
     "ONLINE_DEFAULTS",
     "ONLINE_METHODS",

@@ -54,7 +54,7 @@ from cliplab.data import TensorImageDataset
 from cliplab.engine.config import TrainConfig, apply_overrides
 from cliplab.engine.extended import extend
 from cliplab.engine.runner import _run_task
-from cliplab.engine.sampling import cycle_steps
+from cliplab.engine.sampling import step_loader
 from cliplab.engine.student import frozen_copy
 from cliplab.methods import Method, get_method
 from cliplab.methods.icarl import ICaRL
@@ -461,7 +461,7 @@ def overheads(bench: Bench, settings: Settings) -> dict[str, float]:
     """Per-step costs of the loop that are not a method's: data, loss log; and ZSCL's WE snapshot."""
     sync = synchronizer(bench.device)
     data = bench.scenario.tasks[TIMED_TASK].train_data(bench.bundle.train_transform)
-    batches = cycle_steps(data, settings.batch_size, 0, 0, 10**6, settings.num_workers)
+    batches = iter(step_loader(data, settings.batch_size, 0, 0, 10**6, settings.num_workers))
     next(batches)
     fetch = [timed(lambda: next(batches)) for _ in range(20)]
     with tempfile.TemporaryDirectory() as tmp:

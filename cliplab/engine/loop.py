@@ -28,7 +28,7 @@ from cliplab.checkpoints import load_training_state, read_metadata, save_trainin
 from cliplab.engine import distributed
 from cliplab.engine.objectives import Objective, make_objective
 from cliplab.engine.optim import adamw, decay_groups, warmup_schedule
-from cliplab.engine.sampling import StepBatchSampler, cycle_steps, item_seed, keyed_loader
+from cliplab.engine.sampling import StepBatchSampler, item_seed, keyed_loader, step_loader
 from cliplab.engine.student import ClipStudent, set_trainable, student_forward
 from cliplab.evaluation.embed import image_features
 from cliplab.methods.base import Method, TaskContext
@@ -82,7 +82,7 @@ def bind_services(ctx: TaskContext) -> TaskContext:
     workers = ctx.config.num_workers
 
     def batch_source(dataset, batch_size: int, seed: int, start: int, end: int):
-        return cycle_steps(dataset, batch_size, seed, start, end, workers, rank, world)
+        return iter(step_loader(dataset, batch_size, seed, start, end, workers, rank, world))
 
     ctx.batch_source, ctx.image_encoder = batch_source, image_features
     if ctx.stream is not None:
@@ -98,7 +98,7 @@ def _batches(ctx: TaskContext, dataset):
     training data, or what the method trains on instead: TiC's cumulative buffer), or the stream's."""
     if ctx.stream is None:
         return ctx.batches(dataset, ctx.config.batch_size, ctx.seed)
-    sampler = [  # each image loaded under its own (seed, step, position) seed, as `cycle_steps` does
+    sampler = [  # each image loaded under its own (seed, step, position) seed, as `step_loader` does
         [(item_seed(ctx.seed, step, k), index) for k, index in enumerate(ctx.batch_indices(step))]
         for step in range(ctx.start_step, ctx.steps)
     ]

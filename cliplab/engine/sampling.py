@@ -117,17 +117,3 @@ def keyed_loader(dataset: Dataset, batch_sampler, seed: int, start: int, num_wor
     is seeded from (seed, start): loading never touches the global random state."""
     generator = torch.Generator().manual_seed(item_seed(seed, start, -1))
     return DataLoader(SeededItems(dataset), batch_sampler=batch_sampler, num_workers=num_workers, generator=generator)
-
-
-def cycle_steps(
-    dataset: Dataset,
-    batch_size: int,
-    seed: int,
-    start: int,
-    end: int,
-    num_workers: int = 0,
-    rank: int = 0,
-    world: int = 1,
-):
-    """Iterator of `(images, labels)` batches for steps start..end."""
-    return iter(step_loader(dataset, batch_size, seed, start, end, num_workers, rank, world))
